@@ -1,0 +1,26 @@
+"""imgdex: a self-hosted image library server with pluggable embedding models.
+
+Plugin authors need only what is listed here: ``from imgdex import hookimpl, Embedder``.
+"""
+
+from imgdex.config import Config, PluginConfig, PluginSettings, load_config
+from imgdex.devices import resolve_device
+from imgdex.hookspecs import hookimpl
+from imgdex.providers import Describer, Embedder, IndexBackend, Metric, Modality, VectorIndex
+
+__all__ = [
+    "Config",
+    "Describer",
+    "Embedder",
+    "IndexBackend",
+    "Metric",
+    "Modality",
+    "PluginConfig",
+    "PluginSettings",
+    "VectorIndex",
+    "hookimpl",
+    "load_config",
+    "resolve_device",
+]
+
+__version__ = "0.1.0"

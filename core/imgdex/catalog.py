@@ -1,0 +1,491 @@
+"""The SQLite catalog (WAL mode): images, descriptions, vector entries, plugin state.
+
+The catalog is the record of what the library holds; files and vector indexes are
+checked against it at start-up. Each thread gets its own connection (SQLite connections
+must not be shared across threads mid-transaction); writes use ``BEGIN IMMEDIATE``
+transactions, so concurrent writers queue on SQLite's lock instead of failing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Catalog", "DescriptionRow", "ImageRow", "VectorEntry"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    sha256       TEXT PRIMARY KEY,           -- first 32 hex chars of the SHA-256
+    sha256_full  TEXT NOT NULL,              -- all 64, to detect 128-bit collisions
+    width        INTEGER NOT NULL,
+    height       INTEGER NOT NULL,
+    file_size    INTEGER NOT NULL,
+    format       TEXT NOT NULL,
+    filename     TEXT NOT NULL,              -- name of the original inside its directory
+    created_at   DATETIME NOT NULL DEFAULT (datetime('now')),
+    source       TEXT,
+    status       TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'ready', 'failed')),
+    error        TEXT,
+    is_deleted   INTEGER NOT NULL DEFAULT 0,
+    deleted_at   DATETIME
+);
+CREATE TABLE IF NOT EXISTS descriptions (
+    image_sha256 TEXT NOT NULL REFERENCES images(sha256) ON DELETE CASCADE,
+    method       TEXT NOT NULL,
+    content      TEXT NOT NULL,
+    created_at   DATETIME NOT NULL DEFAULT (datetime('now')),
+    updated_at   DATETIME NOT NULL DEFAULT (datetime('now')),
+    PRIMARY KEY (image_sha256, method)
+);
+CREATE TABLE IF NOT EXISTS vector_entries (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,  -- the label in the vector index
+    image_sha256  TEXT NOT NULL REFERENCES images(sha256) ON DELETE CASCADE,
+    method        TEXT NOT NULL,                      -- 'image' or a description method
+    model         TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    index_name    TEXT NOT NULL,
+    created_at    DATETIME NOT NULL DEFAULT (datetime('now')),
+    UNIQUE (image_sha256, method, index_name)
+);
+CREATE TABLE IF NOT EXISTS plugin_state (
+    name       TEXT PRIMARY KEY,
+    enabled    INTEGER NOT NULL,
+    updated_at DATETIME NOT NULL DEFAULT (datetime('now'))
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_images_created ON images(created_at);
+CREATE INDEX IF NOT EXISTS idx_images_source ON images(source);
+CREATE INDEX IF NOT EXISTS idx_images_status ON images(status);
+CREATE INDEX IF NOT EXISTS idx_images_deleted ON images(is_deleted);
+CREATE INDEX IF NOT EXISTS idx_desc_method ON descriptions(method);
+CREATE INDEX IF NOT EXISTS idx_vector_index ON vector_entries(index_name, id);
+CREATE INDEX IF NOT EXISTS idx_vector_sha256 ON vector_entries(image_sha256);
+"""
+
+_IMAGE_COLUMNS = (
+    "sha256, sha256_full, width, height, file_size, format, filename, created_at, source, "
+    "status, error, is_deleted, deleted_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRow:
+    sha256: str
+    sha256_full: str
+    width: int
+    height: int
+    file_size: int
+    format: str
+    filename: str
+    created_at: str
+    source: str | None
+    status: str
+    error: str | None
+    is_deleted: int
+    deleted_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DescriptionRow:
+    method: str
+    content: str
+    created_at: str
+    updated_at: str
+    indexes: tuple[str, ...]  # the indexes holding a vector of it
+
+    @property
+    def has_embedding(self) -> int:
+        return 1 if self.indexes else 0
+
+
+@dataclass(frozen=True, slots=True)
+class VectorEntry:
+    id: int
+    image_sha256: str
+    method: str
+    index_name: str
+
+
+class Catalog:
+    """All SQL lives here. Methods are blocking; call them from worker threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        conn = self._conn()
+        conn.executescript(_SCHEMA)
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+            (str(SCHEMA_VERSION),),
+        )
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL survives any process kill; a power cut may lose the last commits,
+            # which start-up reconciliation re-derives from the files on disk.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed on success, rolled back on any exception."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._conn().execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    def journal_mode(self) -> str:
+        return str(self._read("PRAGMA journal_mode")[0][0])
+
+    # --- images -----------------------------------------------------------------
+
+    def get_image(self, id_: str) -> ImageRow | None:
+        rows = self._read(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE sha256 = ?", (id_,))
+        return ImageRow(*rows[0]) if rows else None
+
+    def get_images(self, ids: Iterable[str]) -> dict[str, ImageRow]:
+        ids = list(ids)
+        out: dict[str, ImageRow] = {}
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            for row in self._read(
+                f"SELECT {_IMAGE_COLUMNS} FROM images WHERE sha256 IN ({marks})", chunk
+            ):
+                out[row[0]] = ImageRow(*row)
+        return out
+
+    def insert_image(
+        self,
+        db: sqlite3.Connection,
+        *,
+        id_: str,
+        full: str,
+        width: int,
+        height: int,
+        file_size: int,
+        fmt: str,
+        filename: str,
+        source: str | None,
+        status: str,
+    ) -> None:
+        db.execute(
+            "INSERT INTO images (sha256, sha256_full, width, height, file_size, format, "
+            "filename, source, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (id_, full, width, height, file_size, fmt, filename, source, status),
+        )
+
+    def set_status(self, id_: str, status: str, error: str | None = None) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE images SET status = ?, error = ? WHERE sha256 = ?", (status, error, id_))
+
+    def set_deleted(self, db: sqlite3.Connection, id_: str, deleted: bool) -> None:
+        db.execute(
+            "UPDATE images SET is_deleted = ?, deleted_at = "
+            "CASE WHEN ? THEN datetime('now') ELSE NULL END WHERE sha256 = ?",
+            (int(deleted), int(deleted), id_),
+        )
+
+    def delete_image_rows(self, db: sqlite3.Connection, id_: str) -> None:
+        db.execute("DELETE FROM vector_entries WHERE image_sha256 = ?", (id_,))
+        db.execute("DELETE FROM descriptions WHERE image_sha256 = ?", (id_,))
+        db.execute("DELETE FROM images WHERE sha256 = ?", (id_,))
+
+    def list_images(
+        self,
+        *,
+        offset: int,
+        limit: int,
+        status: str | None,
+        source: str | None,
+        include_deleted: bool,
+    ) -> tuple[list[ImageRow], int]:
+        where, params = ["1=1"], []
+        if not include_deleted:
+            where.append("is_deleted = 0")
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if source is not None:
+            where.append("source = ?")
+            params.append(source)
+        clause = " AND ".join(where)
+        total = self._read(f"SELECT COUNT(*) FROM images WHERE {clause}", params)[0][0]
+        rows = self._read(
+            f"SELECT {_IMAGE_COLUMNS} FROM images WHERE {clause} "
+            "ORDER BY created_at DESC, sha256 LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [ImageRow(*r) for r in rows], int(total)
+
+    def all_image_ids(self) -> set[str]:
+        return {r[0] for r in self._read("SELECT sha256 FROM images")}
+
+    # --- descriptions -----------------------------------------------------------
+
+    def get_descriptions(self, id_: str) -> list[DescriptionRow]:
+        rows = self._read(
+            "SELECT d.method, d.content, d.created_at, d.updated_at, "
+            "(SELECT group_concat(v.index_name, ',') FROM vector_entries v "
+            " WHERE v.image_sha256 = d.image_sha256 AND v.method = d.method) "
+            "FROM descriptions d WHERE d.image_sha256 = ? ORDER BY d.created_at, d.method",
+            (id_,),
+        )
+        return [
+            DescriptionRow(m, c, ca, ua, tuple(sorted(ix.split(","))) if ix else ())
+            for m, c, ca, ua, ix in rows
+        ]
+
+    def get_description(self, id_: str, method: str) -> str | None:
+        rows = self._read(
+            "SELECT content FROM descriptions WHERE image_sha256 = ? AND method = ?",
+            (id_, method),
+        )
+        return str(rows[0][0]) if rows else None
+
+    def description_texts(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        keys = list(set(keys))
+        out: dict[tuple[str, str], str] = {}
+        for chunk in _chunks(keys, 400):
+            marks = ",".join("(?, ?)" for _ in chunk)
+            flat = [x for key in chunk for x in key]
+            for image, method, content in self._read(
+                "SELECT image_sha256, method, content FROM descriptions "
+                f"WHERE (image_sha256, method) IN (VALUES {marks})",
+                flat,
+            ):
+                out[(image, method)] = content
+        return out
+
+    def upsert_description(
+        self, db: sqlite3.Connection, id_: str, method: str, content: str
+    ) -> None:
+        db.execute(
+            "INSERT INTO descriptions (image_sha256, method, content) VALUES (?, ?, ?) "
+            "ON CONFLICT (image_sha256, method) DO UPDATE SET content = excluded.content, "
+            "updated_at = datetime('now')",
+            (id_, method, content),
+        )
+
+    def delete_description(self, db: sqlite3.Connection, id_: str, method: str) -> int:
+        return db.execute(
+            "DELETE FROM descriptions WHERE image_sha256 = ? AND method = ?", (id_, method)
+        ).rowcount
+
+    # --- vector entries ---------------------------------------------------------
+
+    def add_vector_entry(
+        self, db: sqlite3.Connection, image: str, method: str, model: str, version: str, index: str
+    ) -> int | None:
+        """Insert the entry and return its id; None when it already exists."""
+        row = db.execute(
+            "INSERT INTO vector_entries (image_sha256, method, model, model_version, index_name) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+            (image, method, model, version, index),
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def vector_entries_of(
+        self, db: sqlite3.Connection | None, image: str, method: str | None = None
+    ) -> list[VectorEntry]:
+        conn = db or self._conn()
+        sql = "SELECT id, image_sha256, method, index_name FROM vector_entries WHERE image_sha256 = ?"
+        params: list[Any] = [image]
+        if method is not None:
+            sql += " AND method = ?"
+            params.append(method)
+        return [VectorEntry(*r) for r in conn.execute(sql, params).fetchall()]
+
+    def delete_vector_entries(self, db: sqlite3.Connection, ids: Sequence[int]) -> None:
+        for chunk in _chunks(list(ids), 500):
+            db.execute(
+                f"DELETE FROM vector_entries WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            )
+
+    def resolve_entries(self, ids: Sequence[int]) -> dict[int, tuple[str, str, int]]:
+        """Map vector ids to ``(image, method, is_deleted)`` for search results."""
+        out: dict[int, tuple[str, str, int]] = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for id_, image, method, deleted in self._read(
+                "SELECT v.id, v.image_sha256, v.method, i.is_deleted FROM vector_entries v "
+                f"JOIN images i ON i.sha256 = v.image_sha256 WHERE v.id IN ({marks})",
+                chunk,
+            ):
+                out[id_] = (image, method, deleted)
+        return out
+
+    def index_labels(self, index: str) -> tuple[set[int], set[int]]:
+        """``(all labels, labels of soft-deleted images)`` recorded for an index."""
+        rows = self._read(
+            "SELECT v.id, i.is_deleted FROM vector_entries v "
+            "JOIN images i ON i.sha256 = v.image_sha256 WHERE v.index_name = ?",
+            (index,),
+        )
+        return {r[0] for r in rows}, {r[0] for r in rows if r[1]}
+
+    def entries_by_id(self, ids: Iterable[int]) -> list[VectorEntry]:
+        out: list[VectorEntry] = []
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            out += [
+                VectorEntry(*r)
+                for r in self._read(
+                    "SELECT id, image_sha256, method, index_name FROM vector_entries "
+                    f"WHERE id IN ({marks})",
+                    chunk,
+                )
+            ]
+        return out
+
+    def index_counts(self) -> dict[str, int]:
+        return {
+            name: int(n)
+            for name, n in self._read(
+                "SELECT index_name, COUNT(*) FROM vector_entries GROUP BY index_name"
+            )
+        }
+
+    # --- work that is missing (derived, so a crash never loses any) ---------------
+
+    def images_missing_vector(self, index: str, limit: int, exclude: Sequence[str] = ()) -> list[ImageRow]:
+        rows = self._read(
+            f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.is_deleted = 0 AND NOT EXISTS "
+            "(SELECT 1 FROM vector_entries v WHERE v.image_sha256 = i.sha256 "
+            " AND v.index_name = ? AND v.method = 'image') "
+            f"AND i.sha256 NOT IN ({','.join('?' * len(exclude))}) ORDER BY i.created_at LIMIT ?",
+            (index, *exclude, limit),
+        )
+        return [ImageRow(*r) for r in rows]
+
+    def descriptions_missing_vector(
+        self, index: str, limit: int, exclude: Sequence[str] = ()
+    ) -> list[tuple[str, str, str]]:
+        """``(image, method, content)`` of descriptions with no vector in `index`."""
+        marks = ",".join("?" * len(exclude))
+        return [
+            (r[0], r[1], r[2])
+            for r in self._read(
+                "SELECT d.image_sha256, d.method, d.content FROM descriptions d "
+                "JOIN images i ON i.sha256 = d.image_sha256 WHERE i.is_deleted = 0 "
+                "AND NOT EXISTS (SELECT 1 FROM vector_entries v WHERE v.image_sha256 = "
+                "d.image_sha256 AND v.method = d.method AND v.index_name = ?) "
+                f"AND (d.image_sha256 || '/' || d.method) NOT IN ({marks}) "
+                "ORDER BY d.created_at LIMIT ?",
+                (index, *exclude, limit),
+            )
+        ]
+
+    def images_missing_description(
+        self, method: str, limit: int, exclude: Sequence[str] = ()
+    ) -> list[ImageRow]:
+        rows = self._read(
+            f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.is_deleted = 0 AND NOT EXISTS "
+            "(SELECT 1 FROM descriptions d WHERE d.image_sha256 = i.sha256 AND d.method = ?) "
+            f"AND i.sha256 NOT IN ({','.join('?' * len(exclude))}) ORDER BY i.created_at LIMIT ?",
+            (method, *exclude, limit),
+        )
+        return [ImageRow(*r) for r in rows]
+
+    def count_missing(self, index: str, stores: str) -> tuple[int, int]:
+        """``(done, total)`` for an index: live images or descriptions vs. vectors held."""
+        if stores == "image":
+            total = self._read("SELECT COUNT(*) FROM images WHERE is_deleted = 0")[0][0]
+            done = self._read(
+                "SELECT COUNT(*) FROM vector_entries v JOIN images i ON i.sha256 = v.image_sha256 "
+                "WHERE v.index_name = ? AND v.method = 'image' AND i.is_deleted = 0",
+                (index,),
+            )[0][0]
+        else:
+            total = self._read(
+                "SELECT COUNT(*) FROM descriptions d JOIN images i ON i.sha256 = d.image_sha256 "
+                "WHERE i.is_deleted = 0"
+            )[0][0]
+            done = self._read(
+                "SELECT COUNT(*) FROM vector_entries v JOIN images i ON i.sha256 = v.image_sha256 "
+                "WHERE v.index_name = ? AND v.method != 'image' AND i.is_deleted = 0",
+                (index,),
+            )[0][0]
+        return int(done), int(total)
+
+    def pending_images(self, limit: int) -> list[str]:
+        rows = self._read(
+            "SELECT sha256 FROM images WHERE status = 'pending' AND is_deleted = 0 "
+            "ORDER BY created_at LIMIT ?",
+            (limit,),
+        )
+        return [r[0] for r in rows]
+
+    def image_indexes(self, id_: str) -> set[str]:
+        rows = self._read(
+            "SELECT index_name FROM vector_entries WHERE image_sha256 = ? AND method = 'image'",
+            (id_,),
+        )
+        return {r[0] for r in rows}
+
+    # --- plugin state -----------------------------------------------------------
+
+    def plugin_states(self) -> dict[str, bool]:
+        return {n: bool(e) for n, e in self._read("SELECT name, enabled FROM plugin_state")}
+
+    def set_plugin_state(self, name: str, enabled: bool) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO plugin_state (name, enabled) VALUES (?, ?) ON CONFLICT (name) "
+                "DO UPDATE SET enabled = excluded.enabled, updated_at = datetime('now')",
+                (name, int(enabled)),
+            )
+
+    # --- stats ------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        by_status = dict(
+            self._read("SELECT status, COUNT(*) FROM images WHERE is_deleted = 0 GROUP BY status")
+        )
+        deleted = self._read("SELECT COUNT(*) FROM images WHERE is_deleted = 1")[0][0]
+        size = self._read("SELECT COALESCE(SUM(file_size), 0) FROM images WHERE is_deleted = 0")
+        methods = dict(self._read("SELECT method, COUNT(*) FROM descriptions GROUP BY method"))
+        return {
+            "image_count": int(sum(by_status.values())),
+            "by_status": {k: int(v) for k, v in by_status.items()},
+            "deleted_count": int(deleted),
+            "total_file_size": int(size[0][0]),
+            "description_count": int(sum(methods.values())),
+            "descriptions_by_method": {k: int(v) for k, v in methods.items()},
+        }
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,219 @@
+"""Configuration: YAML files decoded into typed, frozen msgspec Structs.
+
+Resolution order for the file: ``--config``, then ``IMGDEX_CONFIG``, then
+``./config/imgdex.yaml`` when it exists, else the built-in defaults. Environment
+variables ``IMGDEX_DATA_DIR`` and ``IMGDEX_ADMIN_TOKEN`` override the file; command-line
+flags override both. Every unknown key or wrong type is a `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import msgspec
+import msgspec.yaml
+
+from imgdex.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "ImagesConfig",
+    "IndexConfig",
+    "PluginConfig",
+    "PluginSettings",
+    "SearchConfig",
+    "ServerConfig",
+    "ServiceConfig",
+    "load_config",
+]
+
+DEFAULT_CONFIG_PATH = Path("config") / "imgdex.yaml"
+
+T = TypeVar("T")
+
+
+class _Section(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 6060
+    # Bearer token for /api/admin/*. None: a random token is generated once and kept in
+    # <data_dir>/admin_token (readable by the owner only).
+    admin_token: str | None = None
+    # Largest request body accepted (uploads, base64 searches); larger bodies get 413.
+    max_upload_bytes: int = 200 * 1024 * 1024
+
+
+class ImagesConfig(_Section):
+    # Decompression-bomb policy: images with more pixels than this are rejected (422).
+    max_pixels: int = 178_956_970
+    thumbnail_size: int = 256
+    thumbnail_quality: int = 85
+    # Images are decoded for models at reduced scale (JPEG draft mode) but never below
+    # this shortest side, so models see at least this much detail.
+    decode_min_side: int = 1024
+    formats: tuple[str, ...] = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+
+
+class IndexConfig(_Section):
+    backend: str = "hnswlib"
+    m: int = 16
+    ef_construction: int = 200
+    ef_search: int = 64
+    # The on-disk index is a cache of the .npy vectors: it is saved at most this often
+    # (seconds) when changed, at shutdown, and rebuilt from the vectors when stale.
+    save_interval: float = 30.0
+
+
+class SearchConfig(_Section):
+    fusion: Literal["rrf", "max"] = "rrf"
+    rrf_k: int = 60
+    # Per-index weight in reciprocal rank fusion (default 1.0).
+    weights: dict[str, float] = msgspec.field(default_factory=dict)
+    default_top_k: int = 10
+    max_top_k: int = 1000
+    # Each index is asked for at least this many candidates (and at least 3 x top_k).
+    min_candidates: int = 50
+
+
+class ServiceConfig(_Section):
+    """A remote model provider (the seed's ``embedding_services``)."""
+
+    plugin: str
+    endpoint: str
+    priority: int = 1
+    timeout: float = 30.0
+    rate_limit: int = 0
+    enabled: bool = True
+    api_key: str | None = None
+    weight: float = 1.0
+
+
+class WorkerConfig(_Section):
+    # How often the background enricher looks for missing vectors and descriptions.
+    interval: float = 5.0
+    batch_size: int = 16
+    # A model that failed to load is retried after this many seconds.
+    retry_load_after: float = 60.0
+
+
+class Config(_Section):
+    data_dir: str = "./data"
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    images: ImagesConfig = msgspec.field(default_factory=ImagesConfig)
+    index: IndexConfig = msgspec.field(default_factory=IndexConfig)
+    search: SearchConfig = msgspec.field(default_factory=SearchConfig)
+    worker: WorkerConfig = msgspec.field(default_factory=WorkerConfig)
+    plugins: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    services: dict[str, ServiceConfig] = msgspec.field(default_factory=dict)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    def plugin_settings(self, name: str) -> PluginSettings:
+        return PluginSettings(
+            name, self.plugins.get(name) or {}, cache_dir=self.data_path / "cache" / name
+        )
+
+
+class PluginConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Base of every plugin's own config section: ``enabled`` and ``model`` always exist."""
+
+    enabled: bool = True
+    model: str | None = None
+
+
+class PluginSettings:
+    """One plugin's raw ``plugins.<name>`` section, decoded by the plugin into its Struct.
+
+    `cache_dir` (``<data_dir>/cache/<name>``, not created until used) is where a plugin
+    may keep derived files such as an ONNX export of its model.
+    """
+
+    def __init__(self, name: str, raw: dict[str, Any], cache_dir: Path | None = None) -> None:
+        self.name = name
+        self.raw = dict(raw)
+        self.cache_dir = cache_dir if cache_dir is not None else Path(".imgdex-cache") / name
+
+    @property
+    def enabled(self) -> bool:
+        value = self.raw.get("enabled", True)
+        if not isinstance(value, bool):
+            raise ConfigError(f"plugins.{self.name}.enabled: expected true or false")
+        return value
+
+    def decode(self, type_: type[T]) -> T:
+        """Decode the section into `type_`, naming the offending key on error."""
+        try:
+            return msgspec.convert(self.raw, type_, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(_name_key(f"plugins.{self.name}", str(exc))) from None
+
+
+def _name_key(prefix: str, message: str) -> str:
+    # msgspec says "... - at `$.server.port`" or "Object contains unknown field `x` - at `$`".
+    match = re.search(r"- at `\$(.*)`$", message)
+    path = prefix + (match.group(1) if match else "")
+    text = message[: match.start()].strip() if match else message
+    unknown = re.match(r"Object contains unknown field `(.+)`", text)
+    if unknown:
+        return f"{path}.{unknown.group(1)}: unknown key".replace("..", ".")
+    return f"{path.lstrip('.') or 'config'}: {text}"
+
+
+def decode_config(data: bytes, source: str = "config") -> Config:
+    """Decode YAML bytes into a `Config`; an empty document gives the defaults."""
+    try:
+        raw = msgspec.yaml.decode(data) if data.strip() else {}
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{source}: not valid YAML ({exc})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping")
+    try:
+        return msgspec.convert(raw, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {_name_key('', str(exc))}") from None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    data_dir: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> Config:
+    """Load the configuration with the documented precedence (flags > env > file > defaults)."""
+    chosen = path or os.environ.get("IMGDEX_CONFIG")
+    if chosen is not None:
+        file = Path(chosen)
+        if not file.is_file():
+            raise ConfigError(f"config file not found: {file}")
+    elif DEFAULT_CONFIG_PATH.is_file():
+        file = DEFAULT_CONFIG_PATH
+    else:
+        file = None
+    config = decode_config(file.read_bytes(), str(file)) if file is not None else Config()
+
+    server_changes: dict[str, Any] = {}
+    if token := os.environ.get("IMGDEX_ADMIN_TOKEN"):
+        server_changes["admin_token"] = token
+    if host is not None:
+        server_changes["host"] = host
+    if port is not None:
+        server_changes["port"] = port
+    if server_changes:
+        config = msgspec.structs.replace(
+            config, server=msgspec.structs.replace(config.server, **server_changes)
+        )
+    chosen_dir = data_dir or os.environ.get("IMGDEX_DATA_DIR")
+    if chosen_dir:
+        config = msgspec.structs.replace(config, data_dir=chosen_dir)
+    return config

@@ -1,0 +1,76 @@
+"""The errors imgdex raises on purpose, each carrying the HTTP status it maps to.
+
+The API layer turns every `ImgdexError` into a JSON body
+``{"status_code": N, "error": "<code>", "detail": "<message>"}`` in one place
+(`imgdex.api.errors`); library code raises these and never builds responses.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadRequest",
+    "ConfigError",
+    "Conflict",
+    "ImgdexError",
+    "NotFound",
+    "PayloadTooLarge",
+    "ServiceUnavailable",
+    "UnprocessableImage",
+    "UnsupportedMedia",
+]
+
+
+class ImgdexError(Exception):
+    """Base of all deliberate errors; `status` and `code` describe it to clients."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(ImgdexError):
+    status = 400
+    code = "bad_request"
+
+
+class NotFound(ImgdexError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ImgdexError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(ImgdexError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMedia(ImgdexError):
+    status = 415
+    code = "not_an_image"
+
+
+class UnprocessableImage(ImgdexError):
+    status = 422
+    code = "unprocessable_image"
+
+
+class ServiceUnavailable(ImgdexError):
+    """A model or index needed for the request cannot serve right now (not the client's fault)."""
+
+    status = 503
+    code = "service_unavailable"
+
+
+class ConfigError(ImgdexError):
+    """The configuration file or environment is invalid; raised at start-up."""
+
+    code = "config_error"

@@ -1,0 +1,87 @@
+"""Fusing ranked hits from several indexes into one list, one result per image.
+
+Raw similarities from different models live on different scales (SigLIP text-to-image
+cosines sit near 0.1, text-to-text near 0.8), so the default is reciprocal rank fusion
+(Cormack et al. 2009): ``score(image) = sum_i w_i / (k + rank_i)`` with ranks from 1 and
+k = 60. Each index's hits are first collapsed to the best hit per image, so an image with
+five matching descriptions counts once per index, not five times. ``max`` keeps the
+seed's behaviour (highest raw score wins) for callers who want it.
+
+Ties are broken by image id, so the order never depends on plugin registration order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["FusedResult", "Hit", "collapse", "fuse"]
+
+Fusion = Literal["rrf", "max"]
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One vector matched in one index."""
+
+    image: str
+    score: float  # raw similarity in that index
+    index: str
+    method: str  # "image" or the description method
+
+
+@dataclass
+class FusedResult:
+    image: str
+    score: float
+    matches: list[tuple[int, Hit]] = field(default_factory=list)  # (rank, hit), best first
+
+    @property
+    def best(self) -> Hit:
+        return self.matches[0][1]
+
+
+def collapse(hits: Iterable[Hit]) -> list[Hit]:
+    """Keep the best-scoring hit per image, ordered by score (then image id)."""
+    best: dict[str, Hit] = {}
+    for hit in hits:
+        current = best.get(hit.image)
+        if current is None or hit.score > current.score:
+            best[hit.image] = hit
+    return sorted(best.values(), key=lambda h: (-h.score, h.image))
+
+
+def fuse(
+    per_index: Mapping[str, Sequence[Hit]],
+    *,
+    method: Fusion = "rrf",
+    k: int = 60,
+    weights: Mapping[str, float] | None = None,
+) -> list[FusedResult]:
+    """Fuse collapsed, score-ordered hit lists (one per index) into one ranked list.
+
+    With a single index the fused score is that index's raw similarity, so a search of
+    one index reads like the seed's (an image searched with itself scores ~1.0).
+    """
+    weights = weights or {}
+    results: dict[str, FusedResult] = {}
+    single = len(per_index) == 1
+    for index in sorted(per_index):
+        weight = weights.get(index, 1.0)
+        for rank, hit in enumerate(per_index[index], start=1):
+            result = results.setdefault(hit.image, FusedResult(hit.image, 0.0))
+            result.matches.append((rank, hit))
+            if single or method == "max":
+                result.score = max(result.score, hit.score) if result.matches[1:] else hit.score
+            else:
+                result.score += weight / (k + rank)
+    by_score = single or method == "max"
+    for result in results.values():
+        # The best match explains the result: under RRF the best rank, under max the
+        # highest raw score.
+        if by_score:
+            result.matches.sort(key=lambda m: (-m[1].score, m[0], m[1].index))
+        else:
+            result.matches.sort(key=lambda m: (m[0], -m[1].score, m[1].index))
+    return sorted(results.values(), key=lambda r: (-r.score, r.image))

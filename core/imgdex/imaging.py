@@ -1,0 +1,120 @@
+"""Decoding, validating and thumbnailing images with Pillow.
+
+The policy is explicit: only the configured formats are opened (never EPS or other
+formats that shell out), images above ``images.max_pixels`` are refused before they are
+decoded (decompression bombs), truncated files are refused (Pillow opens lazily, so the
+whole image is loaded here), and EXIF orientation is applied.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from imgdex.config import ImagesConfig
+from imgdex.errors import BadRequest, UnprocessableImage, UnsupportedMedia
+
+__all__ = ["DecodedImage", "decode_image", "make_thumbnail"]
+
+_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tiff"}
+_MEDIA_TYPES = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "TIFF": "image/tiff"}
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An image checked and decoded for models, with the facts the catalog keeps."""
+
+    image: Image.Image  # RGB, EXIF-oriented, possibly reduced in scale (draft)
+    format: str
+    width: int  # as displayed (after EXIF orientation), at full resolution
+    height: int
+
+    @property
+    def extension(self) -> str:
+        return _EXTENSIONS.get(self.format, self.format.lower())
+
+
+def media_type(fmt: str) -> str:
+    return _MEDIA_TYPES.get(fmt, f"image/{fmt.lower()}")
+
+
+def decode_image(data: bytes, policy: ImagesConfig) -> DecodedImage:
+    """Open, check and fully decode image bytes; raises a 4xx error naming the problem."""
+    if not data:
+        raise BadRequest("the uploaded file is empty", code="empty_file")
+    formats = [f for f in policy.formats if f in Image.OPEN]
+    # Pillow's own bomb check warns above this and raises above twice it; ours below
+    # refuses anything above it, before a single pixel is decoded.
+    Image.MAX_IMAGE_PIXELS = policy.max_pixels
+    try:
+        im = Image.open(io.BytesIO(data), formats=formats)
+    except UnidentifiedImageError:
+        raise UnsupportedMedia(
+            f"the file is not an image in a supported format ({', '.join(formats)})"
+        ) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UnprocessableImage(str(exc), code="image_too_large") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise UnprocessableImage(f"the image header is corrupt: {exc}", code="corrupt_image") from None
+
+    fmt = im.format or "UNKNOWN"
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        raise UnprocessableImage("the image has no pixels", code="corrupt_image")
+    if width * height > policy.max_pixels:
+        raise UnprocessableImage(
+            f"the image has {width}x{height} = {width * height} pixels, more than the "
+            f"limit of {policy.max_pixels} (possible decompression bomb)",
+            code="image_too_large",
+        )
+    try:
+        # JPEG decodes at 1/2, 1/4 or 1/8 scale when that still leaves enough detail.
+        side = policy.decode_min_side
+        im.draft("RGB", (side, side))
+        im.load()
+        oriented = ImageOps.exif_transpose(im)
+        rgb = _to_rgb(oriented)
+    except Image.DecompressionBombError as exc:
+        raise UnprocessableImage(str(exc), code="image_too_large") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise UnprocessableImage(
+            f"the image data is truncated or corrupt: {exc}", code="corrupt_image"
+        ) from None
+    if _swaps_axes(im):
+        width, height = height, width
+    return DecodedImage(image=rgb, format=fmt, width=width, height=height)
+
+
+def _swaps_axes(im: Image.Image) -> bool:
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # unreadable EXIF: exif_transpose ignored it too
+        return False
+    return orientation in (5, 6, 7, 8)
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return im.convert("RGB")
+
+
+def make_thumbnail(decoded: DecodedImage, size: int, quality: int) -> bytes:
+    """A JPEG that fits in ``size x size``, keeping the aspect ratio."""
+    thumb = decoded.image.copy()
+    thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    thumb.save(buf, "JPEG", quality=quality, optimize=True)
+    return buf.getvalue()
+
+
+def open_stored(data: bytes, policy: ImagesConfig) -> Image.Image:
+    """Decode an image that was already accepted (for background embedding)."""
+    return decode_image(data, policy).image

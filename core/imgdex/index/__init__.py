@@ -1,0 +1,313 @@
+"""Vector indexes: one per (model, version), each in ``vector_index/<name>/``.
+
+`IndexManager` opens indexes through the configured backend, checks that the model,
+version and dimension recorded in ``meta.json`` match the embedder that writes to it,
+reconciles each index with the catalog on open (the graph on disk is a cache; the
+``.npy`` vectors and the catalog are the record), saves changed indexes, and rebuilds
+an index from its vectors when asked (compaction, or a change of backend).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from imgdex.catalog import Catalog
+from imgdex.errors import Conflict, NotFound
+from imgdex.providers import Embedder, IndexBackend, Metric, VectorIndex
+from imgdex.storage import Storage, atomic_write
+
+__all__ = ["IndexInfo", "IndexManager", "ManagedIndex"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """What ``meta.json`` records about an index."""
+
+    name: str
+    model: str
+    model_version: str
+    dimension: int
+    metric: Metric
+    stores: str
+    backend: str
+    created_at: str
+
+    def to_json(self, count: int) -> dict[str, Any]:
+        return {
+            "index": self.name,
+            "model": self.model,
+            "model_version": self.model_version,
+            "dimension": self.dimension,
+            "metric": self.metric,
+            "stores": self.stores,
+            "backend": self.backend,
+            "count": count,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass
+class ManagedIndex:
+    """An open index plus the bookkeeping the core needs around it."""
+
+    info: IndexInfo
+    path: Path
+    index: VectorIndex
+    dirty: bool = False
+    # Held by writers and by a rebuild's final swap, so no add lands in a replaced index.
+    swap_lock: threading.RLock = field(default_factory=threading.RLock)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def add(self, ids: Sequence[int], vectors: npt.NDArray[np.float32]) -> None:
+        with self.swap_lock:
+            self.index.add(np.asarray(ids, dtype=np.int64), vectors)
+            self.dirty = True
+
+    def hide(self, ids: Sequence[int]) -> None:
+        if ids:
+            with self.swap_lock:
+                self.index.hide(list(ids))
+                self.dirty = True
+
+    def unhide(self, ids: Sequence[int]) -> None:
+        if ids:
+            with self.swap_lock:
+                self.index.unhide(list(ids))
+                self.dirty = True
+
+    def search(
+        self, vector: npt.NDArray[np.float32], k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        return self.index.search(vector, k)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+class IndexManager:
+    def __init__(
+        self, root: Path, backend: IndexBackend, catalog: Catalog, storage: Storage
+    ) -> None:
+        self.root = root
+        self.backend = backend
+        self.catalog = catalog
+        self.storage = storage
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._open: dict[str, ManagedIndex] = {}
+        self._lock = threading.Lock()
+
+    # --- opening ------------------------------------------------------------------
+
+    def get(self, name: str) -> ManagedIndex | None:
+        return self._open.get(name)
+
+    def open_for(self, embedder: Embedder, dimension: int) -> ManagedIndex:
+        """Open (or create) the index an embedder writes to, after checking it matches."""
+        with self._lock:
+            if (managed := self._open.get(embedder.index_name)) is not None:
+                self._check(managed.info, embedder, dimension)
+                return managed
+            path = self.root / embedder.index_name
+            meta = self.read_meta(embedder.index_name)
+            now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+            info = IndexInfo(
+                name=embedder.index_name,
+                model=embedder.model,
+                model_version=embedder.version,
+                dimension=dimension,
+                metric=embedder.metric,
+                stores=embedder.stores,
+                backend=self.backend.name,
+                created_at=str(meta.get("created_at", now)) if meta else now,
+            )
+            if meta:
+                self._check(_info_from_meta(meta), embedder, dimension)
+            if meta and meta.get("backend") != self.backend.name:
+                # Another backend's files: start empty, reconcile re-adds every vector.
+                log.warning("index %s: backend changed to %s; rebuilding", info.name, info.backend)
+                self._clear_backend_files(path)
+            path.mkdir(parents=True, exist_ok=True)
+            managed = ManagedIndex(info, path, self.backend.open(path, dimension=dimension, metric=embedder.metric))
+            self._write_meta(managed)
+            self.reconcile(managed)
+            self._open[info.name] = managed
+            return managed
+
+    @staticmethod
+    def _check(info: IndexInfo, embedder: Embedder, dimension: int) -> None:
+        mine = (embedder.model, embedder.version, dimension, embedder.metric)
+        theirs = (info.model, info.model_version, info.dimension, info.metric)
+        if mine != theirs:
+            raise Conflict(
+                f"index {info.name} holds vectors of {info.model} v{info.model_version} "
+                f"({info.dimension}-d, {info.metric}) but the plugin provides {embedder.model} "
+                f"v{embedder.version} ({dimension}-d, {embedder.metric}); vectors of different "
+                "models are never mixed: give the new model a new index name or version",
+                code="index_mismatch",
+            )
+
+    def read_meta(self, name: str) -> dict[str, Any] | None:
+        meta = self.root / name / "meta.json"
+        if not meta.is_file():
+            return None
+        try:
+            data: dict[str, Any] = json.loads(meta.read_text())
+            return data
+        except (OSError, ValueError):
+            return None
+
+    def on_disk(self) -> dict[str, dict[str, Any]]:
+        """Every index directory's ``meta.json``, open or not (plugins may be gone)."""
+        out = {}
+        for meta_file in sorted(self.root.glob("*/meta.json")):
+            if (meta := self.read_meta(meta_file.parent.name)) is not None:
+                out[meta_file.parent.name] = meta
+        return out
+
+    def _write_meta(self, managed: ManagedIndex) -> None:
+        data = managed.info.to_json(len(managed))
+        atomic_write(managed.path / "meta.json", json.dumps(data, indent=2).encode())
+
+    def _clear_backend_files(self, path: Path) -> None:
+        for entry in path.iterdir() if path.exists() else ():
+            if entry.name != "meta.json":
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+    # --- consistency ----------------------------------------------------------------
+
+    def reconcile(self, managed: ManagedIndex) -> dict[str, int]:
+        """Make the index hold exactly the catalog's vectors, hidden where deleted."""
+        recorded, soft_deleted = self.catalog.index_labels(managed.name)
+        present = managed.index.labels()
+        hidden = managed.index.hidden()
+        missing = sorted(recorded - present)
+        readded, lost = self._readd(managed, missing)
+        extra = present - recorded
+        managed.hide(sorted(extra | (soft_deleted - hidden)))
+        managed.unhide(sorted((hidden & recorded) - soft_deleted))
+        report = {"readded": readded, "lost": lost, "removed": len(extra - hidden)}
+        if any(report.values()):
+            log.info("index %s reconciled: %s", managed.name, report)
+        return report
+
+    def _readd(self, managed: ManagedIndex, labels: list[int]) -> tuple[int, int]:
+        readded, lost_ids = 0, []
+        for start in range(0, len(labels), 1000):
+            entries = self.catalog.entries_by_id(labels[start : start + 1000])
+            ids, vectors = [], []
+            for entry in entries:
+                try:
+                    vector = self.storage.read_vector(entry.image_sha256, managed.name, entry.method)
+                except (OSError, ValueError):
+                    lost_ids.append(entry.id)
+                    continue
+                if vector.shape != (managed.info.dimension,):
+                    lost_ids.append(entry.id)
+                    continue
+                ids.append(entry.id)
+                vectors.append(vector)
+            if ids:
+                managed.add(ids, np.stack(vectors))
+                readded += len(ids)
+        if lost_ids:
+            # The vector file is gone: forget the entry so the enricher embeds it again.
+            with self.catalog.transaction() as db:
+                self.catalog.delete_vector_entries(db, lost_ids)
+        return readded, len(lost_ids)
+
+    def rebuild(self, name: str) -> dict[str, int]:
+        """Compact: build a fresh index from the ``.npy`` vectors and swap it in."""
+        managed = self._open.get(name)
+        if managed is None:
+            raise NotFound(f"index {name!r} is not open (unknown, or its plugin is disabled)")
+        info = managed.info
+        scratch = self.root / f".{name}.rebuild-{uuid.uuid4().hex[:8]}"
+        scratch.mkdir(parents=True)
+        old_dir = self.root / f".{name}.old-{uuid.uuid4().hex[:8]}"
+        before = len(managed)
+        try:
+            fresh = ManagedIndex(
+                info, scratch, self.backend.open(scratch, dimension=info.dimension, metric=info.metric)
+            )
+            # Fill the fresh index beside the old one, which keeps serving meanwhile.
+            recorded, _ = self.catalog.index_labels(name)
+            self._readd(fresh, sorted(recorded))
+            with managed.swap_lock:
+                self.reconcile(fresh)  # catch up with writes made during the build
+                fresh.index.save()
+                managed.path.rename(old_dir)
+                scratch.rename(managed.path)
+                # Searches holding the old object finish on it; new calls see the new one.
+                managed.index = self.backend.open(
+                    managed.path, dimension=info.dimension, metric=info.metric
+                )
+                self.reconcile(managed)
+                self._write_meta(managed)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            shutil.rmtree(old_dir, ignore_errors=True)
+        return {"before": before, "after": len(managed)}
+
+    # --- persistence ------------------------------------------------------------------
+
+    def save_dirty(self) -> int:
+        saved = 0
+        for managed in list(self._open.values()):
+            if managed.dirty:
+                managed.dirty = False
+                try:
+                    managed.index.save()
+                    self._write_meta(managed)
+                    saved += 1
+                except Exception:
+                    managed.dirty = True
+                    log.exception("index %s: save failed", managed.name)
+        return saved
+
+    def close(self) -> None:
+        self.save_dirty()
+        for managed in self._open.values():
+            with contextlib.suppress(Exception):
+                managed.index.close()
+        self._open.clear()
+
+    def remove(self, name: str) -> None:
+        """Delete an index's directory (and forget it); its catalog entries go too."""
+        with self._lock:
+            self._open.pop(name, None)
+            path = self.root / name
+            if path.exists():
+                doomed = self.root / f".{name}.deleted-{uuid.uuid4().hex[:8]}"
+                path.rename(doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _info_from_meta(meta: dict[str, Any]) -> IndexInfo:
+    return IndexInfo(
+        name=str(meta.get("index", "")),
+        model=str(meta.get("model", "")),
+        model_version=str(meta.get("model_version", "")),
+        dimension=int(meta.get("dimension", 0)),
+        metric=meta.get("metric", "cosine"),
+        stores=str(meta.get("stores", "")),
+        backend=str(meta.get("backend", "")),
+        created_at=str(meta.get("created_at", "")),
+    )

@@ -1,0 +1,144 @@
+"""The small abstract bases that plugins implement and hand to the core.
+
+A plugin builds `Embedder`, `Describer` and `IndexBackend` objects and registers them
+through the hooks in `imgdex.hookspecs`. The core owns everything around them: lazy
+loading behind a lock, worker threads, fan-out, enable/disable state and errors.
+Methods here are blocking and are always called from worker threads, never on the
+event loop.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from imgdex.config import IndexConfig
+
+__all__ = [
+    "Describer",
+    "Embedder",
+    "IndexBackend",
+    "Metric",
+    "Modality",
+    "VectorIndex",
+]
+
+Modality = Literal["image", "text"]
+Metric = Literal["cosine", "ip", "l2"]
+Vectors = npt.NDArray[np.float32]
+
+
+class Embedder(abc.ABC):
+    """Turns images and/or texts into vectors of one vector space, kept in one index.
+
+    `stores` is what the core writes into the index: ``"image"`` (every uploaded image)
+    or ``"text"`` (every description). `query_modalities` is what the embedder can turn
+    into a query vector of the same space: a SigLIP-2 embedder stores images and answers
+    both text and image queries through its two towers.
+    """
+
+    index_name: str
+    model: str
+    version: str
+    stores: Modality
+    query_modalities: frozenset[Modality]
+    metric: Metric = "cosine"
+
+    @property
+    def dimension(self) -> int | None:
+        """Vector size; may be None until `load` has run (read from the model)."""
+        return None
+
+    def load(self) -> None:  # noqa: B027 - loading is optional
+        """Load weights. Called once, lazily, in a worker thread, behind a lock."""
+
+    def embed_images(self, images: Sequence[Image]) -> Vectors:
+        """Embed decoded RGB images into an ``(n, dimension)`` float32 array."""
+        raise NotImplementedError(f"{type(self).__name__} cannot embed images")
+
+    def embed_texts(self, texts: Sequence[str], *, query: bool) -> Vectors:
+        """Embed texts; `query` is True for search queries, False for stored documents."""
+        raise NotImplementedError(f"{type(self).__name__} cannot embed texts")
+
+    def describe(self) -> str:
+        return f"{self.index_name} ({self.model} v{self.version})"
+
+
+class Describer(abc.ABC):
+    """Writes a text description of an image under one method name (``vlm_caption``...)."""
+
+    method: str
+    model: str
+
+    def load(self) -> None:  # noqa: B027 - loading is optional
+        """Load weights or open clients. Called once, lazily, in a worker thread."""
+
+    @abc.abstractmethod
+    def describe_images(self, images: Sequence[Image]) -> list[str]:
+        """Describe each decoded RGB image; one string per image, in order."""
+
+
+class VectorIndex(abc.ABC):
+    """One opened vector index. Labels are the catalog's ``vector_entries.id``.
+
+    Implementations must be safe to call from several threads at once; the core never
+    relies on a global lock around them.
+    """
+
+    dimension: int
+    metric: Metric
+
+    @abc.abstractmethod
+    def add(self, ids: npt.NDArray[np.int64], vectors: Vectors) -> None:
+        """Insert (or replace) vectors under the given labels."""
+
+    @abc.abstractmethod
+    def hide(self, ids: Sequence[int]) -> None:
+        """Exclude labels from results (deleted or soft-deleted); unknown labels are ignored."""
+
+    @abc.abstractmethod
+    def unhide(self, ids: Sequence[int]) -> None:
+        """Make hidden labels visible again (a soft-deleted image restored)."""
+
+    @abc.abstractmethod
+    def search(self, vector: Vectors, k: int) -> tuple[npt.NDArray[np.int64], Vectors]:
+        """The up-to-`k` nearest visible labels and their similarity (higher is closer)."""
+
+    @abc.abstractmethod
+    def labels(self) -> set[int]:
+        """Every label stored, hidden or not."""
+
+    @abc.abstractmethod
+    def hidden(self) -> set[int]:
+        """The labels currently hidden."""
+
+    @abc.abstractmethod
+    def save(self) -> None:
+        """Persist atomically: after a crash the previous or the new state is on disk."""
+
+    def __len__(self) -> int:
+        return len(self.labels()) - len(self.hidden())
+
+    def close(self) -> None:  # noqa: B027 - nothing to release by default
+        """Release resources (called after a final `save`)."""
+
+
+class IndexBackend(abc.ABC):
+    """A kind of vector index (hnswlib, exact NumPy ...) that can open indexes on disk."""
+
+    name: ClassVar[str]
+
+    def configure(self, config: IndexConfig) -> None:  # noqa: B027 - options are optional
+        """Receive the ``index:`` config section (M, ef ...) before any `open`."""
+
+    @abc.abstractmethod
+    def open(self, path: Path, *, dimension: int, metric: Metric) -> VectorIndex:
+        """Open the index stored in directory `path`, creating it when empty."""

@@ -1,0 +1,186 @@
+"""Content-addressed files on disk: ``storage/xx/yy/<rest>/`` per image.
+
+Every file is written to a temporary name, flushed to disk and renamed into place, so a
+reader (or a restart after a crash) sees either nothing or the whole file. A new image
+directory is assembled under ``storage/.tmp/`` and renamed into place in one step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from imgdex.errors import BadRequest
+
+__all__ = ["ID_LENGTH", "Storage", "atomic_write", "check_id", "check_name", "image_id"]
+
+ID_LENGTH = 32
+_ID_RE = re.compile(r"[0-9a-f]{32}")
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+
+
+def image_id(full_sha256: str) -> str:
+    """The image id: the first 32 hex characters (128 bits) of the SHA-256."""
+    return full_sha256[:ID_LENGTH]
+
+
+def check_id(value: str) -> str:
+    """Validate an image id from a client; raises 400 for anything but 32 lowercase hex."""
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
+        raise BadRequest(
+            f"invalid image id {value[:80]!r}: expected 32 lowercase hex characters",
+            code="invalid_id",
+        )
+    return value
+
+
+def check_name(value: str, what: str = "name") -> str:
+    """Names that become file names (methods, indexes): letters, digits, ``_ . -``."""
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value) or ".." in value:
+        raise BadRequest(
+            f"invalid {what} {value[:80]!r}: use 1-64 letters, digits, '_', '.', '-'",
+            code="invalid_name",
+        )
+    return value
+
+
+def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
+    """Write `data` to `path` through a temporary file and an atomic rename."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def _npy_bytes(vector: npt.NDArray[np.float32]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(vector, dtype=np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
+class Storage:
+    """The ``storage/`` tree: originals, thumbnails, descriptions and vectors."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / ".tmp"
+        self.trash = root / ".trash"
+        for d in (self.root, self.tmp, self.trash):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def image_dir(self, id_: str) -> Path:
+        return self.root / id_[:2] / id_[2:4] / id_[4:]
+
+    def original(self, id_: str, filename: str) -> Path:
+        return self.image_dir(id_) / filename
+
+    def thumbnail(self, id_: str) -> Path:
+        return self.image_dir(id_) / "thumbnail.jpg"
+
+    def vector_path(self, id_: str, index_name: str, method: str) -> Path:
+        return self.image_dir(id_) / "embedding" / index_name / f"{method}.npy"
+
+    def description_path(self, id_: str, method: str) -> Path:
+        return self.image_dir(id_) / "description" / f"{method}.txt"
+
+    # --- writes -------------------------------------------------------------------
+
+    def put_image(self, id_: str, filename: str, data: bytes, thumbnail: bytes) -> bool:
+        """Store an image directory atomically; False when it already exists whole."""
+        final = self.image_dir(id_)
+        if (final / filename).is_file() and (final / "thumbnail.jpg").is_file():
+            return False
+        staging = self.tmp / f"{id_}.{uuid.uuid4().hex[:8]}"
+        staging.mkdir(parents=True)
+        try:
+            for name, payload in ((filename, data), ("thumbnail.jpg", thumbnail)):
+                with open(staging / name, "wb") as f:
+                    f.write(payload)
+                    f.flush()
+                    os.fsync(f.fileno())
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists():
+                # A half-present directory (lost thumbnail, stray vectors): keep what it
+                # has and put the fresh files in atomically one by one.
+                for name in (filename, "thumbnail.jpg"):
+                    os.replace(staging / name, final / name)
+            else:
+                os.rename(staging, final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return True
+
+    def put_vector(
+        self, id_: str, index_name: str, method: str, vector: npt.NDArray[np.float32]
+    ) -> None:
+        path = self.vector_path(id_, index_name, method)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Vectors can be recomputed and the catalog is the record: no fsync per vector.
+        atomic_write(path, _npy_bytes(vector), fsync=False)
+
+    def read_vector(self, id_: str, index_name: str, method: str) -> npt.NDArray[np.float32]:
+        return np.load(self.vector_path(id_, index_name, method), allow_pickle=False)
+
+    def put_description(self, id_: str, method: str, content: str) -> None:
+        path = self.description_path(id_, method)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, content.encode("utf-8"))
+
+    def remove_description(self, id_: str, method: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.description_path(id_, method).unlink()
+        for index_dir in (self.image_dir(id_) / "embedding").glob("*"):
+            with contextlib.suppress(FileNotFoundError):
+                (index_dir / f"{method}.npy").unlink()
+
+    def remove_image(self, id_: str) -> None:
+        """Delete an image directory: renamed into the trash first, so it goes at once."""
+        final = self.image_dir(id_)
+        if not final.exists():
+            return
+        doomed = self.trash / f"{id_}.{uuid.uuid4().hex[:8]}"
+        os.rename(final, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    # --- maintenance --------------------------------------------------------------
+
+    def clean_scratch(self) -> int:
+        """Remove leftovers of interrupted writes and deletes; returns how many."""
+        count = 0
+        for scratch in (self.tmp, self.trash):
+            for entry in scratch.iterdir():
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
+                count += 1
+        return count
+
+    def iter_image_dirs(self) -> Iterator[tuple[str, Path]]:
+        """Every ``(id, directory)`` on disk (slow on huge trees: used at reconcile)."""
+        for a in sorted(self.root.glob("[0-9a-f][0-9a-f]")):
+            for b in sorted(a.glob("[0-9a-f][0-9a-f]")):
+                for rest in b.iterdir():
+                    id_ = a.name + b.name + rest.name
+                    if _ID_RE.fullmatch(id_) and rest.is_dir():
+                        yield id_, rest
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -208,7 +208,9 @@ class Catalog:
 
     def set_status(self, id_: str, status: str, error: str | None = None) -> None:
         with self.transaction() as db:
-            db.execute("UPDATE images SET status = ?, error = ? WHERE sha256 = ?", (status, error, id_))
+            db.execute(
+                "UPDATE images SET status = ?, error = ? WHERE sha256 = ?", (status, error, id_)
+            )
 
     def set_deleted(self, db: sqlite3.Connection, id_: str, deleted: bool) -> None:
         db.execute(
@@ -306,13 +308,31 @@ class Catalog:
     # --- vector entries ---------------------------------------------------------
 
     def add_vector_entry(
-        self, db: sqlite3.Connection, image: str, method: str, model: str, version: str, index: str
+        self,
+        db: sqlite3.Connection,
+        image: str,
+        method: str,
+        model: str,
+        version: str,
+        index: str,
+        content: str | None = None,
     ) -> int | None:
-        """Insert the entry and return its id; None when it already exists."""
+        """Insert an entry and return its id; None when it exists already, when the
+        image is gone, or (for descriptions, `content` given) when the description no
+        longer has the text that was embedded: a late write never resurrects stale data.
+        """
+        guard = "EXISTS (SELECT 1 FROM images WHERE sha256 = ?)"
+        params: list[Any] = [image, method, model, version, index, image]
+        if content is not None:
+            guard += (
+                " AND EXISTS (SELECT 1 FROM descriptions WHERE image_sha256 = ? "
+                "AND method = ? AND content = ?)"
+            )
+            params += [image, method, content]
         row = db.execute(
             "INSERT INTO vector_entries (image_sha256, method, model, model_version, index_name) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
-            (image, method, model, version, index),
+            f"SELECT ?, ?, ?, ?, ? WHERE {guard} ON CONFLICT DO NOTHING RETURNING id",
+            params,
         ).fetchone()
         return int(row[0]) if row else None
 
@@ -320,7 +340,9 @@ class Catalog:
         self, db: sqlite3.Connection | None, image: str, method: str | None = None
     ) -> list[VectorEntry]:
         conn = db or self._conn()
-        sql = "SELECT id, image_sha256, method, index_name FROM vector_entries WHERE image_sha256 = ?"
+        sql = (
+            "SELECT id, image_sha256, method, index_name FROM vector_entries WHERE image_sha256 = ?"
+        )
         params: list[Any] = [image]
         if method is not None:
             sql += " AND method = ?"
@@ -379,7 +401,9 @@ class Catalog:
 
     # --- work that is missing (derived, so a crash never loses any) ---------------
 
-    def images_missing_vector(self, index: str, limit: int, exclude: Sequence[str] = ()) -> list[ImageRow]:
+    def images_missing_vector(
+        self, index: str, limit: int, exclude: Sequence[str] = ()
+    ) -> list[ImageRow]:
         rows = self._read(
             f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.is_deleted = 0 AND NOT EXISTS "
             "(SELECT 1 FROM vector_entries v WHERE v.image_sha256 = i.sha256 "

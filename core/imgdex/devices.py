@@ -28,7 +28,13 @@ def resolve_device(preference: str = "auto", dtype: str = "auto") -> tuple[str, 
         chosen = torch.float32 if device == "cpu" else torch.float16
     else:
         try:
-            chosen = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+            chosen = {
+                "float32": torch.float32,
+                "float16": torch.float16,
+                "bfloat16": torch.bfloat16,
+            }[dtype]
         except KeyError:
-            raise ValueError(f"dtype must be auto, float32, float16 or bfloat16, not {dtype!r}") from None
+            raise ValueError(
+                f"dtype must be auto, float32, float16 or bfloat16, not {dtype!r}"
+            ) from None
     return device, chosen

@@ -44,6 +44,7 @@ def decode_image(data: bytes, policy: ImagesConfig) -> DecodedImage:
     """Open, check and fully decode image bytes; raises a 4xx error naming the problem."""
     if not data:
         raise BadRequest("the uploaded file is empty", code="empty_file")
+    Image.init()  # register every format plugin, so OPEN is complete
     formats = [f for f in policy.formats if f in Image.OPEN]
     # Pillow's own bomb check warns above this and raises above twice it; ours below
     # refuses anything above it, before a single pixel is decoded.
@@ -57,7 +58,9 @@ def decode_image(data: bytes, policy: ImagesConfig) -> DecodedImage:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise UnprocessableImage(str(exc), code="image_too_large") from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise UnprocessableImage(f"the image header is corrupt: {exc}", code="corrupt_image") from None
+        raise UnprocessableImage(
+            f"the image header is corrupt: {exc}", code="corrupt_image"
+        ) from None
 
     fmt = im.format or "UNKNOWN"
     width, height = im.size

@@ -152,24 +152,26 @@ class Storage:
             with contextlib.suppress(FileNotFoundError):
                 (index_dir / f"{method}.npy").unlink()
 
-    def remove_image(self, id_: str) -> None:
-        """Delete an image directory: renamed into the trash first, so it goes at once."""
+    def trash_image(self, id_: str) -> None:
+        """Move an image directory into the trash: it disappears in one rename."""
         final = self.image_dir(id_)
-        if not final.exists():
-            return
-        doomed = self.trash / f"{id_}.{uuid.uuid4().hex[:8]}"
-        os.rename(final, doomed)
-        shutil.rmtree(doomed, ignore_errors=True)
+        if final.exists():
+            os.rename(final, self.trash / f"{id_}.{uuid.uuid4().hex[:8]}")
 
-    # --- maintenance --------------------------------------------------------------
+    def trashed_ids(self) -> set[str]:
+        """Images whose directory is in the trash (a hard delete that may not have finished)."""
+        return {entry.name.split(".")[0] for entry in self.trash.iterdir()}
 
-    def clean_scratch(self) -> int:
-        """Remove leftovers of interrupted writes and deletes; returns how many."""
+    def empty_trash(self, id_: str | None = None) -> None:
+        for entry in self.trash.glob(f"{id_}.*" if id_ else "*"):
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
+
+    def clean_tmp(self) -> int:
+        """Remove leftovers of interrupted writes; returns how many."""
         count = 0
-        for scratch in (self.tmp, self.trash):
-            for entry in scratch.iterdir():
-                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
-                count += 1
+        for entry in self.tmp.iterdir():
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
+            count += 1
         return count
 
     def iter_image_dirs(self) -> Iterator[tuple[str, Path]]:

@@ -145,7 +145,9 @@ class IndexManager:
                 log.warning("index %s: backend changed to %s; rebuilding", info.name, info.backend)
                 self._clear_backend_files(path)
             path.mkdir(parents=True, exist_ok=True)
-            managed = ManagedIndex(info, path, self.backend.open(path, dimension=dimension, metric=embedder.metric))
+            managed = ManagedIndex(
+                info, path, self.backend.open(path, dimension=dimension, metric=embedder.metric)
+            )
             self._write_meta(managed)
             self.reconcile(managed)
             self._open[info.name] = managed
@@ -176,10 +178,16 @@ class IndexManager:
 
     def on_disk(self) -> dict[str, dict[str, Any]]:
         """Every index directory's ``meta.json``, open or not (plugins may be gone)."""
+        return self.read_all_meta(self.root)
+
+    @staticmethod
+    def read_all_meta(root: Path) -> dict[str, dict[str, Any]]:
         out = {}
-        for meta_file in sorted(self.root.glob("*/meta.json")):
-            if (meta := self.read_meta(meta_file.parent.name)) is not None:
-                out[meta_file.parent.name] = meta
+        for meta_file in sorted(root.glob("[!.]*/meta.json")):
+            try:
+                out[meta_file.parent.name] = json.loads(meta_file.read_text())
+            except (OSError, ValueError):
+                continue
         return out
 
     def _write_meta(self, managed: ManagedIndex) -> None:
@@ -215,7 +223,9 @@ class IndexManager:
             ids, vectors = [], []
             for entry in entries:
                 try:
-                    vector = self.storage.read_vector(entry.image_sha256, managed.name, entry.method)
+                    vector = self.storage.read_vector(
+                        entry.image_sha256, managed.name, entry.method
+                    )
                 except (OSError, ValueError):
                     lost_ids.append(entry.id)
                     continue
@@ -245,7 +255,9 @@ class IndexManager:
         before = len(managed)
         try:
             fresh = ManagedIndex(
-                info, scratch, self.backend.open(scratch, dimension=info.dimension, metric=info.metric)
+                info,
+                scratch,
+                self.backend.open(scratch, dimension=info.dimension, metric=info.metric),
             )
             # Fill the fresh index beside the old one, which keeps serving meanwhile.
             recorded, _ = self.catalog.index_labels(name)

@@ -37,7 +37,11 @@ class FlatIndex(VectorIndex):
         if state.is_file():
             self._gen = int(json.loads(state.read_text())["gen"])
             with np.load(path / f"flat.{self._gen}.npz", allow_pickle=False) as data:
-                self._snap = (data["ids"], data["vectors"], frozenset(int(x) for x in data["hidden"]))
+                self._snap = (
+                    data["ids"],
+                    data["vectors"],
+                    frozenset(int(x) for x in data["hidden"]),
+                )
 
     def _prepare(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dimension)

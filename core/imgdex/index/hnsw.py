@@ -61,7 +61,9 @@ class HnswIndex(VectorIndex):
             state = json.loads(state_file.read_text())
             gen = int(state["gen"])
             index = hnswlib.Index(space=_SPACES[self.metric], dim=self.dimension)
-            index.load_index(str(self.path / f"hnsw.{gen}.bin"), max_elements=int(state["capacity"]))
+            index.load_index(
+                str(self.path / f"hnsw.{gen}.bin"), max_elements=int(state["capacity"])
+            )
             index.set_ef(self._ef)  # load_index resets ef to 10
             hidden = np.load(self.path / f"hidden.{gen}.npy", allow_pickle=False)
         except Exception as exc:  # a damaged cache is rebuilt from the vectors
@@ -141,7 +143,12 @@ class HnswIndex(VectorIndex):
             self._index.save_index(str(graph))
             atomic_write(self.path / f"hidden.{gen}.npy", _npy(sorted(self._hidden)))
             capacity = self._index.get_max_elements()
-        state = {"gen": gen, "capacity": capacity, "metric": self.metric, "dimension": self.dimension}
+        state = {
+            "gen": gen,
+            "capacity": capacity,
+            "metric": self.metric,
+            "dimension": self.dimension,
+        }
         atomic_write(self.path / "state.json", json.dumps(state).encode())
         old, self._gen = self._gen, gen
         for stale in (f"hnsw.{old}.bin", f"hidden.{old}.npy"):

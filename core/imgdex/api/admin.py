@@ -1,0 +1,98 @@
+"""``/api/admin``: plugins, indexes and background work; needs the admin token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, delete, get, post
+from litestar.datastructures import State
+from litestar.status_codes import HTTP_200_OK
+
+from imgdex.errors import Conflict, NotFound
+from imgdex.library import Library
+from imgdex.status import PluginInfo
+
+from .deps import admin_guard
+
+__all__ = ["AdminController"]
+
+
+class AdminController(Controller):
+    path = "/api/admin"
+    guards = [admin_guard]
+    tags = ["admin"]
+
+    @get("/plugins", summary="Installed plugins and their state")
+    async def plugins(self, library: Library) -> dict[str, list[PluginInfo]]:
+        return {"plugins": await library.run_io(library.plugin_report)}
+
+    @post("/plugins/{name:str}/enable", status_code=HTTP_200_OK, summary="Enable a plugin")
+    async def enable(self, library: Library, name: str) -> PluginInfo:
+        """Takes effect at once and survives restarts; missed work is backfilled."""
+        return await library.run_io(self._set, library, name, True)
+
+    @post("/plugins/{name:str}/disable", status_code=HTTP_200_OK, summary="Disable a plugin")
+    async def disable(self, library: Library, name: str) -> PluginInfo:
+        """It receives no writes and answers no searches; its indexes stay on disk."""
+        return await library.run_io(self._set, library, name, False)
+
+    @staticmethod
+    def _set(library: Library, name: str, enabled: bool) -> PluginInfo:
+        library.set_plugin_enabled(name, enabled)
+        return next(p for p in library.plugin_report() if p.name == name)
+
+    @get("/jobs", summary="Background enrichment progress")
+    async def jobs(self, library: Library, state: State) -> dict[str, Any]:
+        progress = await library.run_io(library.progress)
+        return {
+            "paused": state.enricher.paused,
+            "indexes": {name: p for name, p in progress.items()},
+            "failed": dict(library.failures),
+        }
+
+    @post("/jobs/pause", status_code=HTTP_200_OK, summary="Pause background enrichment")
+    async def pause(self, state: State) -> dict[str, bool]:
+        state.enricher.paused = True
+        return {"paused": True}
+
+    @post("/jobs/resume", status_code=HTTP_200_OK, summary="Resume background enrichment")
+    async def resume(self, state: State) -> dict[str, bool]:
+        state.enricher.paused = False
+        state.enricher.poke()
+        return {"paused": False}
+
+    @post("/indexes/{name:str}/rebuild", status_code=HTTP_200_OK, summary="Compact an index")
+    async def rebuild(self, library: Library, name: str) -> dict[str, Any]:
+        """Rebuild from the stored vectors and swap in atomically; searches keep working."""
+        slot = library.embedders.get(name)
+        if slot is None:
+            raise NotFound(f"unknown index {name!r}", code="unknown_index")
+        await library.run_model(slot.ensure_loaded)
+        result = await library.run_io(library.indexes.rebuild, name)
+        return {"index": name, **result}
+
+    @delete("/indexes/{name:str}", status_code=HTTP_200_OK, summary="Remove an index")
+    async def remove_index(self, library: Library, name: str) -> dict[str, Any]:
+        """Remove an index that no enabled plugin uses (e.g. an old model version)."""
+        slot = library.embedders.get(name)
+        if slot is not None and library.plugin_enabled(slot.plugin):
+            raise Conflict(
+                f"index {name!r} is in use by plugin {slot.plugin.name}; disable it first",
+                code="index_in_use",
+            )
+
+        def remove() -> int:
+            counts = library.catalog.index_counts()
+            if name not in counts and library.indexes.read_meta(name) is None:
+                raise NotFound(f"unknown index {name!r}", code="unknown_index")
+            with library.catalog.transaction() as db:
+                removed = db.execute(
+                    "DELETE FROM vector_entries WHERE index_name = ?", (name,)
+                ).rowcount
+            library.indexes.remove(name)
+            if slot is not None:
+                slot.index = None
+                slot.state = "not_loaded"
+            return int(removed)
+
+        return {"index": name, "removed_vectors": await library.run_io(remove)}

@@ -1,0 +1,156 @@
+"""The application factory: `create_app(config) -> Litestar`.
+
+The lifespan owns every resource: it loads plugins, opens the library (catalog, storage,
+indexes), starts the background tasks (enrichment, index saving, start-up
+reconciliation, model preloading) and closes everything in order on shutdown, saving
+the indexes last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+import imgdex
+from imgdex.config import Config
+from imgdex.enricher import Enricher
+from imgdex.library import Library
+from imgdex.plugins import PluginHost
+from imgdex.reconcile import reconcile_storage
+from imgdex.search import Searcher
+
+from .admin import AdminController
+from .deps import provide_library, provide_searcher
+from .errors import exception_handlers
+from .images import ImagesController
+from .search import SearchController
+from .system import SystemController
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("imgdex")
+
+
+def admin_token(config: Config) -> str:
+    """The configured token, or one generated once and kept in ``<data>/admin_token``."""
+    if config.server.admin_token:
+        return config.server.admin_token
+    path = config.data_path / "admin_token"
+    if path.is_file() and (token := path.read_text().strip()):
+        return token
+    config.data_path.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    log.warning("no admin token configured: generated one in %s", path)
+    return token
+
+
+def create_app(
+    config: Config,
+    *,
+    plugins: dict[str, object] | None = None,
+    entry_points: bool = True,
+    background: bool = True,
+    preload: bool = True,
+) -> Litestar:
+    """Build the app. `plugins` registers extra plugin objects (tests, embedding apps);
+    `entry_points=False` skips installed plugins except the core's own; `background=False`
+    leaves enrichment to explicit calls (``app.state.enricher.run_once()``).
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        host = PluginHost(config)
+        if entry_points:
+            host.load_entry_points()
+        else:
+            from imgdex.index import flat, hnsw
+
+            host.add("hnswlib", hnsw)
+            host.add("flat", flat)
+        for name, plugin in (plugins or {}).items():
+            host.add(name, plugin)
+        library = await asyncio.to_thread(Library, config, host)
+        enricher = Enricher(library)
+        app.state.library = library
+        app.state.searcher = Searcher(library)
+        app.state.enricher = enricher
+        app.state.admin_token = await asyncio.to_thread(admin_token, config)
+        tasks: list[asyncio.Task[Any]] = []
+        if background:
+            tasks.append(asyncio.create_task(_startup(library, preload), name="imgdex-startup"))
+            tasks.append(asyncio.create_task(enricher.run(), name="imgdex-enricher"))
+        tasks.append(
+            asyncio.create_task(
+                _every(config.index.save_interval, library, library.indexes.save_dirty)
+            )
+        )
+        log.info("imgdex %s serving data in %s", imgdex.__version__, config.data_path)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.to_thread(library.close)
+
+    return Litestar(
+        route_handlers=[SystemController, ImagesController, SearchController, AdminController],
+        lifespan=[lifespan],
+        dependencies={
+            "library": Provide(provide_library, sync_to_thread=False),
+            "searcher": Provide(provide_searcher, sync_to_thread=False),
+        },
+        exception_handlers=exception_handlers,
+        request_max_body_size=config.server.max_upload_bytes,
+        openapi_config=OpenAPIConfig(
+            title="imgdex",
+            version=imgdex.__version__,
+            description="Self-hosted image library: content-addressed storage, descriptions, "
+            "pluggable embedding models and fused text/image search.",
+            path="/docs",
+            render_plugins=[SwaggerRenderPlugin(path="/")],
+        ),
+        debug=False,
+    )
+
+
+async def _startup(library: Library, preload: bool) -> None:
+    """Reconcile storage, then load enabled models so /health tells at once what fails."""
+    try:
+        await library.run_io(reconcile_storage, library)
+    except Exception:
+        log.exception("start-up reconciliation failed")
+    if preload:
+        slots: list[Any] = [*library.embedder_slots(), *library.describer_slots()]
+        await asyncio.gather(
+            *(library.run_model(slot.ensure_loaded) for slot in slots), return_exceptions=True
+        )
+    library.on_work()
+
+
+async def _every(seconds: float, library: Library, fn: Callable[[], object]) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await library.run_io(fn)
+        except Exception:
+            log.exception("periodic task %s failed", getattr(fn, "__name__", fn))
+
+
+def data_dir_of(app: Litestar) -> Path:
+    library: Library = app.state.library
+    return library.config.data_path

@@ -1,0 +1,35 @@
+"""Dependencies shared by the controllers."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.exceptions import NotAuthorizedException
+from litestar.handlers.base import BaseRouteHandler
+
+from imgdex.library import Library
+from imgdex.search import Searcher
+
+__all__ = ["admin_guard", "provide_library", "provide_searcher"]
+
+
+def provide_library(state: State) -> Library:
+    library: Library = state.library
+    return library
+
+
+def provide_searcher(state: State) -> Searcher:
+    searcher: Searcher = state.searcher
+    return searcher
+
+
+def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """``Authorization: Bearer <token>`` must carry the admin token (constant-time check)."""
+    expected: str = connection.app.state.admin_token
+    header = connection.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(), expected):
+        raise NotAuthorizedException("admin endpoints need 'Authorization: Bearer <admin token>'")

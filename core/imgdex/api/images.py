@@ -1,0 +1,144 @@
+"""``/api/images``: upload, list, read, delete, files and descriptions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.datastructures import UploadFile
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, Parameter
+from litestar.response import File
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from imgdex.errors import BadRequest
+from imgdex.imaging import media_type
+from imgdex.library import Library
+from imgdex.schemas import (
+    DeleteResponse,
+    DescriptionOut,
+    DescriptionRequest,
+    DescriptionResponse,
+    ImageListResponse,
+    ImageOut,
+    UploadResponse,
+)
+
+__all__ = ["ImagesController", "UploadForm", "read_upload"]
+
+_IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+@dataclass
+class UploadForm:
+    file: UploadFile
+    source: str | None = None
+
+
+async def read_upload(file: Any) -> bytes:
+    """The bytes of a multipart file field; 400 when the field is not a file."""
+    if not isinstance(file, UploadFile):
+        raise BadRequest("'file' must be a file part (multipart/form-data)", code="missing_file")
+    try:
+        return await file.read()
+    finally:
+        await file.close()
+
+
+class ImagesController(Controller):
+    path = "/api/images"
+    tags = ["images"]
+
+    @post("/", status_code=HTTP_201_CREATED, summary="Upload an image")
+    async def upload(
+        self,
+        library: Library,
+        data: Annotated[UploadForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+    ) -> Response[UploadResponse]:
+        """Store an image once per content and embed it with every enabled image model."""
+        payload = await read_upload(data.file)
+        source = data.source.strip()[:200] if data.source and data.source.strip() else None
+        result = await library.ingest(payload, source)
+        return Response(result, status_code=HTTP_200_OK if result.duplicate else HTTP_201_CREATED)
+
+    @get("/", summary="List images")
+    async def list_images(
+        self,
+        library: Library,
+        offset: Annotated[int, Parameter(ge=0)] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 20,
+        status: Literal["pending", "ready", "failed"] | None = None,
+        source: str | None = None,
+        include_deleted: bool = False,
+    ) -> ImageListResponse:
+        return await library.list_images(
+            offset=offset,
+            limit=limit,
+            status=status,
+            source=source,
+            include_deleted=include_deleted,
+        )
+
+    @get("/{sha256:str}", summary="Image facts and descriptions")
+    async def get_image(self, library: Library, sha256: str) -> ImageOut:
+        return await library.get_image(sha256)
+
+    @delete("/{sha256:str}", status_code=HTTP_200_OK, summary="Delete an image")
+    async def delete_image(
+        self, library: Library, sha256: str, hard: bool = False
+    ) -> DeleteResponse:
+        """Soft delete (restorable by uploading the same file), or ``?hard=true`` for good."""
+        return await library.delete(sha256, hard=hard)
+
+    @get("/{sha256:str}/file", summary="The original file")
+    async def file(
+        self, library: Library, request: Request[Any, Any, Any], sha256: str
+    ) -> Response[Any]:
+        row, path = await library.file_path(sha256, "file")
+        return _immutable_file(request, sha256, path, media_type(row.format), row.filename)
+
+    @get("/{sha256:str}/thumbnail", summary="A JPEG thumbnail (fits 256x256)")
+    async def thumbnail(
+        self, library: Library, request: Request[Any, Any, Any], sha256: str
+    ) -> Response[Any]:
+        _, path = await library.file_path(sha256, "thumbnail")
+        return _immutable_file(request, f"{sha256}-thumb", path, "image/jpeg", "thumbnail.jpg")
+
+    @post("/{sha256:str}/descriptions", status_code=HTTP_201_CREATED, summary="Add a description")
+    async def add_description(
+        self, library: Library, sha256: str, data: DescriptionRequest
+    ) -> DescriptionResponse:
+        """Store (or replace) the description of one method; embedded by every text model."""
+        return await library.add_description(sha256, data.method, data.content)
+
+    @get("/{sha256:str}/descriptions", summary="List descriptions")
+    async def descriptions(self, library: Library, sha256: str) -> list[DescriptionOut]:
+        return await library.get_descriptions(sha256)
+
+    @delete(
+        "/{sha256:str}/descriptions/{method:str}",
+        status_code=HTTP_200_OK,
+        summary="Delete a description",
+    )
+    async def delete_description(
+        self, library: Library, sha256: str, method: str
+    ) -> dict[str, str]:
+        await library.delete_description(sha256, method)
+        return {"message": "description deleted", "sha256": sha256, "method": method}
+
+
+def _immutable_file(
+    request: Request[Any, Any, Any], etag: str, path: Any, media: str, filename: str
+) -> Response[Any]:
+    # Content under an id never changes: a strong ETag and a year of caching are safe.
+    headers = {"Cache-Control": _IMMUTABLE, "ETag": f'"{etag}"'}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(content=b"", status_code=304, headers=headers)
+    return File(
+        path=path,
+        media_type=media,
+        filename=filename,
+        content_disposition_type="inline",
+        headers=headers,
+    )

@@ -1,0 +1,107 @@
+"""``/api/search``: text, image (multipart) and image (base64) search."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, post
+from litestar.datastructures import UploadFile
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from litestar.status_codes import HTTP_200_OK
+
+from imgdex.errors import BadRequest
+from imgdex.imaging import decode_image
+from imgdex.library import Library
+from imgdex.schemas import (
+    SearchImageBase64Request,
+    SearchOptions,
+    SearchResponse,
+    SearchTextRequest,
+)
+from imgdex.search import Searcher
+
+from .images import read_upload
+
+__all__ = ["SearchController"]
+
+
+@dataclass
+class ImageSearchForm:
+    file: UploadFile
+    top_k: str | None = None
+    offset: str | None = None
+    index: str | None = None  # one name, or several separated by commas
+    methods: str | None = None  # comma-separated
+    min_score: str | None = None
+    fusion: str | None = None
+
+
+class SearchController(Controller):
+    path = "/api/search"
+    tags = ["search"]
+
+    @post("/text", status_code=HTTP_200_OK, summary="Search by text")
+    async def text(self, searcher: Searcher, data: SearchTextRequest) -> SearchResponse:
+        """Fan out to every enabled index that answers text (or ``index``) and fuse."""
+        return await searcher.search_text(data.query, data)
+
+    @post("/image", status_code=HTTP_200_OK, summary="Search by image (multipart)")
+    async def image(
+        self,
+        searcher: Searcher,
+        library: Library,
+        data: Annotated[ImageSearchForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+    ) -> SearchResponse:
+        payload = await read_upload(data.file)
+        options = _form_options(data)
+        decoded = await library.run_io(decode_image, payload, library.config.images)
+        return await searcher.search_image(decoded.image, options)
+
+    @post("/image/base64", status_code=HTTP_200_OK, summary="Search by image (base64 JSON)")
+    async def image_base64(
+        self, searcher: Searcher, library: Library, data: SearchImageBase64Request
+    ) -> SearchResponse:
+        payload = _b64decode(data.image)
+        decoded = await library.run_io(decode_image, payload, library.config.images)
+        return await searcher.search_image(decoded.image, data)
+
+
+def _split(value: str | None) -> list[str] | None:
+    if value is None or not value.strip():
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _form_options(form: ImageSearchForm) -> SearchOptions:
+    raw: dict[str, Any] = {}
+    for key in ("top_k", "offset", "min_score", "fusion"):
+        value = getattr(form, key)
+        if value is not None and value.strip():
+            raw[key] = value.strip()
+    if (names := _split(form.index)) is not None:
+        raw["index"] = names[0] if len(names) == 1 else names
+    if (methods := _split(form.methods)) is not None:
+        raw["methods"] = methods
+    try:
+        return msgspec.convert(raw, SearchOptions, strict=False)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"invalid search option: {exc}", code="invalid_request") from None
+
+
+def _b64decode(value: str) -> bytes:
+    if value.startswith("data:"):
+        header, _, value = value.partition(",")
+        if ";base64" not in header:
+            raise BadRequest("the data URL is not base64-encoded", code="bad_base64")
+    try:
+        data = base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("'image' is not valid base64", code="bad_base64") from None
+    if not data:
+        raise BadRequest("'image' decodes to an empty file", code="empty_file")
+    return data

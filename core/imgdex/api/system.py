@@ -1,0 +1,84 @@
+"""``/health``, ``/api/stats`` and ``/api/indexes``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, get
+
+from imgdex.library import Library
+from imgdex.models import ModelSlot
+from imgdex.status import IndexStatus
+
+__all__ = ["SystemController"]
+
+
+def _summary(slots: list[Any]) -> str:
+    """The seed's one-word service state for a group of models."""
+    if not slots:
+        return "none"
+    states = [s.state for s in slots]
+    if all(state == "failed" for state in states):
+        return "unavailable"
+    if any(state == "failed" for state in states):
+        return "degraded"
+    return "ok" if all(state == "ready" for state in states) else "loading"
+
+
+class SystemController(Controller):
+    tags = ["system"]
+
+    @get("/health", summary="Health of the database, models and indexes")
+    async def health(self, library: Library) -> dict[str, Any]:
+        def read() -> dict[str, Any]:
+            try:
+                library.catalog.journal_mode()
+                database = "ok"
+            except Exception as exc:  # reported, not raised: this is the health check
+                database = f"error: {exc}"
+            stats = library.catalog.stats()
+            image_slots = library.embedder_slots(stores="image")
+            text_slots = library.embedder_slots(stores="text")
+            models: list[ModelSlot[Any]] = [*library.embedder_slots(), *library.describer_slots()]
+            failed_plugins = [r for r in library.host.records.values() if r.state == "failed"]
+            degraded = (
+                database != "ok" or failed_plugins or any(m.state == "failed" for m in models)
+            )
+            return {
+                "status": "degraded" if degraded else "ok",
+                "database": database,
+                "image_embedding_service": _summary(image_slots),
+                "text_embedding_service": _summary(text_slots),
+                "caption_service": _summary(library.describer_slots()),
+                "image_count": stats["image_count"],
+                "image_index_count": len(image_slots),
+                "text_index_count": len(text_slots),
+                "models": [
+                    {
+                        "name": m.name,
+                        "plugin": m.plugin.name,
+                        "model": m.provider.model,
+                        "state": m.state,
+                        "error": m.error,
+                    }
+                    for m in models
+                ],
+                "failed_plugins": [{"name": r.name, "error": r.error} for r in failed_plugins],
+            }
+
+        return await library.run_io(read)
+
+    @get("/api/stats", summary="Library statistics")
+    async def stats(self, library: Library) -> dict[str, Any]:
+        def read() -> dict[str, Any]:
+            stats = library.catalog.stats()
+            counts = library.catalog.index_counts()
+            stats["vector_count"] = sum(counts.values())
+            stats["indexes"] = counts
+            return stats
+
+        return await library.run_io(read)
+
+    @get("/api/indexes", summary="Available indexes")
+    async def indexes(self, library: Library) -> dict[str, list[IndexStatus]]:
+        return {"indexes": await library.run_io(library.index_report)}

@@ -1,0 +1,138 @@
+"""The ``imgdex`` command: serve, plugins (and, as they land, serve-model and import)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+import msgspec
+
+from imgdex.config import Config, load_config
+from imgdex.errors import ConfigError
+
+__all__ = ["main"]
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(
+        args.config,
+        data_dir=getattr(args, "data_dir", None),
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from imgdex.api import create_app
+
+    config = _config(args)
+    app = create_app(config)
+    print(
+        f"imgdex: serving on http://{config.server.host}:{config.server.port} "
+        f"(data in {config.data_path}; API docs at /docs)",
+        flush=True,
+    )
+    uvicorn.run(
+        app,
+        host=config.server.host,
+        port=config.server.port,
+        log_level=args.log_level.lower(),
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from imgdex.catalog import Catalog
+    from imgdex.index import IndexManager
+    from imgdex.plugins import PluginHost
+    from imgdex.status import plugin_infos
+
+    config = _config(args)
+    host = PluginHost(config)
+    host.load_entry_points()
+    data = config.data_path
+    states: dict[str, bool] = {}
+    counts: dict[str, int] = {}
+    on_disk: dict[str, dict[str, object]] = {}
+    if (data / "imgdex.db").is_file():
+        catalog = Catalog(data / "imgdex.db")
+        states, counts = catalog.plugin_states(), catalog.index_counts()
+        catalog.close()
+    if (data / "vector_index").is_dir():
+        on_disk = IndexManager.read_all_meta(data / "vector_index")
+    infos = plugin_infos(
+        list(host.records.values()),
+        enabled={
+            r.name: r.state == "loaded" and states.get(r.name, r.configured_enabled)
+            for r in host.records.values()
+        },
+        counts=counts,
+        on_disk=on_disk,
+        model_states={},
+        progress={},
+    )
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(infos), indent=2))
+        return 0
+    for info in infos:
+        flag = "enabled" if info.enabled else "disabled"
+        if info.state == "failed":
+            flag = "FAILED"
+        print(
+            f"{info.name:<14} {flag:<9} {', '.join(info.kinds) or '-':<22} {info.distribution or ''} {info.version or ''}"
+        )
+        if info.error:
+            print(f"    error: {info.error}")
+        for ix in info.indexes:
+            dim = ix.dimension if ix.dimension is not None else "?"
+            print(
+                f"    index {ix.index:<22} {ix.model} v{ix.model_version}  dim={dim}  vectors={ix.count}"
+            )
+        for d in info.describers:
+            print(f"    describer {d.method:<18} {d.model}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imgdex", description="Self-hosted image library server.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument(
+        "--config", help="YAML config file (default: $IMGDEX_CONFIG or config/imgdex.yaml)"
+    )
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--data-dir", help="data directory (default: $IMGDEX_DATA_DIR or ./data)")
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.set_defaults(func=cmd_serve)
+
+    plugins = sub.add_parser("plugins", help="list installed plugins, their indexes and state")
+    plugins.add_argument("--config")
+    plugins.add_argument("--data-dir")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    plugins.set_defaults(func=cmd_plugins)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(args, "log_level", "WARNING"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"imgdex: configuration error: {exc.detail}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

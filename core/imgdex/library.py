@@ -1,0 +1,584 @@
+"""The library: storing images, descriptions and vectors, and deleting them.
+
+`Library` owns the data directory (storage, catalog, vector indexes) and the model
+slots. Its public coroutines are what the API calls; the blocking work behind them runs
+in two thread pools (``io`` for hashing, decoding, SQLite and index writes; ``models`` for
+inference), never on the event loop. Fan-out across models happens here, concurrently.
+
+Order of writes, so that a kill at any point loses nothing acknowledged and leaves
+nothing half-visible: files are complete on disk (temp + rename) before the catalog row
+that points at them is committed; a vector's ``.npy`` is written before its catalog
+entry, which is committed before the vector enters the index (a cache, rebuilt from the
+``.npy`` files when behind).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from imgdex.catalog import Catalog, ImageRow, VectorEntry
+from imgdex.config import Config
+from imgdex.errors import BadRequest, Conflict, ImgdexError, NotFound
+from imgdex.imaging import DecodedImage, decode_image, make_thumbnail
+from imgdex.index import IndexManager
+from imgdex.models import DescriberSlot, EmbedderSlot
+from imgdex.plugins import PluginHost, PluginRecord
+from imgdex.schemas import (
+    DeleteResponse,
+    DescriptionOut,
+    DescriptionResponse,
+    EmbeddingError,
+    EmbeddingInfo,
+    ImageListResponse,
+    ImageOut,
+    UploadResponse,
+)
+from imgdex.status import (
+    IndexStatus,
+    PluginInfo,
+    Progress,
+    index_status,
+    orphan_status,
+    plugin_infos,
+)
+from imgdex.storage import Storage, check_id, check_name, image_id, sha256_hex
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+__all__ = ["Library"]
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+IMAGE_METHOD = "image"
+
+
+@dataclass(frozen=True)
+class _Stored:
+    row: ImageRow
+    decoded: DecodedImage | None  # None for a duplicate (nothing new to embed)
+    duplicate: bool
+    restored: bool
+
+
+class Library:
+    def __init__(self, config: Config, host: PluginHost) -> None:
+        self.config = config
+        self.host = host
+        data = config.data_path
+        data.mkdir(parents=True, exist_ok=True)
+        self.storage = Storage(data / "storage")
+        self.catalog = Catalog(data / "imgdex.db")
+        backend = host.backend(config.index.backend)
+        backend.configure(config.index)
+        self.indexes = IndexManager(data / "vector_index", backend, self.catalog, self.storage)
+        retry = config.worker.retry_load_after
+        self.embedders: dict[str, EmbedderSlot] = {}
+        for record, embedder in host.embedders():
+            if (other := self.embedders.get(embedder.index_name)) is not None:
+                record.error = (
+                    f"index {embedder.index_name} is already provided by plugin "
+                    f"{other.plugin.name}; this one is ignored"
+                )
+                log.error("plugin %s: %s", record.name, record.error)
+                continue
+            self.embedders[embedder.index_name] = EmbedderSlot(
+                record, embedder, retry, self.indexes.open_for
+            )
+        self.describers: dict[str, DescriberSlot] = {}
+        for record, describer in host.describers():
+            if describer.method in self.describers or describer.method == IMAGE_METHOD:
+                record.error = f"describer method {describer.method!r} is taken; ignored"
+                continue
+            self.describers[describer.method] = DescriberSlot(record, describer, retry)
+        self._plugin_states = self.catalog.plugin_states()
+        self._io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="imgdex-io")
+        workers = max(2, len(self.embedders) + len(self.describers))
+        self._models = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgdex-model")
+        self._image_locks = [threading.Lock() for _ in range(64)]
+        # Set by the enricher: called when there is new work for it (a failed embed...).
+        self.on_work: Callable[[], None] = lambda: None
+        # Items the enricher gave up on, per index or describer (shown as progress.failed).
+        self.failures: dict[str, int] = defaultdict(int)
+
+    # --- threads ------------------------------------------------------------------
+
+    async def run_io(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._io, functools.partial(fn, *args, **kwargs))
+
+    async def run_model(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._models, functools.partial(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        self._io.shutdown(wait=True, cancel_futures=True)
+        self._models.shutdown(wait=True, cancel_futures=True)
+        self.indexes.close()
+        self.catalog.close()
+
+    def _lock_for(self, id_: str) -> threading.Lock:
+        return self._image_locks[int(id_[:4], 16) % len(self._image_locks)]
+
+    # --- plugin state -------------------------------------------------------------
+
+    def plugin_enabled(self, record: PluginRecord) -> bool:
+        if record.state != "loaded":
+            return False
+        return self._plugin_states.get(record.name, record.configured_enabled)
+
+    def set_plugin_enabled(self, name: str, enabled: bool) -> PluginRecord:
+        record = self.host.records.get(name)
+        if record is None:
+            raise NotFound(f"plugin {name!r} is not installed", code="unknown_plugin")
+        if record.state != "loaded":
+            raise Conflict(f"plugin {name!r} failed to load: {record.error}", code="plugin_failed")
+        self.catalog.set_plugin_state(name, enabled)
+        self._plugin_states[name] = enabled
+        if enabled:
+            self.on_work()  # backfill whatever it missed while disabled
+        return record
+
+    def embedder_slots(
+        self, *, stores: str | None = None, query: str | None = None
+    ) -> list[EmbedderSlot]:
+        """Enabled embedders, optionally those that store or can query a modality."""
+        return [
+            slot
+            for name, slot in sorted(self.embedders.items())
+            if self.plugin_enabled(slot.plugin)
+            and (stores is None or slot.provider.stores == stores)
+            and (query is None or query in slot.provider.query_modalities)
+        ]
+
+    def describer_slots(self) -> list[DescriberSlot]:
+        return [s for _, s in sorted(self.describers.items()) if self.plugin_enabled(s.plugin)]
+
+    # --- vectors ------------------------------------------------------------------
+
+    def store_vectors(
+        self,
+        slot: EmbedderSlot,
+        items: Sequence[tuple[str, str, npt.NDArray[np.float32], str | None]],
+    ) -> list[int]:
+        """Persist ``(image, method, vector, content)`` items of one index; returns new ids.
+
+        `content` is the embedded description text (None for image vectors): an entry
+        whose description changed meanwhile is not written.
+        """
+        managed = slot.ready_index()
+        embedder = slot.provider
+        for image, method, vector, _ in items:
+            self.storage.put_vector(image, managed.name, method, vector)
+        added: list[tuple[int, npt.NDArray[np.float32]]] = []
+        with self.catalog.transaction() as db:
+            for image, method, vector, content in items:
+                id_ = self.catalog.add_vector_entry(
+                    db, image, method, embedder.model, embedder.version, managed.name, content
+                )
+                if id_ is not None:
+                    added.append((id_, vector))
+        if added:
+            managed.add([i for i, _ in added], np.stack([v for _, v in added]))
+        return [i for i, _ in added]
+
+    def hide_entries(self, entries: Iterable[VectorEntry]) -> None:
+        by_index: dict[str, list[int]] = defaultdict(list)
+        for entry in entries:
+            by_index[entry.index_name].append(entry.id)
+        for name, ids in by_index.items():
+            # An index that is not open catches up when it is opened (reconcile).
+            if (managed := self.indexes.get(name)) is not None:
+                managed.hide(ids)
+
+    def unhide_entries(self, entries: Iterable[VectorEntry]) -> None:
+        by_index: dict[str, list[int]] = defaultdict(list)
+        for entry in entries:
+            by_index[entry.index_name].append(entry.id)
+        for name, ids in by_index.items():
+            if (managed := self.indexes.get(name)) is not None:
+                managed.unhide(ids)
+
+    def _embed_image(self, slot: EmbedderSlot, id_: str, image: Image) -> None:
+        vector = slot.embed_images([image])[0]
+        self.store_vectors(slot, [(id_, IMAGE_METHOD, vector, None)])
+
+    def _embed_description(self, slot: EmbedderSlot, id_: str, method: str, content: str) -> None:
+        vector = slot.embed_texts([content], query=False)[0]
+        self.store_vectors(slot, [(id_, method, vector, content)])
+
+    async def _fan_out(
+        self, slots: list[EmbedderSlot], fn: Callable[[EmbedderSlot], None]
+    ) -> tuple[list[EmbeddingInfo], list[EmbeddingError]]:
+        outcomes = await asyncio.gather(
+            *(self.run_model(fn, slot) for slot in slots), return_exceptions=True
+        )
+        done, failed = [], []
+        for slot, outcome in zip(slots, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, ImgdexError):
+                    log.error("%s: %s", slot.name, outcome, exc_info=outcome)
+                message = outcome.detail if isinstance(outcome, ImgdexError) else str(outcome)
+                failed.append(
+                    EmbeddingError(index=slot.name, model=slot.provider.model, error=message)
+                )
+            else:
+                done.append(
+                    EmbeddingInfo(
+                        model=slot.provider.model, index=slot.name, dimension=slot.dimension or 0
+                    )
+                )
+        if failed:
+            self.on_work()  # the enricher retries what failed
+        return done, failed
+
+    # --- images -------------------------------------------------------------------
+
+    async def ingest(self, data: bytes, source: str | None = None) -> UploadResponse:
+        """Store an image (once per content) and embed it with every image embedder."""
+        stored = await self.run_io(self._store_image, data, source)
+        row = stored.row
+        embeddings: list[EmbeddingInfo] = []
+        errors: list[EmbeddingError] = []
+        if stored.decoded is not None:
+            image = stored.decoded.image
+            slots = self.embedder_slots(stores="image")
+            embeddings, errors = await self._fan_out(
+                slots, lambda slot: self._embed_image(slot, row.sha256, image)
+            )
+            status = "pending" if errors else "ready"
+            await self.run_io(self.catalog.set_status, row.sha256, status)
+            row = await self.run_io(self._get_row, row.sha256)
+        message = "uploaded"
+        if stored.restored:
+            message = "restored (the image had been deleted)"
+        elif stored.duplicate:
+            message = "already stored (duplicate)"
+        return UploadResponse(
+            message=message,
+            sha256=row.sha256,
+            width=row.width,
+            height=row.height,
+            file_size=row.file_size,
+            format=row.format,
+            status=row.status,
+            duplicate=stored.duplicate,
+            restored=stored.restored,
+            embeddings=embeddings,
+            errors=errors,
+        )
+
+    def _get_row(self, id_: str) -> ImageRow:
+        row = self.catalog.get_image(check_id(id_))
+        if row is None:
+            raise NotFound(f"image {id_} not found", code="image_not_found")
+        return row
+
+    def _store_image(self, data: bytes, source: str | None) -> _Stored:
+        if not data:
+            raise BadRequest("the uploaded file is empty", code="empty_file")
+        full = sha256_hex(data)
+        id_ = image_id(full)
+        with self._lock_for(id_):
+            row = self.catalog.get_image(id_)
+            if row is not None:
+                return self._existing(row, full, data)
+            decoded = decode_image(data, self.config.images)
+            thumbnail = make_thumbnail(
+                decoded, self.config.images.thumbnail_size, self.config.images.thumbnail_quality
+            )
+            filename = f"image.{decoded.extension}"
+            self.storage.put_image(id_, filename, data, thumbnail)
+            with self.catalog.transaction() as db:
+                self.catalog.insert_image(
+                    db,
+                    id_=id_,
+                    full=full,
+                    width=decoded.width,
+                    height=decoded.height,
+                    file_size=len(data),
+                    fmt=decoded.format,
+                    filename=filename,
+                    source=source,
+                    status="pending",
+                )
+            row = self.catalog.get_image(id_)
+            assert row is not None
+            return _Stored(row=row, decoded=decoded, duplicate=False, restored=False)
+
+    def _existing(self, row: ImageRow, full: str, data: bytes) -> _Stored:
+        if row.sha256_full != full:
+            log.error(
+                "SHA-256 collision on id %s: stored %s, uploaded %s; upload rejected",
+                row.sha256,
+                row.sha256_full,
+                full,
+            )
+            raise Conflict(
+                f"image id {row.sha256} is taken by a different file (SHA-256 prefix "
+                "collision); the upload was rejected and logged",
+                code="hash_collision",
+            )
+        restored = False
+        original = self.storage.original(row.sha256, row.filename)
+        if not original.is_file() or not self.storage.thumbnail(row.sha256).is_file():
+            # Files lost (disk trouble, manual deletion): the same bytes repair them.
+            decoded = decode_image(data, self.config.images)
+            thumb = make_thumbnail(
+                decoded, self.config.images.thumbnail_size, self.config.images.thumbnail_quality
+            )
+            self.storage.put_image(row.sha256, row.filename, data, thumb)
+            if row.status == "failed":
+                self.catalog.set_status(row.sha256, "pending")
+                self.on_work()
+        if row.is_deleted:
+            with self.catalog.transaction() as db:
+                self.catalog.set_deleted(db, row.sha256, False)
+            self.unhide_entries(self.catalog.vector_entries_of(None, row.sha256))
+            restored = True
+            self.on_work()
+        fresh = self.catalog.get_image(row.sha256)
+        assert fresh is not None
+        return _Stored(row=fresh, decoded=None, duplicate=True, restored=restored)
+
+    async def get_image(self, id_: str) -> ImageOut:
+        return await self.run_io(self._image_out, check_id(id_))
+
+    def _image_out(self, id_: str) -> ImageOut:
+        row = self._get_row(id_)
+        return _image_out(
+            row, self.catalog.get_descriptions(id_), sorted(self.catalog.image_indexes(id_))
+        )
+
+    async def list_images(
+        self,
+        *,
+        offset: int,
+        limit: int,
+        status: str | None,
+        source: str | None,
+        include_deleted: bool,
+    ) -> ImageListResponse:
+        rows, total = await self.run_io(
+            functools.partial(
+                self.catalog.list_images,
+                offset=offset,
+                limit=limit,
+                status=status,
+                source=source,
+                include_deleted=include_deleted,
+            )
+        )
+        return ImageListResponse(
+            images=[_image_out(r, [], []) for r in rows], total=total, offset=offset, limit=limit
+        )
+
+    async def file_path(self, id_: str, kind: str) -> tuple[ImageRow, Any]:
+        """The row and path of an image's original (``file``) or ``thumbnail``."""
+        row = await self.run_io(self._get_row, check_id(id_))
+        if row.is_deleted:
+            raise NotFound(f"image {id_} is deleted", code="image_deleted")
+        path = (
+            self.storage.original(id_, row.filename)
+            if kind == "file"
+            else self.storage.thumbnail(id_)
+        )
+        if not await self.run_io(path.is_file):
+            raise NotFound(f"the {kind} of image {id_} is missing on disk", code="file_missing")
+        return row, path
+
+    async def delete(self, id_: str, *, hard: bool) -> DeleteResponse:
+        await self.run_io(self._delete, check_id(id_), hard)
+        message = "deleted permanently" if hard else "deleted (restorable by uploading again)"
+        return DeleteResponse(message=message, sha256=id_, hard=hard)
+
+    def _delete(self, id_: str, hard: bool) -> None:
+        with self._lock_for(id_):
+            row = self._get_row(id_)
+            entries = self.catalog.vector_entries_of(None, id_)
+            if hard:
+                # Files go to the trash first: if we are killed before the rows are gone,
+                # start-up finishes the deletion instead of resurrecting the image.
+                self.storage.trash_image(id_)
+                with self.catalog.transaction() as db:
+                    self.catalog.delete_image_rows(db, id_)
+                self.hide_entries(entries)
+                self.storage.empty_trash(id_)
+            elif not row.is_deleted:
+                with self.catalog.transaction() as db:
+                    self.catalog.set_deleted(db, id_, True)
+                self.hide_entries(entries)
+
+    # --- reports --------------------------------------------------------------------
+
+    def model_states(self) -> dict[str, tuple[str, str | None]]:
+        slots: list[EmbedderSlot | DescriberSlot] = [
+            *self.embedders.values(),
+            *self.describers.values(),
+        ]
+        return {slot.name: (slot.state, slot.error) for slot in slots}
+
+    def progress(self) -> dict[str, Progress]:
+        """Per enabled index: how many of the vectors it should hold it holds."""
+        out = {}
+        for slot in self.embedder_slots():
+            done, total = self.catalog.count_missing(slot.name, slot.provider.stores)
+            out[slot.name] = Progress(
+                done=done, total=total, failed=self.failures.get(slot.name, 0)
+            )
+        return out
+
+    def plugin_report(self) -> list[PluginInfo]:
+        return plugin_infos(
+            list(self.host.records.values()),
+            enabled={r.name: self.plugin_enabled(r) for r in self.host.records.values()},
+            counts=self.catalog.index_counts(),
+            on_disk=self.indexes.on_disk(),
+            model_states=self.model_states(),
+            progress=self.progress(),
+        )
+
+    def index_report(self) -> list[IndexStatus]:
+        counts = self.catalog.index_counts()
+        on_disk = self.indexes.on_disk()
+        states = self.model_states()
+        progress = self.progress()
+        out = [
+            index_status(
+                slot.provider,
+                plugin=slot.plugin.name,
+                enabled=self.plugin_enabled(slot.plugin),
+                count=counts.get(name, 0),
+                meta=on_disk.get(name),
+                state=states[name],
+                progress=progress.get(name),
+            )
+            for name, slot in sorted(self.embedders.items())
+        ]
+        out += [
+            orphan_status(meta, counts.get(name, 0))
+            for name, meta in on_disk.items()
+            if name not in self.embedders
+        ]
+        return out
+
+    # --- descriptions ---------------------------------------------------------------
+
+    async def add_description(self, id_: str, method: str, content: str) -> DescriptionResponse:
+        """Store (or replace) a description and embed it with every text embedder."""
+        check_id(id_)
+        check_name(method, "description method")
+        if method == IMAGE_METHOD:
+            raise BadRequest(
+                "the method name 'image' is reserved for image vectors", code="reserved_method"
+            )
+        content = content.strip()
+        if not content:
+            raise BadRequest("the description content is empty", code="empty_description")
+        have = await self.run_io(self._put_description, id_, method, content)
+        slots = [s for s in self.embedder_slots(stores="text") if s.name not in have]
+        done, failed = await self._fan_out(
+            slots, lambda slot: self._embed_description(slot, id_, method, content)
+        )
+        kept = [
+            EmbeddingInfo(model=s.provider.model, index=s.name, dimension=s.dimension or 0)
+            for s in self.embedder_slots(stores="text")
+            if s.name in have
+        ]
+        embeddings = sorted(kept + done, key=lambda e: e.index)
+        return DescriptionResponse(
+            message="description added",
+            sha256=id_,
+            method=method,
+            embeddings=embeddings,
+            embedding_count=len(embeddings),
+            errors=failed,
+        )
+
+    def _put_description(self, id_: str, method: str, content: str) -> set[str]:
+        """Write the description; returns the indexes that already hold its vector."""
+        with self._lock_for(id_):
+            row = self._get_row(id_)
+            if row.is_deleted:
+                raise Conflict(
+                    f"image {id_} is deleted; upload it again to restore it", code="image_deleted"
+                )
+            old = self.catalog.vector_entries_of(None, id_, method)
+            if self.catalog.get_description(id_, method) == content:
+                return {e.index_name for e in old}
+            self.storage.put_description(id_, method, content)
+            with self.catalog.transaction() as db:
+                self.catalog.upsert_description(db, id_, method, content)
+                self.catalog.delete_vector_entries(db, [e.id for e in old])
+            self.hide_entries(old)
+            return set()
+
+    async def get_descriptions(self, id_: str) -> list[DescriptionOut]:
+        def read() -> list[DescriptionOut]:
+            self._get_row(id_)
+            return [_description_out(d) for d in self.catalog.get_descriptions(id_)]
+
+        return await self.run_io(read)
+
+    async def delete_description(self, id_: str, method: str) -> None:
+        check_id(id_)
+        check_name(method, "description method")
+
+        def delete() -> None:
+            with self._lock_for(id_):
+                self._get_row(id_)
+                old = self.catalog.vector_entries_of(None, id_, method)
+                with self.catalog.transaction() as db:
+                    if not self.catalog.delete_description(db, id_, method):
+                        raise NotFound(
+                            f"image {id_} has no description {method!r}",
+                            code="description_not_found",
+                        )
+                    self.catalog.delete_vector_entries(db, [e.id for e in old])
+                self.hide_entries(old)
+                self.storage.remove_description(id_, method)
+
+        await self.run_io(delete)
+
+
+def _description_out(d: Any) -> DescriptionOut:
+    return DescriptionOut(
+        method=d.method,
+        content=d.content,
+        has_embedding=d.has_embedding,
+        indexes=list(d.indexes),
+        created_at=d.created_at,
+        updated_at=d.updated_at,
+    )
+
+
+def _image_out(row: ImageRow, descriptions: Sequence[Any], indexes: list[str]) -> ImageOut:
+    return ImageOut(
+        sha256=row.sha256,
+        width=row.width,
+        height=row.height,
+        file_size=row.file_size,
+        format=row.format,
+        created_at=row.created_at,
+        source=row.source,
+        status=row.status,
+        is_deleted=row.is_deleted,
+        deleted_at=row.deleted_at,
+        error=row.error,
+        indexes=indexes,
+        descriptions=[_description_out(d) for d in descriptions],
+    )

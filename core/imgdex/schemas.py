@@ -1,0 +1,181 @@
+"""Request and response shapes of the REST API, as msgspec Structs.
+
+Field names follow the seed design's examples (``sha256``, ``matched_by``,
+``indexes_searched`` ...) so clients written against it keep working.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+__all__ = [
+    "DeleteResponse",
+    "DescriptionOut",
+    "DescriptionRequest",
+    "DescriptionResponse",
+    "EmbeddingError",
+    "EmbeddingInfo",
+    "ImageListResponse",
+    "ImageOut",
+    "IndexSearched",
+    "Match",
+    "SearchImageBase64Request",
+    "SearchOptions",
+    "SearchResponse",
+    "SearchResult",
+    "SearchTextRequest",
+    "UploadResponse",
+]
+
+Method = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$", max_length=64)]
+Fusion = Literal["rrf", "max"]
+
+
+class _Out(Struct, kw_only=True, frozen=True):
+    pass
+
+
+class EmbeddingInfo(_Out):
+    model: str
+    index: str
+    dimension: int
+
+
+class EmbeddingError(_Out):
+    index: str
+    model: str
+    error: str
+
+
+class UploadResponse(_Out):
+    message: str
+    sha256: str
+    width: int
+    height: int
+    file_size: int
+    format: str
+    status: str
+    duplicate: bool = False
+    restored: bool = False
+    embeddings: list[EmbeddingInfo] = msgspec.field(default_factory=list)
+    errors: list[EmbeddingError] = msgspec.field(default_factory=list)
+
+
+class DescriptionOut(_Out):
+    method: str
+    content: str
+    has_embedding: int
+    indexes: list[str]
+    created_at: str
+    updated_at: str
+
+
+class ImageOut(_Out):
+    sha256: str
+    width: int
+    height: int
+    file_size: int
+    format: str
+    created_at: str
+    source: str | None
+    status: str
+    is_deleted: int
+    deleted_at: str | None = None
+    error: str | None = None
+    indexes: list[str] = msgspec.field(default_factory=list)
+    descriptions: list[DescriptionOut] = msgspec.field(default_factory=list)
+
+
+class ImageListResponse(_Out):
+    images: list[ImageOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class DescriptionRequest(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    method: Method
+    content: Annotated[str, Meta(min_length=1, max_length=20_000)]
+
+
+class DescriptionResponse(_Out):
+    message: str
+    sha256: str
+    method: str
+    embeddings: list[EmbeddingInfo]
+    embedding_count: int
+    errors: list[EmbeddingError] = msgspec.field(default_factory=list)
+
+
+class DeleteResponse(_Out):
+    message: str
+    sha256: str
+    hard: bool
+
+
+class SearchOptions(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Options shared by every search request."""
+
+    top_k: Annotated[int, Meta(ge=1, le=1000)] = 10
+    offset: Annotated[int, Meta(ge=0, le=100_000)] = 0
+    # One index name, a list of them, or null for every enabled index that can answer.
+    index: str | list[str] | None = None
+    methods: list[Method] | None = None
+    min_score: float | None = None
+    fusion: Fusion | None = None
+    weights: dict[str, Annotated[float, Meta(ge=0)]] | None = None
+
+
+class SearchTextRequest(SearchOptions, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    query: Annotated[str, Meta(min_length=1, max_length=4096)]
+
+
+class SearchImageBase64Request(
+    SearchOptions, kw_only=True, frozen=True, forbid_unknown_fields=True
+):
+    # Plain base64 or a data URL (data:image/png;base64,...).
+    image: Annotated[str, Meta(min_length=1)]
+
+
+class Match(_Out):
+    index: str
+    model: str
+    rank: int
+    score: float
+    matched_by: str
+    matched_text: str | None
+
+
+class SearchResult(_Out):
+    sha256: str
+    score: float
+    matched_by: str
+    matched_text: str | None
+    index: str
+    model: str
+    width: int
+    height: int
+    matches: list[Match]
+
+
+class IndexSearched(_Out):
+    index: str
+    model: str
+    result_count: int
+    error: str | None = None
+
+
+class SearchResponse(_Out):
+    query: str | None
+    fusion: str
+    top_k: int
+    offset: int
+    indexes_searched: list[IndexSearched]
+    results: list[SearchResult]
+
+
+def to_builtins(obj: Any) -> Any:
+    return msgspec.to_builtins(obj)

@@ -1,0 +1,148 @@
+"""Reports on plugins, models and indexes, shared by the API and the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from imgdex.plugins import PluginRecord
+
+__all__ = ["DescriberInfo", "IndexStatus", "PluginInfo", "plugin_infos"]
+
+
+class Progress(msgspec.Struct, kw_only=True, frozen=True):
+    done: int
+    total: int
+    failed: int = 0
+
+
+class IndexStatus(msgspec.Struct, kw_only=True, frozen=True):
+    index: str
+    model: str
+    model_version: str
+    dimension: int | None
+    metric: str
+    stores: str
+    query_modalities: list[str]
+    plugin: str | None
+    enabled: bool
+    state: str  # not_loaded | loading | ready | failed | orphaned
+    error: str | None = None
+    count: int = 0
+    progress: Progress | None = None
+
+
+class DescriberInfo(msgspec.Struct, kw_only=True, frozen=True):
+    method: str
+    model: str
+    state: str
+    error: str | None = None
+
+
+class PluginInfo(msgspec.Struct, kw_only=True, frozen=True):
+    name: str
+    module: str
+    distribution: str | None
+    version: str | None
+    state: str  # loaded | failed
+    enabled: bool
+    kinds: list[str]
+    error: str | None = None
+    indexes: list[IndexStatus] = msgspec.field(default_factory=list)
+    describers: list[DescriberInfo] = msgspec.field(default_factory=list)
+    backends: list[str] = msgspec.field(default_factory=list)
+
+
+def plugin_infos(
+    records: list[PluginRecord],
+    *,
+    enabled: dict[str, bool],
+    counts: dict[str, int],
+    on_disk: dict[str, dict[str, Any]],
+    model_states: dict[str, tuple[str, str | None]],
+    progress: dict[str, Progress],
+) -> list[PluginInfo]:
+    """One `PluginInfo` per plugin, in name order."""
+    out = []
+    for record in sorted(records, key=lambda r: r.name):
+        indexes = [
+            index_status(
+                e,
+                plugin=record.name,
+                enabled=enabled.get(record.name, False),
+                count=counts.get(e.index_name, 0),
+                meta=on_disk.get(e.index_name),
+                state=model_states.get(e.index_name, ("not_loaded", None)),
+                progress=progress.get(e.index_name),
+            )
+            for e in record.embedders
+        ]
+        describers = []
+        for d in record.describers:
+            state, error = model_states.get(f"describer {d.method}", ("not_loaded", None))
+            describers.append(
+                DescriberInfo(method=d.method, model=d.model, state=state, error=error)
+            )
+        out.append(
+            PluginInfo(
+                name=record.name,
+                module=record.module,
+                distribution=record.distribution,
+                version=record.version,
+                state=record.state,
+                enabled=enabled.get(record.name, False),
+                kinds=record.kinds,
+                error=record.error,
+                indexes=indexes,
+                describers=describers,
+                backends=[b.name for b in record.backends],
+            )
+        )
+    return out
+
+
+def index_status(
+    embedder: Any,
+    *,
+    plugin: str | None,
+    enabled: bool,
+    count: int,
+    meta: dict[str, Any] | None,
+    state: tuple[str, str | None],
+    progress: Progress | None,
+) -> IndexStatus:
+    dimension = embedder.dimension or (meta or {}).get("dimension")
+    return IndexStatus(
+        index=embedder.index_name,
+        model=embedder.model,
+        model_version=embedder.version,
+        dimension=dimension,
+        metric=embedder.metric,
+        stores=embedder.stores,
+        query_modalities=sorted(embedder.query_modalities),
+        plugin=plugin,
+        enabled=enabled,
+        state=state[0],
+        error=state[1],
+        count=count,
+        progress=progress,
+    )
+
+
+def orphan_status(meta: dict[str, Any], count: int) -> IndexStatus:
+    """An index on disk whose plugin is not installed any more."""
+    return IndexStatus(
+        index=str(meta.get("index")),
+        model=str(meta.get("model", "")),
+        model_version=str(meta.get("model_version", "")),
+        dimension=meta.get("dimension"),
+        metric=str(meta.get("metric", "cosine")),
+        stores=str(meta.get("stores", "")),
+        query_modalities=[],
+        plugin=None,
+        enabled=False,
+        state="orphaned",
+        error="no installed plugin provides this index",
+        count=count,
+    )

@@ -75,8 +75,6 @@ class SearchConfig(_Section):
     rrf_k: int = 60
     # Per-index weight in reciprocal rank fusion (default 1.0).
     weights: dict[str, float] = msgspec.field(default_factory=dict)
-    default_top_k: int = 10
-    max_top_k: int = 1000
     # Each index is asked for at least this many candidates (and at least 3 x top_k).
     min_candidates: int = 50
 

@@ -222,7 +222,9 @@ if pytest is not None:
             kwargs.setdefault("entry_points", False)
             kwargs.setdefault("preload", False)
             return create_app(
-                config or imgdex_config, plugins=toy_plugins() if plugins is None else plugins, **kwargs
+                config or imgdex_config,
+                plugins=toy_plugins() if plugins is None else plugins,
+                **kwargs,
             )
 
         return factory

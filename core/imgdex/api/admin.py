@@ -6,13 +6,13 @@ from typing import Any
 
 from litestar import Controller, delete, get, post
 from litestar.datastructures import State
+from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK
 
 from imgdex.errors import Conflict, NotFound
-from imgdex.library import Library
 from imgdex.status import PluginInfo
 
-from .deps import admin_guard
+from .deps import LibraryDep, admin_guard
 
 __all__ = ["AdminController"]
 
@@ -23,26 +23,26 @@ class AdminController(Controller):
     tags = ["admin"]
 
     @get("/plugins", summary="Installed plugins and their state")
-    async def plugins(self, library: Library) -> dict[str, list[PluginInfo]]:
+    async def plugins(self, library: LibraryDep) -> dict[str, list[PluginInfo]]:
         return {"plugins": await library.run_io(library.plugin_report)}
 
     @post("/plugins/{name:str}/enable", status_code=HTTP_200_OK, summary="Enable a plugin")
-    async def enable(self, library: Library, name: str) -> PluginInfo:
+    async def enable(self, library: LibraryDep, name: FromPath[str]) -> PluginInfo:
         """Takes effect at once and survives restarts; missed work is backfilled."""
         return await library.run_io(self._set, library, name, True)
 
     @post("/plugins/{name:str}/disable", status_code=HTTP_200_OK, summary="Disable a plugin")
-    async def disable(self, library: Library, name: str) -> PluginInfo:
+    async def disable(self, library: LibraryDep, name: FromPath[str]) -> PluginInfo:
         """It receives no writes and answers no searches; its indexes stay on disk."""
         return await library.run_io(self._set, library, name, False)
 
     @staticmethod
-    def _set(library: Library, name: str, enabled: bool) -> PluginInfo:
+    def _set(library: LibraryDep, name: FromPath[str], enabled: bool) -> PluginInfo:
         library.set_plugin_enabled(name, enabled)
         return next(p for p in library.plugin_report() if p.name == name)
 
     @get("/jobs", summary="Background enrichment progress")
-    async def jobs(self, library: Library, state: State) -> dict[str, Any]:
+    async def jobs(self, library: LibraryDep, state: State) -> dict[str, Any]:
         progress = await library.run_io(library.progress)
         return {
             "paused": state.enricher.paused,
@@ -62,7 +62,7 @@ class AdminController(Controller):
         return {"paused": False}
 
     @post("/indexes/{name:str}/rebuild", status_code=HTTP_200_OK, summary="Compact an index")
-    async def rebuild(self, library: Library, name: str) -> dict[str, Any]:
+    async def rebuild(self, library: LibraryDep, name: FromPath[str]) -> dict[str, Any]:
         """Rebuild from the stored vectors and swap in atomically; searches keep working."""
         slot = library.embedders.get(name)
         if slot is None:
@@ -72,7 +72,7 @@ class AdminController(Controller):
         return {"index": name, **result}
 
     @delete("/indexes/{name:str}", status_code=HTTP_200_OK, summary="Remove an index")
-    async def remove_index(self, library: Library, name: str) -> dict[str, Any]:
+    async def remove_index(self, library: LibraryDep, name: FromPath[str]) -> dict[str, Any]:
         """Remove an index that no enabled plugin uses (e.g. an old model version)."""
         slot = library.embedders.get(name)
         if slot is not None and library.plugin_enabled(slot.plugin):

@@ -7,13 +7,18 @@ from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 
 from imgdex.library import Library
 from imgdex.search import Searcher
 
-__all__ = ["admin_guard", "provide_library", "provide_searcher"]
+__all__ = ["LibraryDep", "SearcherDep", "admin_guard", "provide_library", "provide_searcher"]
+
+
+LibraryDep = NamedDependency[Library]
+SearcherDep = NamedDependency[Searcher]
 
 
 def provide_library(state: State) -> Library:

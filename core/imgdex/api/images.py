@@ -7,14 +7,12 @@ from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import UploadFile
-from litestar.enums import RequestEncodingType
-from litestar.params import Body, Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, MultipartBody, QueryParameter
 from litestar.response import File
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from imgdex.errors import BadRequest
 from imgdex.imaging import media_type
-from imgdex.library import Library
 from imgdex.schemas import (
     DeleteResponse,
     DescriptionOut,
@@ -24,6 +22,8 @@ from imgdex.schemas import (
     ImageOut,
     UploadResponse,
 )
+
+from .deps import LibraryDep
 
 __all__ = ["ImagesController", "UploadForm", "read_upload"]
 
@@ -53,8 +53,8 @@ class ImagesController(Controller):
     @post("/", status_code=HTTP_201_CREATED, summary="Upload an image")
     async def upload(
         self,
-        library: Library,
-        data: Annotated[UploadForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+        library: LibraryDep,
+        data: MultipartBody[UploadForm],
     ) -> Response[UploadResponse]:
         """Store an image once per content and embed it with every enabled image model."""
         payload = await read_upload(data.file)
@@ -65,12 +65,12 @@ class ImagesController(Controller):
     @get("/", summary="List images")
     async def list_images(
         self,
-        library: Library,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 20,
-        status: Literal["pending", "ready", "failed"] | None = None,
-        source: str | None = None,
-        include_deleted: bool = False,
+        library: LibraryDep,
+        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 20,
+        status: FromQuery[Literal["pending", "ready", "failed"] | None] = None,
+        source: FromQuery[str | None] = None,
+        include_deleted: FromQuery[bool] = False,
     ) -> ImageListResponse:
         return await library.list_images(
             offset=offset,
@@ -81,39 +81,41 @@ class ImagesController(Controller):
         )
 
     @get("/{sha256:str}", summary="Image facts and descriptions")
-    async def get_image(self, library: Library, sha256: str) -> ImageOut:
+    async def get_image(self, library: LibraryDep, sha256: FromPath[str]) -> ImageOut:
         return await library.get_image(sha256)
 
     @delete("/{sha256:str}", status_code=HTTP_200_OK, summary="Delete an image")
     async def delete_image(
-        self, library: Library, sha256: str, hard: bool = False
+        self, library: LibraryDep, sha256: FromPath[str], hard: FromQuery[bool] = False
     ) -> DeleteResponse:
         """Soft delete (restorable by uploading the same file), or ``?hard=true`` for good."""
         return await library.delete(sha256, hard=hard)
 
     @get("/{sha256:str}/file", summary="The original file")
     async def file(
-        self, library: Library, request: Request[Any, Any, Any], sha256: str
+        self, library: LibraryDep, request: Request[Any, Any, Any], sha256: FromPath[str]
     ) -> Response[Any]:
         row, path = await library.file_path(sha256, "file")
         return _immutable_file(request, sha256, path, media_type(row.format), row.filename)
 
     @get("/{sha256:str}/thumbnail", summary="A JPEG thumbnail (fits 256x256)")
     async def thumbnail(
-        self, library: Library, request: Request[Any, Any, Any], sha256: str
+        self, library: LibraryDep, request: Request[Any, Any, Any], sha256: FromPath[str]
     ) -> Response[Any]:
         _, path = await library.file_path(sha256, "thumbnail")
         return _immutable_file(request, f"{sha256}-thumb", path, "image/jpeg", "thumbnail.jpg")
 
     @post("/{sha256:str}/descriptions", status_code=HTTP_201_CREATED, summary="Add a description")
     async def add_description(
-        self, library: Library, sha256: str, data: DescriptionRequest
+        self, library: LibraryDep, sha256: FromPath[str], data: JSONBody[DescriptionRequest]
     ) -> DescriptionResponse:
         """Store (or replace) the description of one method; embedded by every text model."""
         return await library.add_description(sha256, data.method, data.content)
 
     @get("/{sha256:str}/descriptions", summary="List descriptions")
-    async def descriptions(self, library: Library, sha256: str) -> list[DescriptionOut]:
+    async def descriptions(
+        self, library: LibraryDep, sha256: FromPath[str]
+    ) -> list[DescriptionOut]:
         return await library.get_descriptions(sha256)
 
     @delete(
@@ -122,7 +124,7 @@ class ImagesController(Controller):
         summary="Delete a description",
     )
     async def delete_description(
-        self, library: Library, sha256: str, method: str
+        self, library: LibraryDep, sha256: FromPath[str], method: FromPath[str]
     ) -> dict[str, str]:
         await library.delete_description(sha256, method)
         return {"message": "description deleted", "sha256": sha256, "method": method}

@@ -5,26 +5,24 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from litestar import Controller, post
 from litestar.datastructures import UploadFile
-from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import JSONBody, MultipartBody
 from litestar.status_codes import HTTP_200_OK
 
 from imgdex.errors import BadRequest
 from imgdex.imaging import decode_image
-from imgdex.library import Library
 from imgdex.schemas import (
     SearchImageBase64Request,
     SearchOptions,
     SearchResponse,
     SearchTextRequest,
 )
-from imgdex.search import Searcher
 
+from .deps import LibraryDep, SearcherDep
 from .images import read_upload
 
 __all__ = ["SearchController"]
@@ -46,16 +44,18 @@ class SearchController(Controller):
     tags = ["search"]
 
     @post("/text", status_code=HTTP_200_OK, summary="Search by text")
-    async def text(self, searcher: Searcher, data: SearchTextRequest) -> SearchResponse:
+    async def text(
+        self, searcher: SearcherDep, data: JSONBody[SearchTextRequest]
+    ) -> SearchResponse:
         """Fan out to every enabled index that answers text (or ``index``) and fuse."""
         return await searcher.search_text(data.query, data)
 
     @post("/image", status_code=HTTP_200_OK, summary="Search by image (multipart)")
     async def image(
         self,
-        searcher: Searcher,
-        library: Library,
-        data: Annotated[ImageSearchForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+        searcher: SearcherDep,
+        library: LibraryDep,
+        data: MultipartBody[ImageSearchForm],
     ) -> SearchResponse:
         payload = await read_upload(data.file)
         options = _form_options(data)
@@ -64,7 +64,7 @@ class SearchController(Controller):
 
     @post("/image/base64", status_code=HTTP_200_OK, summary="Search by image (base64 JSON)")
     async def image_base64(
-        self, searcher: Searcher, library: Library, data: SearchImageBase64Request
+        self, searcher: SearcherDep, library: LibraryDep, data: JSONBody[SearchImageBase64Request]
     ) -> SearchResponse:
         payload = _b64decode(data.image)
         decoded = await library.run_io(decode_image, payload, library.config.images)

@@ -6,9 +6,10 @@ from typing import Any
 
 from litestar import Controller, get
 
-from imgdex.library import Library
 from imgdex.models import ModelSlot
 from imgdex.status import IndexStatus
+
+from .deps import LibraryDep
 
 __all__ = ["SystemController"]
 
@@ -29,7 +30,7 @@ class SystemController(Controller):
     tags = ["system"]
 
     @get("/health", summary="Health of the database, models and indexes")
-    async def health(self, library: Library) -> dict[str, Any]:
+    async def health(self, library: LibraryDep) -> dict[str, Any]:
         def read() -> dict[str, Any]:
             try:
                 library.catalog.journal_mode()
@@ -69,7 +70,7 @@ class SystemController(Controller):
         return await library.run_io(read)
 
     @get("/api/stats", summary="Library statistics")
-    async def stats(self, library: Library) -> dict[str, Any]:
+    async def stats(self, library: LibraryDep) -> dict[str, Any]:
         def read() -> dict[str, Any]:
             stats = library.catalog.stats()
             counts = library.catalog.index_counts()
@@ -80,5 +81,5 @@ class SystemController(Controller):
         return await library.run_io(read)
 
     @get("/api/indexes", summary="Available indexes")
-    async def indexes(self, library: Library) -> dict[str, list[IndexStatus]]:
+    async def indexes(self, library: LibraryDep) -> dict[str, list[IndexStatus]]:
         return {"indexes": await library.run_io(library.index_report)}

@@ -1,0 +1,41 @@
+# The two commands of the README:
+#   make serve   install everything into .venv and start the server on the embedded default
+#   make test    install everything (with dev tools) and run lint, types and every test
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# CPU build of torch, installed before anything that depends on torch (otherwise pip
+# resolves torch itself and may pull several GB of CUDA wheels). Override on a GPU box,
+# e.g. `make serve TORCH=torch`.
+TORCH ?= torch==2.13.0
+PLUGINS := $(wildcard plugins/*/pyproject.toml)
+STAMP := $(VENV)/.installed
+
+.PHONY: install serve test lint bench clean
+
+$(STAMP): pyproject.toml $(PLUGINS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]" $(foreach p,$(PLUGINS),-e $(dir $(p)))
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/imgdex serve $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check core tests plugins bench
+	$(BIN)/ruff format --check core tests plugins bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/search.py
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

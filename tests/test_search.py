@@ -1,0 +1,188 @@
+"""Search: fan-out across indexes, fusion, filters and paging through the real app."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from litestar.testing import TestClient
+
+from imgdex.testing import image_bytes
+
+Client = TestClient[Any]
+
+
+def upload(client: Client, data: bytes) -> str:
+    r = client.post("/api/images", files={"file": ("a.png", data, "image/png")})
+    assert r.status_code == 201, r.text
+    return str(r.json()["sha256"])
+
+
+def describe(client: Client, sha: str, method: str, content: str) -> None:
+    r = client.post(f"/api/images/{sha}/descriptions", json={"method": method, "content": content})
+    assert r.status_code == 201, r.text
+
+
+def text(client: Client, **body: Any) -> Any:
+    r = client.post("/api/search/text", json=body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def library(client: Client) -> dict[str, str]:
+    shas = {
+        color: upload(client, image_bytes(color, pattern=i))
+        for i, color in enumerate(["red", "green", "blue", "yellow", "purple"])
+    }
+    describe(client, shas["red"], "human", "sunset over the harbour with fishing boats")
+    describe(client, shas["green"], "human", "a quiet forest trail in spring")
+    describe(client, shas["blue"], "human", "swimming pool at a hotel")
+    describe(client, shas["blue"], "vlm1", "the harbour seen from a hotel window")
+    describe(client, shas["yellow"], "vlm1", "taxi cabs in a busy street")
+    return shas
+
+
+def test_image_searched_with_itself_comes_first_with_score_one(imgdex_client: Client) -> None:
+    shas = library(imgdex_client)
+    for color, sha in shas.items():
+        r = imgdex_client.post(
+            "/api/search/image",
+            files={
+                "file": ("q.png", image_bytes(color, pattern=list(shas).index(color)), "image/png")
+            },
+            data={"top_k": "3"},
+        )
+        body = r.json()
+        first = body["results"][0]
+        assert first["sha256"] == sha
+        assert first["score"] > 0.999
+        assert first["matched_by"] == "image"
+        assert first["index"] == "toy_color_v1"
+        assert len(body["results"]) == 3
+
+
+def test_base64_search_matches_multipart(imgdex_client: Client) -> None:
+    shas = library(imgdex_client)
+    raw = image_bytes("green", pattern=1)
+    plain = imgdex_client.post(
+        "/api/search/image/base64", json={"image": base64.b64encode(raw).decode()}
+    ).json()
+    url = "data:image/png;base64," + base64.b64encode(raw).decode()
+    data_url = imgdex_client.post(
+        "/api/search/image/base64", json={"image": url, "top_k": 2}
+    ).json()
+    assert plain["results"][0]["sha256"] == data_url["results"][0]["sha256"] == shas["green"]
+    assert len(data_url["results"]) == 2
+
+
+def test_text_search_fuses_indexes_and_explains(imgdex_client: Client) -> None:
+    shas = library(imgdex_client)
+    body = text(imgdex_client, query="red harbour", top_k=5)
+    assert body["fusion"] == "rrf"
+    searched = {s["index"]: s for s in body["indexes_searched"]}
+    assert set(searched) == {"toy_color_v1", "toy_words_v1"}
+    assert searched["toy_words_v1"]["model"] == "imgdex-toy-words"
+    ids = [r["sha256"] for r in body["results"]]
+    assert len(ids) == len(set(ids)), "one result per image"
+    # Red is first in both indexes (colour and words): first overall; the other
+    # "harbour" image is also among the top results.
+    assert ids[0] == shas["red"]
+    assert shas["blue"] in ids[:3]
+    top = body["results"][0]
+    ranks = {m["index"]: m["rank"] for m in top["matches"]}
+    assert ranks["toy_color_v1"] == 1
+    assert ranks["toy_words_v1"] <= 2
+    assert {
+        "sha256",
+        "score",
+        "matched_by",
+        "matched_text",
+        "index",
+        "model",
+        "width",
+        "height",
+    } <= set(top)
+    words = next(m for m in top["matches"] if m["index"] == "toy_words_v1")
+    assert words["matched_by"] == "human"
+    assert words["matched_text"] == "sunset over the harbour with fishing boats"
+    for result in body["results"]:
+        ranks = [(m["index"], m["rank"]) for m in result["matches"]]
+        assert len({i for i, _ in ranks}) == len(ranks), "one match per index per image"
+        # The RRF score is the sum of 1/(60 + rank) over the indexes that matched.
+        expected = sum(1 / (60 + m["rank"]) for m in result["matches"])
+        assert abs(result["score"] - expected) < 1e-5
+
+
+def test_many_descriptions_count_once(imgdex_client: Client) -> None:
+    shas = library(imgdex_client)
+    # Five descriptions of purple all saying "street" must not outrank by repetition.
+    for i in range(5):
+        describe(imgdex_client, shas["purple"], f"vlm{i + 2}", f"street scene number {i}")
+    body = text(imgdex_client, query="street", index="toy_words_v1", top_k=10)
+    ids = [r["sha256"] for r in body["results"]]
+    assert ids.count(shas["purple"]) == 1
+    assert body["indexes_searched"][0]["result_count"] == len(ids)
+
+
+def test_cross_modal_text_searches_image_index(imgdex_client: Client) -> None:
+    shas = library(imgdex_client)
+    body = text(imgdex_client, query="something yellow", index="toy_color_v1", top_k=1)
+    assert body["results"][0]["sha256"] == shas["yellow"]
+    assert body["results"][0]["matched_by"] == "image"
+    assert body["fusion"] == "single"
+
+
+def test_index_list_methods_filter_min_score_and_paging(imgdex_client: Client) -> None:
+    shas = library(imgdex_client)
+    both = text(
+        imgdex_client, query="harbour hotel", index=["toy_words_v1", "toy_color_v1"], top_k=5
+    )
+    assert len(both["indexes_searched"]) == 2
+    only_vlm1 = text(imgdex_client, query="harbour", index="toy_words_v1", methods=["vlm1"])
+    assert [r["sha256"] for r in only_vlm1["results"]] == [shas["blue"], shas["yellow"]] or (
+        only_vlm1["results"][0]["sha256"] == shas["blue"]
+    )
+    assert all(m["matched_by"] == "vlm1" for r in only_vlm1["results"] for m in r["matches"])
+    strict = text(imgdex_client, query="harbour", index="toy_words_v1", min_score=0.3)
+    assert {r["sha256"] for r in strict["results"]} == {shas["red"], shas["blue"]}
+    assert all(r["score"] >= 0.3 for r in strict["results"])
+
+    full = text(imgdex_client, query="harbour", index="toy_color_v1", top_k=5)["results"]
+    page1 = text(imgdex_client, query="harbour", index="toy_color_v1", top_k=2)["results"]
+    page2 = text(imgdex_client, query="harbour", index="toy_color_v1", top_k=2, offset=2)["results"]
+    assert [r["sha256"] for r in page1 + page2] == [r["sha256"] for r in full[:4]]
+
+
+def test_max_fusion_uses_raw_scores(imgdex_client: Client) -> None:
+    library(imgdex_client)
+    body = text(imgdex_client, query="harbour", fusion="max", top_k=5)
+    assert body["fusion"] == "max"
+    for result in body["results"]:
+        assert abs(result["score"] - max(m["score"] for m in result["matches"])) < 1e-5
+    scores = [r["score"] for r in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_weights_shift_rrf(imgdex_client: Client) -> None:
+    library(imgdex_client)
+    body = text(imgdex_client, query="harbour", weights={"toy_color_v1": 0.0}, top_k=5)
+    for result in body["results"]:
+        words = [m for m in result["matches"] if m["index"] == "toy_words_v1"]
+        expected = sum(1 / (60 + m["rank"]) for m in words)
+        assert abs(result["score"] - expected) < 1e-5
+
+
+def test_deleted_images_never_come_back(imgdex_client: Client) -> None:
+    shas = library(imgdex_client)
+    imgdex_client.delete(f"/api/images/{shas['red']}")
+    imgdex_client.delete(f"/api/images/{shas['blue']}", params={"hard": "true"})
+    body = text(imgdex_client, query="harbour", top_k=10)
+    ids = {r["sha256"] for r in body["results"]}
+    assert shas["red"] not in ids and shas["blue"] not in ids
+    assert len(ids) == 3
+
+
+def test_empty_library_answers_empty(imgdex_client: Client) -> None:
+    body = text(imgdex_client, query="anything")
+    assert body["results"] == []
+    assert {s["result_count"] for s in body["indexes_searched"]} == {0}

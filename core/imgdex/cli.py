@@ -84,16 +84,15 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         flag = "enabled" if info.enabled else "disabled"
         if info.state == "failed":
             flag = "FAILED"
-        print(
-            f"{info.name:<14} {flag:<9} {', '.join(info.kinds) or '-':<22} {info.distribution or ''} {info.version or ''}"
-        )
+        kinds = ", ".join(info.kinds) or "-"
+        dist = f"{info.distribution or ''} {info.version or ''}".strip()
+        print(f"{info.name:<14} {flag:<9} {kinds:<22} {dist}")
         if info.error:
             print(f"    error: {info.error}")
         for ix in info.indexes:
             dim = ix.dimension if ix.dimension is not None else "?"
-            print(
-                f"    index {ix.index:<22} {ix.model} v{ix.model_version}  dim={dim}  vectors={ix.count}"
-            )
+            model = f"{ix.model} v{ix.model_version}"
+            print(f"    index {ix.index:<22} {model}  dim={dim}  vectors={ix.count}")
         for d in info.describers:
             print(f"    describer {d.method:<18} {d.model}")
     return 0

@@ -35,11 +35,7 @@ DEFAULT_CONFIG_PATH = Path("config") / "imgdex.yaml"
 T = TypeVar("T")
 
 
-class _Section(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    pass
-
-
-class ServerConfig(_Section):
+class ServerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 6060
     # Bearer token for /api/admin/*. None: a random token is generated once and kept in
@@ -49,7 +45,7 @@ class ServerConfig(_Section):
     max_upload_bytes: int = 200 * 1024 * 1024
 
 
-class ImagesConfig(_Section):
+class ImagesConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     # Decompression-bomb policy: images with more pixels than this are rejected (422).
     max_pixels: int = 178_956_970
     thumbnail_size: int = 256
@@ -60,7 +56,7 @@ class ImagesConfig(_Section):
     formats: tuple[str, ...] = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
 
 
-class IndexConfig(_Section):
+class IndexConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     backend: str = "hnswlib"
     m: int = 16
     ef_construction: int = 200
@@ -70,7 +66,7 @@ class IndexConfig(_Section):
     save_interval: float = 30.0
 
 
-class SearchConfig(_Section):
+class SearchConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     fusion: Literal["rrf", "max"] = "rrf"
     rrf_k: int = 60
     # Per-index weight in reciprocal rank fusion (default 1.0).
@@ -79,7 +75,7 @@ class SearchConfig(_Section):
     min_candidates: int = 50
 
 
-class ServiceConfig(_Section):
+class ServiceConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """A remote model provider (the seed's ``embedding_services``)."""
 
     plugin: str
@@ -92,7 +88,7 @@ class ServiceConfig(_Section):
     weight: float = 1.0
 
 
-class WorkerConfig(_Section):
+class WorkerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     # How often the background enricher looks for missing vectors and descriptions.
     interval: float = 5.0
     batch_size: int = 16
@@ -100,7 +96,7 @@ class WorkerConfig(_Section):
     retry_load_after: float = 60.0
 
 
-class Config(_Section):
+class Config(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     data_dir: str = "./data"
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     images: ImagesConfig = msgspec.field(default_factory=ImagesConfig)
@@ -157,12 +153,13 @@ class PluginSettings:
 def _name_key(prefix: str, message: str) -> str:
     # msgspec says "... - at `$.server.port`" or "Object contains unknown field `x` - at `$`".
     match = re.search(r"- at `\$(.*)`$", message)
-    path = prefix + (match.group(1) if match else "")
+    path = (prefix + (match.group(1) if match else "")).strip(".")
     text = message[: match.start()].strip() if match else message
     unknown = re.match(r"Object contains unknown field `(.+)`", text)
     if unknown:
-        return f"{path}.{unknown.group(1)}: unknown key".replace("..", ".")
-    return f"{path.lstrip('.') or 'config'}: {text}"
+        key = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
+        return f"{key}: unknown key"
+    return f"{path or 'config'}: {text}"
 
 
 def decode_config(data: bytes, source: str = "config") -> Config:
@@ -175,6 +172,14 @@ def decode_config(data: bytes, source: str = "config") -> Config:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping")
+    services = raw.get("services")
+    if isinstance(services, dict):
+        # msgspec reports a mapping's entries as `[...]`: check each one to name it.
+        for key, value in services.items():
+            try:
+                msgspec.convert(value, ServiceConfig, strict=False)
+            except msgspec.ValidationError as exc:
+                raise ConfigError(f"{source}: {_name_key(f'services.{key}', str(exc))}") from None
     try:
         return msgspec.convert(raw, Config, strict=False)
     except msgspec.ValidationError as exc:
@@ -189,7 +194,7 @@ def load_config(
     port: int | None = None,
 ) -> Config:
     """Load the configuration with the documented precedence (flags > env > file > defaults)."""
-    chosen = path or os.environ.get("IMGDEX_CONFIG")
+    chosen = path or os.environ.get("IMGDEX_CONFIG") or None
     if chosen is not None:
         file = Path(chosen)
         if not file.is_file():

@@ -15,11 +15,17 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
+from imgdex.catalog import ImageRow
 from imgdex.errors import ImgdexError, ServiceUnavailable
 from imgdex.imaging import decode_image
 from imgdex.library import IMAGE_METHOD, Library
-from imgdex.models import DescriberSlot, EmbedderSlot
+from imgdex.models import DescriberSlot, EmbedderSlot, ModelSlot
+
+Store = Callable[[list[tuple[str, Any]]], None]
+MAX_ATTEMPTS = 3
 
 __all__ = ["Enricher"]
 
@@ -32,7 +38,9 @@ class Enricher:
         self.batch = library.config.worker.batch_size
         self.interval = library.config.worker.interval
         self._skip: dict[str, set[str]] = defaultdict(set)
+        self._attempts: dict[tuple[str, str], int] = defaultdict(int)
         self.paused = False
+        self._stopping = False
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         library.on_work = self.poke
@@ -42,10 +50,15 @@ class Enricher:
         if self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 
+    def stop(self) -> None:
+        """Ask the loop to finish after the current batch (thread-safe)."""
+        self._stopping = True
+        self.poke()
+
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        while True:
+        while not self._stopping:
             self._wake.clear()
             worked = 0
             if not self.paused:
@@ -53,9 +66,12 @@ class Enricher:
                     worked = await self.run_once()
                 except Exception:
                     log.exception("enrichment round failed")
-            if not worked:
+            if not worked and not self._stopping:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                # cancellation that races with the event being set.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.interval)
+                    async with asyncio.timeout(self.interval):
+                        await self._wake.wait()
 
     async def run_once(self) -> int:
         """One round over every enabled model; returns how many items were written."""
@@ -71,10 +87,9 @@ class Enricher:
         await library.run_io(self._settle)
         return worked
 
-    def _fill_images(self, slot: EmbedderSlot) -> int:
+    def _decode(self, slot: ModelSlot[Any], rows: list[ImageRow]) -> list[tuple[str, Any]]:
+        """Read and decode stored originals; an unreadable one fails its image for good."""
         catalog, storage = self.library.catalog, self.library.storage
-        skip = self._skip[slot.name]
-        rows = catalog.images_missing_vector(slot.name, self.batch, exclude=sorted(skip))
         items = []
         for row in rows:
             try:
@@ -83,20 +98,25 @@ class Enricher:
             except (OSError, ImgdexError) as exc:
                 reason = exc.detail if isinstance(exc, ImgdexError) else str(exc)
                 log.error("image %s cannot be read for %s: %s", row.sha256, slot.name, reason)
-                skip.add(row.sha256)
+                self._skip[slot.name].add(row.sha256)
                 catalog.set_status(row.sha256, "failed", f"stored file unreadable: {reason}")
                 self.library.failures[slot.name] += 1
-        if not items:
-            return 0
+        return items
 
-        def store(batch: list[tuple[str, object]]) -> None:
-            vectors = slot.embed_images([image for _, image in batch])  # type: ignore[misc]
-            slot_items = [
-                (id_, IMAGE_METHOD, v, None) for (id_, _), v in zip(batch, vectors, strict=True)
-            ]
-            self.library.store_vectors(slot, slot_items)
+    def _fill_images(self, slot: EmbedderSlot) -> int:
+        rows = self.library.catalog.images_missing_vector(
+            slot.name, self.batch, exclude=sorted(self._skip[slot.name])
+        )
+        items = self._decode(slot, rows)
 
-        return self._write(slot, items, store)
+        def store(batch: list[tuple[str, Any]]) -> None:
+            vectors = slot.embed_images([image for _, image in batch])
+            self.library.store_vectors(
+                slot,
+                [(id_, IMAGE_METHOD, v, None) for (id_, _), v in zip(batch, vectors, strict=True)],
+            )
+
+        return self._write(slot, items, store) if items else 0
 
     def _fill_texts(self, slot: EmbedderSlot) -> int:
         catalog = self.library.catalog
@@ -104,9 +124,11 @@ class Enricher:
         rows = catalog.descriptions_missing_vector(slot.name, self.batch, exclude=sorted(skip))
         if not rows:
             return 0
-        items = [(f"{image}/{method}", (image, method, content)) for image, method, content in rows]
+        items: list[tuple[str, Any]] = [
+            (f"{image}/{method}", (image, method, content)) for image, method, content in rows
+        ]
 
-        def store(batch: list[tuple[str, tuple[str, str, str]]]) -> None:
+        def store(batch: list[tuple[str, Any]]) -> None:
             vectors = slot.embed_texts([content for _, (_, _, content) in batch], query=False)
             self.library.store_vectors(
                 slot,
@@ -115,54 +137,51 @@ class Enricher:
 
         return self._write(slot, items, store)
 
-    def _write(self, slot: EmbedderSlot, items: list, store) -> int:  # type: ignore[type-arg,no-untyped-def]
-        """Store a batch; on an inference error isolate the items that fail alone."""
+    def _write(self, slot: ModelSlot[Any], items: list[tuple[str, Any]], store: Store) -> int:
+        """Store a batch; when it fails with the model still up, retry item by item so
+        one bad item cannot block the rest. An item failing alone `MAX_ATTEMPTS` times
+        is skipped (until restart) and counted as failed."""
         try:
             store(items)
             return len(items)
-        except ServiceUnavailable:
-            if slot.state != "ready" or len(items) == 1:
-                if len(items) == 1 and slot.state == "ready":
-                    self._skip[slot.name].add(items[0][0])
+        except ServiceUnavailable as exc:
+            if slot.state != "ready":
+                return 0  # the model is down: everything waits for it to come back
+            if len(items) == 1:
+                key = items[0][0]
+                self._attempts[(slot.name, key)] += 1
+                if self._attempts[(slot.name, key)] >= MAX_ATTEMPTS:
+                    log.error("%s: giving up on %s: %s", slot.name, key, exc.detail)
+                    self._skip[slot.name].add(key)
                     self.library.failures[slot.name] += 1
                 return 0
         written = 0
         for item in items:
             written += self._write(slot, [item], store)
+            if slot.state != "ready":
+                break
         return written
 
     def _describe(self, slot: DescriberSlot) -> int:
         library = self.library
-        skip = self._skip[slot.name]
         method = slot.provider.method
-        rows = library.catalog.images_missing_description(method, self.batch, exclude=sorted(skip))
-        written = 0
-        for row in rows:
-            try:
-                data = library.storage.original(row.sha256, row.filename).read_bytes()
-                image = decode_image(data, library.config.images).image
-                (caption,) = slot.describe_images([image])
-            except ServiceUnavailable:
-                if slot.state != "ready":
-                    return written  # the model is down: try again later
-                skip.add(row.sha256)
-                self.library.failures[slot.name] += 1
-                continue
-            except (OSError, ImgdexError) as exc:
-                log.error("image %s cannot be described: %s", row.sha256, exc)
-                skip.add(row.sha256)
-                self.library.failures[slot.name] += 1
-                continue
-            if not caption:
-                skip.add(row.sha256)
-                self.library.failures[slot.name] += 1
-                continue
-            with library.catalog.transaction() as db:
-                if db.execute("SELECT 1 FROM images WHERE sha256 = ?", (row.sha256,)).fetchone():
-                    library.catalog.upsert_description(db, row.sha256, method, caption)
-            library.storage.put_description(row.sha256, method, caption)
-            written += 1
-        return written
+        rows = library.catalog.images_missing_description(
+            method, self.batch, exclude=sorted(self._skip[slot.name])
+        )
+        items = self._decode(slot, rows)
+
+        def store(batch: list[tuple[str, Any]]) -> None:
+            captions = slot.describe_images([image for _, image in batch])
+            for (id_, _), caption in zip(batch, captions, strict=True):
+                if not caption:
+                    raise ServiceUnavailable(f"{slot.name}: empty caption for {id_}")
+            for (id_, _), caption in zip(batch, captions, strict=True):
+                library.storage.put_description(id_, method, caption)
+                with library.catalog.transaction() as db:
+                    if db.execute("SELECT 1 FROM images WHERE sha256 = ?", (id_,)).fetchone():
+                        library.catalog.upsert_description(db, id_, method, caption)
+
+        return self._write(slot, items, store) if items else 0
 
     def _settle(self) -> None:
         """Pending images whose image vectors all exist become ready."""

@@ -47,7 +47,14 @@ def collapse(hits: Iterable[Hit]) -> list[Hit]:
     best: dict[str, Hit] = {}
     for hit in hits:
         current = best.get(hit.image)
-        if current is None or hit.score > current.score:
+        if (
+            current is None
+            or hit.score > current.score
+            or (
+                hit.score == current.score
+                and (hit.index, hit.method) < (current.index, current.method)
+            )
+        ):
             best[hit.image] = hit
     return sorted(best.values(), key=lambda h: (-h.score, h.image))
 

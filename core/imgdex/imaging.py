@@ -101,6 +101,14 @@ def _swaps_axes(im: Image.Image) -> bool:
 def _to_rgb(im: Image.Image) -> Image.Image:
     if im.mode == "RGB":
         return im
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        # Pillow clips wide integer and float modes to 0-255 instead of scaling them.
+        import numpy as np
+
+        values = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") else max(float(values.max()), 255.0)
+        grey = np.clip(values * (255.0 / top), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))

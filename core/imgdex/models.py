@@ -33,19 +33,21 @@ __all__ = ["DescriberSlot", "EmbedderSlot", "ModelSlot"]
 log = logging.getLogger(__name__)
 
 P = TypeVar("P", Embedder, Describer)
+FAILURES_BEFORE_BACKOFF = 3
 State = Literal["not_loaded", "loading", "ready", "failed"]
 
 
 class ModelSlot(Generic[P]):
     def __init__(self, plugin: PluginRecord, provider: P, retry_after: float) -> None:
         self.plugin = plugin
-        self.provider = provider
+        self.provider: P = provider
         self.retry_after = retry_after
         self.state: State = "not_loaded"
         self.error: str | None = None
         self._failed_at = 0.0
         self._load_lock = threading.Lock()
         self._infer_lock = threading.Lock()
+        self._consecutive_failures = 0
 
     @property
     def name(self) -> str:
@@ -90,14 +92,34 @@ class ModelSlot(Generic[P]):
         self.ensure_loaded()
         with self._infer_lock:
             try:
-                return fn()
-            except ImgdexError:
-                raise
+                out = fn()
             except Exception as exc:
+                detail = (
+                    exc.detail if isinstance(exc, ImgdexError) else f"{type(exc).__name__}: {exc}"
+                )
+                self._failed_call(detail)
+                if isinstance(exc, ImgdexError):
+                    raise
                 log.exception("%s failed during inference", self.name)
-                raise ServiceUnavailable(
-                    f"{self.name}: inference failed: {type(exc).__name__}: {exc}"
-                ) from exc
+                raise ServiceUnavailable(f"{self.name}: inference failed: {detail}") from exc
+            self._consecutive_failures = 0
+            return out
+
+    def _failed_call(self, detail: str) -> None:
+        # One failure may be one bad input; several in a row mean the model (or its
+        # remote endpoint) is down: back off like a failed load instead of burning
+        # through the queue.
+        self._consecutive_failures += 1
+        if self._consecutive_failures >= FAILURES_BEFORE_BACKOFF:
+            self._consecutive_failures = 0
+            self.state = "failed"
+            self.error = f"{FAILURES_BEFORE_BACKOFF} calls in a row failed, last: {detail}"
+            self._failed_at = time.monotonic()
+            log.error("%s: %s; retrying in %ss", self.name, self.error, self.retry_after)
+
+
+def _describe_error(exc: Exception) -> str:
+    return exc.detail if isinstance(exc, ImgdexError) else f"{type(exc).__name__}: {exc}"
 
 
 class EmbedderSlot(ModelSlot[Embedder]):
@@ -114,13 +136,14 @@ class EmbedderSlot(ModelSlot[Embedder]):
 
     @property
     def name(self) -> str:
-        return self.provider.index_name
+        return str(self.provider.index_name)
 
     @property
     def dimension(self) -> int | None:
         if self.index is not None:
             return self.index.info.dimension
-        return self.provider.dimension
+        dimension = self.provider.dimension
+        return None if dimension is None else int(dimension)
 
     def _after_load(self) -> None:
         dimension = self.provider.dimension

@@ -34,23 +34,19 @@ Method = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$", max_
 Fusion = Literal["rrf", "max"]
 
 
-class _Out(Struct, kw_only=True, frozen=True):
-    pass
-
-
-class EmbeddingInfo(_Out):
+class EmbeddingInfo(Struct, kw_only=True, frozen=True):
     model: str
     index: str
     dimension: int
 
 
-class EmbeddingError(_Out):
+class EmbeddingError(Struct, kw_only=True, frozen=True):
     index: str
     model: str
     error: str
 
 
-class UploadResponse(_Out):
+class UploadResponse(Struct, kw_only=True, frozen=True):
     message: str
     sha256: str
     width: int
@@ -64,7 +60,7 @@ class UploadResponse(_Out):
     errors: list[EmbeddingError] = msgspec.field(default_factory=list)
 
 
-class DescriptionOut(_Out):
+class DescriptionOut(Struct, kw_only=True, frozen=True):
     method: str
     content: str
     has_embedding: int
@@ -73,7 +69,7 @@ class DescriptionOut(_Out):
     updated_at: str
 
 
-class ImageOut(_Out):
+class ImageOut(Struct, kw_only=True, frozen=True):
     sha256: str
     width: int
     height: int
@@ -89,7 +85,7 @@ class ImageOut(_Out):
     descriptions: list[DescriptionOut] = msgspec.field(default_factory=list)
 
 
-class ImageListResponse(_Out):
+class ImageListResponse(Struct, kw_only=True, frozen=True):
     images: list[ImageOut]
     total: int
     offset: int
@@ -101,7 +97,7 @@ class DescriptionRequest(Struct, kw_only=True, frozen=True, forbid_unknown_field
     content: Annotated[str, Meta(min_length=1, max_length=20_000)]
 
 
-class DescriptionResponse(_Out):
+class DescriptionResponse(Struct, kw_only=True, frozen=True):
     message: str
     sha256: str
     method: str
@@ -110,7 +106,7 @@ class DescriptionResponse(_Out):
     errors: list[EmbeddingError] = msgspec.field(default_factory=list)
 
 
-class DeleteResponse(_Out):
+class DeleteResponse(Struct, kw_only=True, frozen=True):
     message: str
     sha256: str
     hard: bool
@@ -140,7 +136,7 @@ class SearchImageBase64Request(
     image: Annotated[str, Meta(min_length=1)]
 
 
-class Match(_Out):
+class Match(Struct, kw_only=True, frozen=True):
     index: str
     model: str
     rank: int
@@ -149,7 +145,7 @@ class Match(_Out):
     matched_text: str | None
 
 
-class SearchResult(_Out):
+class SearchResult(Struct, kw_only=True, frozen=True):
     sha256: str
     score: float
     matched_by: str
@@ -161,14 +157,14 @@ class SearchResult(_Out):
     matches: list[Match]
 
 
-class IndexSearched(_Out):
+class IndexSearched(Struct, kw_only=True, frozen=True):
     index: str
     model: str
     result_count: int
     error: str | None = None
 
 
-class SearchResponse(_Out):
+class SearchResponse(Struct, kw_only=True, frozen=True):
     query: str | None
     fusion: str
     top_k: int

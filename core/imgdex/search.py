@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from imgdex.library import Library
 
 __all__ = ["Searcher"]
+
+Embed = Callable[[EmbedderSlot], npt.NDArray[np.float32]]
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,8 @@ class Searcher:
         slots = self._targets("text", options.index)
 
         def embed(slot: EmbedderSlot) -> npt.NDArray[np.float32]:
-            return slot.embed_texts([query], query=True)[0]
+            vectors: npt.NDArray[np.float32] = slot.embed_texts([query], query=True)
+            return np.asarray(vectors[0], dtype=np.float32)
 
         return await self._search(query, slots, embed, options)
 
@@ -61,7 +64,8 @@ class Searcher:
         slots = self._targets("image", options.index)
 
         def embed(slot: EmbedderSlot) -> npt.NDArray[np.float32]:
-            return slot.embed_images([image])[0]
+            vectors: npt.NDArray[np.float32] = slot.embed_images([image])
+            return np.asarray(vectors[0], dtype=np.float32)
 
         return await self._search(None, slots, embed, options)
 
@@ -102,7 +106,7 @@ class Searcher:
         self,
         query: str | None,
         slots: list[EmbedderSlot],
-        embed: object,
+        embed: Embed,
         options: SearchOptions,
     ) -> SearchResponse:
         need = options.offset + options.top_k
@@ -144,11 +148,11 @@ class Searcher:
         )
 
     async def _search_one(
-        self, slot: EmbedderSlot, embed: object, need: int, methods: set[str] | None
+        self, slot: EmbedderSlot, embed: Embed, need: int, methods: set[str] | None
     ) -> _IndexOutcome:
         library = self.library
         try:
-            vector = await library.run_model(embed, slot)  # type: ignore[arg-type]
+            vector = await library.run_model(embed, slot)
             hits = await library.run_io(self._hits, slot, vector, need, methods)
         except ImgdexError as exc:
             return _IndexOutcome(slot, [], exc.detail)

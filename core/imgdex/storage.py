@@ -37,7 +37,7 @@ def check_id(value: str) -> str:
     """Validate an image id from a client; raises 400 for anything but 32 lowercase hex."""
     if not isinstance(value, str) or not _ID_RE.fullmatch(value):
         raise BadRequest(
-            f"invalid image id {value[:80]!r}: expected 32 lowercase hex characters",
+            f"invalid image id {str(value)[:80]!r}: expected 32 lowercase hex characters",
             code="invalid_id",
         )
     return value
@@ -47,7 +47,7 @@ def check_name(value: str, what: str = "name") -> str:
     """Names that become file names (methods, indexes): letters, digits, ``_ . -``."""
     if not isinstance(value, str) or not _NAME_RE.fullmatch(value) or ".." in value:
         raise BadRequest(
-            f"invalid {what} {value[:80]!r}: use 1-64 letters, digits, '_', '.', '-'",
+            f"invalid {what} {str(value)[:80]!r}: use 1-64 letters, digits, '_', '.', '-'",
             code="invalid_name",
         )
     return value
@@ -63,10 +63,20 @@ def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+        if fsync:
+            _fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _npy_bytes(vector: npt.NDArray[np.float32]) -> bytes:
@@ -125,6 +135,7 @@ class Storage:
                     os.replace(staging / name, final / name)
             else:
                 os.rename(staging, final)
+            _fsync_dir(final.parent)  # make the rename itself durable
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return True
@@ -138,7 +149,8 @@ class Storage:
         atomic_write(path, _npy_bytes(vector), fsync=False)
 
     def read_vector(self, id_: str, index_name: str, method: str) -> npt.NDArray[np.float32]:
-        return np.load(self.vector_path(id_, index_name, method), allow_pickle=False)
+        vector = np.load(self.vector_path(id_, index_name, method), allow_pickle=False)
+        return np.asarray(vector, dtype=np.float32)
 
     def put_description(self, id_: str, method: str, content: str) -> None:
         path = self.description_path(id_, method)
@@ -177,7 +189,11 @@ class Storage:
     def iter_image_dirs(self) -> Iterator[tuple[str, Path]]:
         """Every ``(id, directory)`` on disk (slow on huge trees: used at reconcile)."""
         for a in sorted(self.root.glob("[0-9a-f][0-9a-f]")):
+            if not a.is_dir():
+                continue
             for b in sorted(a.glob("[0-9a-f][0-9a-f]")):
+                if not b.is_dir():
+                    continue
                 for rest in b.iterdir():
                     id_ = a.name + b.name + rest.name
                     if _ID_RE.fullmatch(id_) and rest.is_dir():

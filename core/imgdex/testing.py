@@ -133,7 +133,7 @@ class WordEmbedder(Embedder):
 
 def _normalise(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+    return np.asarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 class ToyPlugin:

@@ -102,9 +102,10 @@ def create_app(
         try:
             yield
         finally:
+            enricher.stop()
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait(tasks, timeout=30)
             await asyncio.to_thread(library.close)
 
     return Litestar(
@@ -124,6 +125,8 @@ def create_app(
             path="/docs",
             render_plugins=[SwaggerRenderPlugin(path="/")],
         ),
+        # Logging belongs to whoever runs the app (the CLI, uvicorn, a test runner).
+        logging_config=None,
         debug=False,
     )
 

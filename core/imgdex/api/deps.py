@@ -35,6 +35,6 @@ def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHand
     """``Authorization: Bearer <token>`` must carry the admin token (constant-time check)."""
     expected: str = connection.app.state.admin_token
     header = connection.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    scheme, _sep, token = header.partition(" ")
     if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(), expected):
         raise NotAuthorizedException("admin endpoints need 'Authorization: Bearer <admin token>'")

@@ -148,8 +148,8 @@ class IndexManager:
             managed = ManagedIndex(
                 info, path, self.backend.open(path, dimension=dimension, metric=embedder.metric)
             )
-            self._write_meta(managed)
             self.reconcile(managed)
+            self._write_meta(managed)
             self._open[info.name] = managed
             return managed
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +24,8 @@ from imgdex.storage import atomic_write
 
 __all__ = ["FlatBackend", "FlatIndex"]
 
+log = logging.getLogger(__name__)
+
 
 class FlatIndex(VectorIndex):
     def __init__(self, path: Path, dimension: int, metric: Metric) -> None:
@@ -35,13 +38,14 @@ class FlatIndex(VectorIndex):
         self._snap: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], frozenset[int]] = empty
         state = path / "state.json"
         if state.is_file():
-            self._gen = int(json.loads(state.read_text())["gen"])
-            with np.load(path / f"flat.{self._gen}.npz", allow_pickle=False) as data:
-                self._snap = (
-                    data["ids"],
-                    data["vectors"],
-                    frozenset(int(x) for x in data["hidden"]),
-                )
+            try:
+                gen = int(json.loads(state.read_text())["gen"])
+                with np.load(path / f"flat.{gen}.npz", allow_pickle=False) as data:
+                    hidden = frozenset(int(x) for x in data["hidden"])
+                    self._snap = (data["ids"], data["vectors"], hidden)
+                self._gen = gen
+            except Exception as exc:  # a damaged cache is rebuilt from the vectors
+                log.warning("index %s: cannot load saved vectors (%s); rebuilding", path.name, exc)
 
     def _prepare(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dimension)
@@ -80,10 +84,7 @@ class FlatIndex(VectorIndex):
         if not len(ids):
             return np.empty(0, np.int64), np.empty(0, np.float32)
         query = self._prepare(vector)[0]
-        if self.metric == "l2":
-            scores = -np.sum((vecs - query) ** 2, axis=1)
-        else:
-            scores = vecs @ query
+        scores = -np.sum((vecs - query) ** 2, axis=1) if self.metric == "l2" else vecs @ query
         if hidden:
             scores = np.where(np.isin(ids, list(hidden)), -np.inf, scores)
         k = min(k, len(ids) - len(hidden))

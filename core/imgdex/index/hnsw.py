@@ -82,11 +82,9 @@ class HnswIndex(VectorIndex):
             capacity = self._index.get_max_elements()
             if needed > capacity:
                 self._index.resize_index(max(needed, capacity * 2))
+            # add_items un-deletes a hidden label itself (hnswlib addPoint): only forget it.
             self._index.add_items(vectors, np.asarray(ids, dtype=np.int64))
-            for label in ids:
-                if int(label) in self._hidden:
-                    self._index.unmark_deleted(int(label))
-                    self._hidden.discard(int(label))
+            self._hidden.difference_update(int(label) for label in ids)
 
     def hide(self, ids: Sequence[int]) -> None:
         with self._lock.write():
@@ -137,23 +135,26 @@ class HnswIndex(VectorIndex):
             return int(self._index.get_current_count()) - len(self._hidden)
 
     def save(self) -> None:
-        with self._save_lock, self._lock.read():
+        # One save at a time from start to finish, so two savers never pick the same
+        # generation; adds wait only while the graph itself is written.
+        with self._save_lock:
             gen = self._gen + 1
-            graph = self.path / f"hnsw.{gen}.bin"
-            self._index.save_index(str(graph))
-            atomic_write(self.path / f"hidden.{gen}.npy", _npy(sorted(self._hidden)))
-            capacity = self._index.get_max_elements()
-        state = {
-            "gen": gen,
-            "capacity": capacity,
-            "metric": self.metric,
-            "dimension": self.dimension,
-        }
-        atomic_write(self.path / "state.json", json.dumps(state).encode())
-        old, self._gen = self._gen, gen
-        for stale in (f"hnsw.{old}.bin", f"hidden.{old}.npy"):
-            with contextlib.suppress(FileNotFoundError):
-                (self.path / stale).unlink()
+            with self._lock.read():
+                self._index.save_index(str(self.path / f"hnsw.{gen}.bin"))
+                hidden = sorted(self._hidden)
+                capacity = self._index.get_max_elements()
+            atomic_write(self.path / f"hidden.{gen}.npy", _npy(hidden))
+            state = {
+                "gen": gen,
+                "capacity": capacity,
+                "metric": self.metric,
+                "dimension": self.dimension,
+            }
+            atomic_write(self.path / "state.json", json.dumps(state).encode())
+            old, self._gen = self._gen, gen
+            for stale in (f"hnsw.{old}.bin", f"hidden.{old}.npy"):
+                with contextlib.suppress(FileNotFoundError):
+                    (self.path / stale).unlink()
 
 
 def _npy(values: list[int]) -> bytes:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from imgdex import Embedder, PluginSettings, hookimpl
-
 from imgdex_qwen3.config import DEFAULT_INSTRUCTION, DEFAULT_MODEL, Qwen3Settings
 from imgdex_qwen3.embedder import ModelLoadError, Qwen3Embedder
 

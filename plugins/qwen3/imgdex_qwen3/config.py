@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
+
 from imgdex import PluginConfig
 
 __all__ = ["DEFAULT_INSTRUCTION", "DEFAULT_MODEL", "Qwen3Settings"]

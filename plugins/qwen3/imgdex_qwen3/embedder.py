@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
 from imgdex import Embedder, resolve_device
 from imgdex.errors import ConfigError
-
 from imgdex_qwen3.config import DEFAULT_MODEL, Qwen3Settings
 
 if TYPE_CHECKING:

@@ -8,17 +8,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import imgdex_qwen3
 import numpy as np
 import numpy.typing as npt
 import pytest
 import torch
+from transformers import AutoModel, AutoTokenizer
+
+import imgdex_qwen3
 from imgdex.config import Config, PluginSettings
 from imgdex.errors import ConfigError
 from imgdex.plugins import PluginHost
 from imgdex_qwen3 import DEFAULT_INSTRUCTION, ModelLoadError, Qwen3Embedder
 from imgdex_qwen3.embedder import format_query, left_pad
-from transformers import AutoModel, AutoTokenizer
 
 DOCS = [
     "an orange cat sits on the windowsill",

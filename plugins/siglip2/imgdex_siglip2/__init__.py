@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from imgdex import Embedder, PluginSettings, hookimpl
-
 from imgdex_siglip2.config import DEFAULT_MODEL, Siglip2PluginConfig
 from imgdex_siglip2.embedder import Siglip2Embedder, Siglip2LoadError
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from imgdex import Embedder, resolve_device
 
+from imgdex import Embedder, resolve_device
 from imgdex_siglip2.config import Siglip2PluginConfig
 
 if TYPE_CHECKING:

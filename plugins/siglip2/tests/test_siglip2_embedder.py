@@ -9,14 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import imgdex_siglip2
 import numpy as np
 import pytest
+from PIL import Image
+
+import imgdex_siglip2
 from imgdex.config import Config, PluginSettings
 from imgdex.errors import ConfigError
 from imgdex.providers import Embedder
 from imgdex_siglip2 import DEFAULT_MODEL, Siglip2Embedder, Siglip2LoadError
-from PIL import Image
 
 from .conftest import DIM, TEXT_POSITIONS
 

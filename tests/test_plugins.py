@@ -1,0 +1,353 @@
+"""The plugin host, admin enable/disable, model failures, describers and backfill."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from litestar.testing import TestClient
+
+from imgdex import hookspecs
+from imgdex.config import Config
+from imgdex.hookspecs import hookimpl
+from imgdex.plugins import PluginHost
+from imgdex.providers import Describer
+from imgdex.testing import (
+    ColorEmbedder,
+    ToyPlugin,
+    WordEmbedder,
+    image_bytes,
+    make_config,
+    toy_plugins,
+)
+
+from .conftest import ADMIN
+
+Client = TestClient[Any]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def upload(client: Client, data: bytes) -> Any:
+    return client.post("/api/images", files={"file": ("a.png", data, "image/png")}).json()
+
+
+def test_every_hook_is_documented() -> None:
+    specs = [
+        f
+        for name, f in inspect.getmembers(hookspecs, inspect.isfunction)
+        if name.startswith("register_")
+    ]
+    assert {f.__name__ for f in specs} == {
+        "register_embedders",
+        "register_describers",
+        "register_index_backends",
+    }
+    for spec in specs:
+        assert spec.__doc__ and len(spec.__doc__.split()) > 20, spec.__name__
+
+
+def make_dist(root: Path, name: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
+    # Wheel-style directory name: the distribution name with '_' for '-'.
+    info = root / f"{name.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[imgdex]\n{lines}\n")
+    for module, source in modules.items():
+        (root / f"{module}.py").write_text(source)
+
+
+BROKEN_IMPORT = "raise ImportError('this plugin needs a library that is not installed')\n"
+BROKEN_HOOK = """
+from imgdex import hookimpl
+
+@hookimpl
+def register_embedders(register, config):
+    raise RuntimeError("the plugin cannot find its settings")
+"""
+NOT_AN_EMBEDDER = """
+from imgdex import hookimpl
+
+@hookimpl
+def register_embedders(register, config):
+    register("I am a string")
+"""
+GOOD = """
+from imgdex import hookimpl
+from imgdex.testing import WordEmbedder
+
+@hookimpl
+def register_embedders(register, config):
+    register(WordEmbedder("entry_words_v1"))
+"""
+
+
+@pytest.fixture
+def fake_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "site"
+    make_dist(
+        root,
+        "imgdex-fakes",
+        {
+            "zz_broken": "zz_broken_mod",
+            "zz_badhook": "zz_badhook_mod",
+            "zz_notemb": "zz_notemb_mod",
+            "zz_good": "zz_good_mod",
+        },
+        {
+            "zz_broken_mod": BROKEN_IMPORT,
+            "zz_badhook_mod": BROKEN_HOOK,
+            "zz_notemb_mod": NOT_AN_EMBEDDER,
+            "zz_good_mod": GOOD,
+        },
+    )
+    monkeypatch.syspath_prepend(str(root))
+    return root
+
+
+def test_broken_plugins_are_listed_and_never_fatal(
+    fake_plugins: Path, imgdex_config: Config
+) -> None:
+    host = PluginHost(imgdex_config)
+    host.load_entry_points()
+    records = host.records
+    assert records["zz_broken"].state == "failed"
+    assert "not installed" in (records["zz_broken"].error or "")
+    assert records["zz_badhook"].state == "failed"
+    assert "cannot find its settings" in (records["zz_badhook"].error or "")
+    assert records["zz_notemb"].state == "failed"
+    assert records["zz_good"].state == "loaded"
+    assert [e.index_name for e in records["zz_good"].embedders] == ["entry_words_v1"]
+    assert records["hnswlib"].state == "loaded" and records["hnswlib"].kinds == ["index_backend"]
+    assert records["zz_good"].distribution == "imgdex-fakes"
+
+
+def test_server_starts_with_broken_plugins(fake_plugins: Path, imgdex_app_factory: Any) -> None:
+    with TestClient(imgdex_app_factory(entry_points=True, plugins={})) as client:
+        health = client.get("/health").json()
+        assert health["status"] == "degraded"
+        failed = {p["name"]: p["error"] for p in health["failed_plugins"]}
+        assert {"zz_broken", "zz_badhook", "zz_notemb"} <= set(failed)
+        plugins = {
+            p["name"]: p for p in client.get("/api/admin/plugins", headers=ADMIN).json()["plugins"]
+        }
+        assert plugins["zz_broken"]["state"] == "failed"
+        assert plugins["zz_good"]["indexes"][0]["index"] == "entry_words_v1"
+        assert plugins["zz_good"]["indexes"][0]["dimension"] == 256
+        sha = upload(client, image_bytes("red"))["sha256"]
+        r = client.post(
+            f"/api/images/{sha}/descriptions", json={"method": "human", "content": "hello world"}
+        )
+        assert "entry_words_v1" in [e["index"] for e in r.json()["embeddings"]]
+
+
+def test_disable_takes_effect_at_once_and_survives_restart(
+    tmp_path: Path, imgdex_app_factory: Any
+) -> None:
+    config = make_config(tmp_path / "data")
+    with TestClient(imgdex_app_factory(config)) as client:
+        sha = upload(client, image_bytes("red"))["sha256"]
+        other = upload(client, image_bytes("blue"))["sha256"]
+        client.post(
+            f"/api/images/{other}/descriptions", json={"method": "human", "content": "blue sky"}
+        )
+        r = client.post("/api/admin/plugins/toy_words/disable", headers=ADMIN)
+        assert r.status_code == 200 and r.json()["enabled"] is False
+        added = client.post(
+            f"/api/images/{sha}/descriptions", json={"method": "human", "content": "red kite"}
+        ).json()
+        assert added["embedding_count"] == 0
+        searched = client.post("/api/search/text", json={"query": "red kite"}).json()[
+            "indexes_searched"
+        ]
+        assert [s["index"] for s in searched] == ["toy_color_v1"]
+        r = client.post("/api/search/text", json={"query": "kite", "index": "toy_words_v1"})
+        assert r.status_code == 409 and r.json()["error"] == "index_disabled"
+        # Its index stays on disk.
+        assert (tmp_path / "data" / "vector_index" / "toy_words_v1" / "meta.json").is_file()
+
+    with TestClient(imgdex_app_factory(config)) as client:
+        indexes = {i["index"]: i for i in client.get("/api/indexes").json()["indexes"]}
+        assert indexes["toy_words_v1"]["enabled"] is False
+        # Enabling backfills the description written while it was disabled.
+        client.post("/api/admin/plugins/toy_words/enable", headers=ADMIN)
+
+        def backfilled() -> bool:
+            hits = client.post(
+                "/api/search/text", json={"query": "kite", "index": "toy_words_v1"}
+            ).json()
+            first = hits["results"][0]
+            return bool(first["sha256"] == sha and first["matched_text"] == "red kite")
+
+        wait_for(backfilled)
+        jobs = client.get("/api/admin/jobs", headers=ADMIN).json()
+        assert jobs["indexes"]["toy_words_v1"] == {"done": 2, "total": 2, "failed": 0}
+
+
+class FlakyColor(ColorEmbedder):
+    """Weights that are not there until `available` is set (offline start, late download)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.available = False
+
+    def load(self) -> None:
+        if not self.available:
+            raise OSError(
+                "google/siglip2-base-patch16-224 is not in the local cache and the hub is offline"
+            )
+        super().load()
+
+
+def test_model_unavailable_keeps_image_and_resumes(imgdex_app_factory: Any) -> None:
+    flaky = FlakyColor()
+    plugins = {"flaky": ToyPlugin(flaky), "toy_words": ToyPlugin(WordEmbedder())}
+    with TestClient(imgdex_app_factory(plugins=plugins)) as client:
+        body = upload(client, image_bytes("blue"))
+        assert body["status"] == "pending"
+        assert body["errors"][0]["index"] == "toy_color_v1"
+        assert "hub is offline" in body["errors"][0]["error"]
+        sha = body["sha256"]
+        assert client.get(f"/api/images/{sha}/file").status_code == 200
+        health = client.get("/health").json()
+        assert health["image_embedding_service"] == "unavailable"
+        model = next(m for m in health["models"] if m["name"] == "toy_color_v1")
+        assert model["state"] == "failed" and "hub is offline" in model["error"]
+        r = client.post(
+            "/api/search/image", files={"file": ("q.png", image_bytes("blue"), "image/png")}
+        )
+        assert r.status_code == 503 and "hub is offline" in r.json()["detail"]
+
+        flaky.available = True  # the weights arrive; no restart
+        wait_for(lambda: client.get(f"/api/images/{sha}").json()["status"] == "ready")
+        r = client.post(
+            "/api/search/image", files={"file": ("q.png", image_bytes("blue"), "image/png")}
+        )
+        assert r.json()["results"][0]["sha256"] == sha
+        assert client.get("/health").json()["image_embedding_service"] == "ok"
+
+
+def test_index_of_another_model_is_never_mixed(tmp_path: Path, imgdex_app_factory: Any) -> None:
+    config = make_config(tmp_path / "data")
+    with TestClient(imgdex_app_factory(config)) as client:
+        upload(client, image_bytes("red"))
+
+    class OtherModel(ColorEmbedder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = "some-other-model"
+
+    plugins = {"other": ToyPlugin(OtherModel()), "toy_words": ToyPlugin(WordEmbedder())}
+    with TestClient(imgdex_app_factory(config, plugins=plugins)) as client:
+        body = upload(client, image_bytes("green"))
+        assert body["status"] == "pending"
+        assert body["errors"][0]["error"].startswith(
+            "toy_color_v1: model unavailable: index toy_color_v1 holds"
+        )
+        indexes = {i["index"]: i for i in client.get("/api/indexes").json()["indexes"]}
+        assert indexes["toy_color_v1"]["state"] == "failed"
+        assert "never mixed" in indexes["toy_color_v1"]["error"]
+        assert indexes["toy_color_v1"]["count"] == 1
+
+
+class ColorNamer(Describer):
+    """A describer with no model: names the dominant colour."""
+
+    method = "colour_caption"
+    model = "imgdex-toy-namer"
+
+    def describe_images(self, images: Sequence[Any]) -> list[str]:
+        from imgdex.testing import COLORS
+
+        out = []
+        for image in images:
+            mean = np.asarray(image.convert("RGB"), dtype=np.float32).reshape(-1, 3).mean(0)
+            name = min(COLORS, key=lambda c: float(np.sum((np.array(COLORS[c]) - mean) ** 2)))
+            out.append(f"a picture that is mostly {name}")
+        return out
+
+
+class NamerPlugin:
+    @hookimpl
+    def register_describers(self, register: Callable[[Describer], None]) -> None:
+        register(ColorNamer())
+
+
+def test_describers_write_descriptions_that_get_embedded(imgdex_app_factory: Any) -> None:
+    plugins = {**toy_plugins(), "namer": NamerPlugin()}
+    with TestClient(imgdex_app_factory(plugins=plugins)) as client:
+        shas = {
+            c: upload(client, image_bytes(c, pattern=i))["sha256"]
+            for i, c in enumerate(["red", "green"])
+        }
+
+        def described() -> bool:
+            return all(client.get(f"/api/images/{s}/descriptions").json() for s in shas.values())
+
+        wait_for(described)
+        texts = client.get(f"/api/images/{shas['green']}/descriptions").json()
+        assert texts[0]["method"] == "colour_caption"
+        assert texts[0]["content"] == "a picture that is mostly green"
+        wait_for(
+            lambda: (
+                client.get(f"/api/images/{shas['green']}/descriptions").json()[0]["has_embedding"]
+                == 1
+            )
+        )
+        hits = client.post(
+            "/api/search/text", json={"query": "mostly green", "index": "toy_words_v1", "top_k": 1}
+        ).json()["results"]
+        assert hits[0]["sha256"] == shas["green"]
+        assert hits[0]["matched_by"] == "colour_caption"
+        plugins_report = client.get("/api/admin/plugins", headers=ADMIN).json()["plugins"]
+        namer = next(p for p in plugins_report if p["name"] == "namer")
+        assert namer["describers"] == [
+            {
+                "method": "colour_caption",
+                "model": "imgdex-toy-namer",
+                "state": "ready",
+                "error": None,
+            }
+        ]
+
+
+def test_admin_jobs_pause_rebuild_and_remove_index(imgdex_client: Client) -> None:
+    shas = [
+        upload(imgdex_client, image_bytes(c, pattern=i))["sha256"]
+        for i, c in enumerate(["red", "green", "blue"])
+    ]
+    imgdex_client.delete(f"/api/images/{shas[0]}", params={"hard": "true"})
+    assert imgdex_client.post("/api/admin/jobs/pause", headers=ADMIN).json() == {"paused": True}
+    assert imgdex_client.get("/api/admin/jobs", headers=ADMIN).json()["paused"] is True
+    imgdex_client.post("/api/admin/jobs/resume", headers=ADMIN)
+
+    r = imgdex_client.post("/api/admin/indexes/toy_color_v1/rebuild", headers=ADMIN)
+    assert r.status_code == 200 and r.json()["after"] == 2
+    hits = imgdex_client.post(
+        "/api/search/image", files={"file": ("q.png", image_bytes("blue", pattern=2), "image/png")}
+    ).json()["results"]
+    assert hits[0]["sha256"] == shas[2] and len(hits) == 2
+    assert (
+        imgdex_client.post("/api/admin/indexes/nope_v1/rebuild", headers=ADMIN).status_code == 404
+    )
+
+    r = imgdex_client.delete("/api/admin/indexes/toy_color_v1", headers=ADMIN)
+    assert r.status_code == 409 and r.json()["error"] == "index_in_use"
+    imgdex_client.post("/api/admin/plugins/toy_color/disable", headers=ADMIN)
+    r = imgdex_client.delete("/api/admin/indexes/toy_color_v1", headers=ADMIN)
+    assert r.json() == {"index": "toy_color_v1", "removed_vectors": 2}
+    assert imgdex_client.get("/api/stats").json()["indexes"] == {}
+    assert imgdex_client.delete("/api/admin/indexes/toy_color_v1", headers=ADMIN).status_code == 404

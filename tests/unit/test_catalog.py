@@ -1,0 +1,515 @@
+"""Unit tests for imgdex.catalog: schema, images, descriptions, vector entries, concurrency."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from imgdex.catalog import Catalog, ImageRow
+
+
+def make_id(n: int | str) -> str:
+    return hashlib.sha256(str(n).encode()).hexdigest()[:32]
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Iterator[Catalog]:
+    cat = Catalog(tmp_path / "imgdex.db")
+    yield cat
+    cat.close()
+
+
+def add_image(
+    cat: Catalog,
+    n: int | str,
+    *,
+    source: str | None = None,
+    status: str = "pending",
+    db: sqlite3.Connection | None = None,
+) -> str:
+    id_ = make_id(n)
+    full = hashlib.sha256(str(n).encode()).hexdigest()
+    kwargs = dict(
+        id_=id_, full=full, width=64, height=48, file_size=1000, fmt="PNG",
+        filename="image.png", source=source, status=status,
+    )  # fmt: skip
+    if db is not None:
+        cat.insert_image(db, **kwargs)  # type: ignore[arg-type]
+    else:
+        with cat.transaction() as tx:
+            cat.insert_image(tx, **kwargs)  # type: ignore[arg-type]
+    return id_
+
+
+def set_created(cat: Catalog, id_: str, when: str) -> None:
+    with cat.transaction() as db:
+        db.execute("UPDATE images SET created_at = ? WHERE sha256 = ?", (when, id_))
+
+
+def add_description(cat: Catalog, id_: str, method: str, content: str) -> None:
+    with cat.transaction() as db:
+        cat.upsert_description(db, id_, method, content)
+
+
+def add_entry(
+    cat: Catalog, id_: str, method: str, index: str, content: str | None = None
+) -> int | None:
+    with cat.transaction() as db:
+        return cat.add_vector_entry(db, id_, method, "model", "1", index, content)
+
+
+# --- schema ------------------------------------------------------------------------
+
+
+def test_wal_mode(catalog: Catalog, tmp_path: Path) -> None:
+    assert catalog.journal_mode() == "wal"
+    # WAL is a property of the database file: a plain connection sees it too.
+    with sqlite3.connect(tmp_path / "imgdex.db") as plain:
+        assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_connection_pragmas(catalog: Catalog) -> None:
+    conn = catalog._conn()
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+
+
+def test_schema_indexes(catalog: Catalog) -> None:
+    rows = catalog._read("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'")
+    indexes = {name: table for name, table in rows}
+    expected = {
+        "idx_images_created": "images",
+        "idx_images_source": "images",
+        "idx_images_status": "images",
+        "idx_images_deleted": "images",
+        "idx_desc_method": "descriptions",
+        "idx_vector_index": "vector_entries",
+        "idx_vector_sha256": "vector_entries",
+    }
+    for name, table in expected.items():
+        assert indexes.get(name) == table, name
+
+
+def test_schema_tables_and_version(catalog: Catalog) -> None:
+    tables = {r[0] for r in catalog._read("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"images", "descriptions", "vector_entries", "plugin_state", "meta"} <= tables
+    assert catalog._read("SELECT value FROM meta WHERE key = 'schema_version'") == [("1",)]
+
+
+def test_reopen_keeps_data(tmp_path: Path) -> None:
+    first = Catalog(tmp_path / "imgdex.db")
+    id_ = add_image(first, 1)
+    first.close()
+    second = Catalog(tmp_path / "imgdex.db")
+    try:
+        assert second.get_image(id_) is not None
+    finally:
+        second.close()
+
+
+# --- images ------------------------------------------------------------------------
+
+
+def test_insert_and_get(catalog: Catalog) -> None:
+    id_ = add_image(catalog, 1, source="camera")
+    row = catalog.get_image(id_)
+    assert isinstance(row, ImageRow)
+    assert row.sha256 == id_
+    assert row.sha256_full.startswith(id_) and len(row.sha256_full) == 64
+    assert (row.width, row.height, row.file_size) == (64, 48, 1000)
+    assert (row.format, row.filename, row.source) == ("PNG", "image.png", "camera")
+    assert row.status == "pending"
+    assert row.error is None
+    assert row.is_deleted == 0 and row.deleted_at is None
+    assert row.created_at  # filled by SQLite
+    assert catalog.get_image(make_id("absent")) is None
+
+
+def test_insert_duplicate_fails(catalog: Catalog) -> None:
+    add_image(catalog, 1)
+    with pytest.raises(sqlite3.IntegrityError):
+        add_image(catalog, 1)
+
+
+def test_status_is_checked(catalog: Catalog) -> None:
+    with pytest.raises(sqlite3.IntegrityError):
+        add_image(catalog, 1, status="done")
+
+
+def test_get_images_many(catalog: Catalog) -> None:
+    ids = [add_image(catalog, n) for n in range(1200)]  # more than one SQL chunk
+    got = catalog.get_images([*ids, make_id("absent")])
+    assert set(got) == set(ids)
+    assert all(got[i].sha256 == i for i in ids)
+    assert catalog.get_images([]) == {}
+    assert catalog.all_image_ids() == set(ids)
+
+
+def test_set_status_and_deleted(catalog: Catalog) -> None:
+    id_ = add_image(catalog, 1)
+    catalog.set_status(id_, "failed", "cannot decode")
+    row = catalog.get_image(id_)
+    assert row is not None and (row.status, row.error) == ("failed", "cannot decode")
+    catalog.set_status(id_, "ready")
+    row = catalog.get_image(id_)
+    assert row is not None and (row.status, row.error) == ("ready", None)
+    with catalog.transaction() as db:
+        catalog.set_deleted(db, id_, True)
+    row = catalog.get_image(id_)
+    assert row is not None and row.is_deleted == 1 and row.deleted_at is not None
+    with catalog.transaction() as db:
+        catalog.set_deleted(db, id_, False)
+    row = catalog.get_image(id_)
+    assert row is not None and row.is_deleted == 0 and row.deleted_at is None
+
+
+def test_list_images_filters_and_total(catalog: Catalog) -> None:
+    ids = []
+    for n in range(10):
+        status = "ready" if n % 2 else "pending"
+        source = "camera" if n < 4 else "scanner"
+        ids.append(add_image(catalog, n, source=source, status=status))
+        set_created(catalog, ids[-1], f"2026-01-01 00:00:{n:02d}")
+    with catalog.transaction() as db:
+        catalog.set_deleted(db, ids[9], True)
+
+    def page(**kw: object) -> tuple[list[str], int]:
+        args: dict[str, object] = dict(
+            offset=0, limit=100, status=None, source=None, include_deleted=False
+        )
+        args.update(kw)
+        rows, total = catalog.list_images(**args)  # type: ignore[arg-type]
+        return [r.sha256 for r in rows], total
+
+    listed, total = page()
+    assert total == 9
+    assert listed == [ids[n] for n in range(8, -1, -1)]  # newest first
+    assert page(include_deleted=True) == ([ids[n] for n in range(9, -1, -1)], 10)
+    assert page(status="ready") == ([ids[7], ids[5], ids[3], ids[1]], 4)
+    assert page(source="camera") == ([ids[3], ids[2], ids[1], ids[0]], 4)
+    assert page(source="camera", status="pending") == ([ids[2], ids[0]], 2)
+    assert page(source="nowhere") == ([], 0)
+    # Paging: the total counts every match, the page holds `limit` of them.
+    assert page(offset=2, limit=3) == ([ids[6], ids[5], ids[4]], 9)
+    assert page(offset=100, limit=3) == ([], 9)
+
+
+def test_list_images_same_second_is_stable(catalog: Catalog) -> None:
+    ids = [add_image(catalog, n) for n in range(20)]
+    for id_ in ids:
+        set_created(catalog, id_, "2026-01-01 00:00:00")
+    seen: list[str] = []
+    for offset in range(0, 20, 6):
+        rows, _ = catalog.list_images(
+            offset=offset, limit=6, status=None, source=None, include_deleted=False
+        )
+        seen += [r.sha256 for r in rows]
+    assert seen == sorted(ids)  # ties ordered by id: paging neither repeats nor skips
+
+
+def test_delete_image_rows(catalog: Catalog) -> None:
+    id_ = add_image(catalog, 1)
+    add_description(catalog, id_, "caption", "a cat")
+    add_entry(catalog, id_, "image", "img_v1")
+    with catalog.transaction() as db:
+        catalog.delete_image_rows(db, id_)
+    assert catalog.get_image(id_) is None
+    assert catalog.get_descriptions(id_) == []
+    assert catalog.vector_entries_of(None, id_) == []
+
+
+# --- descriptions ------------------------------------------------------------------
+
+
+def test_descriptions(catalog: Catalog) -> None:
+    id_ = add_image(catalog, 1)
+    add_description(catalog, id_, "caption", "a red bus")
+    add_description(catalog, id_, "ocr", "STOP")
+    assert catalog.get_description(id_, "caption") == "a red bus"
+    assert catalog.get_description(id_, "missing") is None
+    add_description(catalog, id_, "caption", "a blue bus")
+    assert catalog.get_description(id_, "caption") == "a blue bus"
+    add_entry(catalog, id_, "caption", "words_v1")
+    add_entry(catalog, id_, "caption", "bge_v1")
+    rows = {r.method: r for r in catalog.get_descriptions(id_)}
+    assert set(rows) == {"caption", "ocr"}
+    assert rows["caption"].content == "a blue bus"
+    assert rows["caption"].indexes == ("bge_v1", "words_v1")
+    assert rows["caption"].has_embedding == 1
+    assert rows["ocr"].indexes == () and rows["ocr"].has_embedding == 0
+    other = add_image(catalog, 2)
+    add_description(catalog, other, "caption", "a tram")
+    texts = catalog.description_texts(
+        [(id_, "caption"), (id_, "ocr"), (other, "caption"), (other, "ocr"), (id_, "caption")]
+    )
+    assert texts == {
+        (id_, "caption"): "a blue bus",
+        (id_, "ocr"): "STOP",
+        (other, "caption"): "a tram",
+    }
+    with catalog.transaction() as db:
+        assert catalog.delete_description(db, id_, "ocr") == 1
+        assert catalog.delete_description(db, id_, "ocr") == 0
+    assert [r.method for r in catalog.get_descriptions(id_)] == ["caption"]
+
+
+def test_description_needs_an_image(catalog: Catalog) -> None:
+    with pytest.raises(sqlite3.IntegrityError):
+        add_description(catalog, make_id("absent"), "caption", "orphan")
+
+
+# --- vector entries ----------------------------------------------------------------
+
+
+def test_add_vector_entry_ids_and_idempotence(catalog: Catalog) -> None:
+    a, b = add_image(catalog, 1), add_image(catalog, 2)
+    first = add_entry(catalog, a, "image", "img_v1")
+    second = add_entry(catalog, b, "image", "img_v1")
+    third = add_entry(catalog, a, "image", "other_v1")
+    assert isinstance(first, int) and isinstance(second, int) and isinstance(third, int)
+    assert len({first, second, third}) == 3
+    assert add_entry(catalog, a, "image", "img_v1") is None  # exists already
+    entries = catalog.vector_entries_of(None, a)
+    assert {(e.id, e.method, e.index_name) for e in entries} == {
+        (first, "image", "img_v1"),
+        (third, "image", "other_v1"),
+    }
+    assert catalog.index_counts() == {"img_v1": 2, "other_v1": 1}
+    assert catalog.image_indexes(a) == {"img_v1", "other_v1"}
+
+
+def test_add_vector_entry_for_missing_image(catalog: Catalog) -> None:
+    assert add_entry(catalog, make_id("absent"), "image", "img_v1") is None
+    assert catalog.index_counts() == {}
+
+
+def test_add_vector_entry_checks_description_content(catalog: Catalog) -> None:
+    id_ = add_image(catalog, 1)
+    add_description(catalog, id_, "caption", "old text")
+    add_description(catalog, id_, "caption", "new text")
+    # The embedding of "old text" arrives late: it must not be recorded.
+    assert add_entry(catalog, id_, "caption", "words_v1", content="old text") is None
+    assert add_entry(catalog, id_, "missing", "words_v1", content="anything") is None
+    assert catalog.index_counts() == {}
+    entry = add_entry(catalog, id_, "caption", "words_v1", content="new text")
+    assert isinstance(entry, int)
+
+
+def test_autoincrement_never_reuses_ids(catalog: Catalog) -> None:
+    id_ = add_image(catalog, 1)
+    first = add_entry(catalog, id_, "image", "img_v1")
+    assert first is not None
+    with catalog.transaction() as db:
+        catalog.delete_vector_entries(db, [first])
+    second = add_entry(catalog, id_, "image", "img_v1")
+    assert second is not None and second > first
+    with catalog.transaction() as db:
+        catalog.delete_image_rows(db, id_)
+    id_ = add_image(catalog, 1)
+    third = add_entry(catalog, id_, "image", "img_v1")
+    assert third is not None and third > second
+
+
+def test_autoincrement_survives_reopen(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "imgdex.db")
+    id_ = add_image(cat, 1)
+    last = add_entry(cat, id_, "image", "img_v1")
+    assert last is not None
+    with cat.transaction() as db:
+        cat.delete_vector_entries(db, [last])
+    cat.close()
+    cat = Catalog(tmp_path / "imgdex.db")
+    try:
+        again = add_entry(cat, id_, "image", "img_v1")
+        assert again is not None and again > last
+    finally:
+        cat.close()
+
+
+def test_delete_vector_entries_in_chunks(catalog: Catalog) -> None:
+    ids = [add_image(catalog, n) for n in range(1100)]
+    labels = [add_entry(catalog, i, "image", "img_v1") for i in ids]
+    with catalog.transaction() as db:
+        catalog.delete_vector_entries(db, [x for x in labels[:1050] if x is not None])
+    assert catalog.index_counts() == {"img_v1": 50}
+
+
+def test_resolve_entries(catalog: Catalog) -> None:
+    a, b = add_image(catalog, 1), add_image(catalog, 2)
+    add_description(catalog, a, "caption", "x")
+    ea = add_entry(catalog, a, "image", "img_v1")
+    eb = add_entry(catalog, b, "image", "img_v1")
+    ec = add_entry(catalog, a, "caption", "words_v1")
+    assert ea is not None and eb is not None and ec is not None
+    with catalog.transaction() as db:
+        catalog.set_deleted(db, b, True)
+    resolved = catalog.resolve_entries([ea, eb, ec, 999_999])
+    assert resolved == {ea: (a, "image", 0), eb: (b, "image", 1), ec: (a, "caption", 0)}
+    assert catalog.resolve_entries([]) == {}
+    assert [e.id for e in catalog.entries_by_id([ec, 999_999])] == [ec]
+
+
+def test_index_labels(catalog: Catalog) -> None:
+    a, b, c = (add_image(catalog, n) for n in range(3))
+    la = add_entry(catalog, a, "image", "img_v1")
+    lb = add_entry(catalog, b, "image", "img_v1")
+    add_entry(catalog, c, "image", "other_v1")
+    with catalog.transaction() as db:
+        catalog.set_deleted(db, b, True)
+    assert catalog.index_labels("img_v1") == ({la, lb}, {lb})
+    assert catalog.index_labels("absent") == (set(), set())
+
+
+# --- missing work ------------------------------------------------------------------
+
+
+def test_images_missing_vector(catalog: Catalog) -> None:
+    ids = [add_image(catalog, n) for n in range(5)]
+    for n, id_ in enumerate(ids):
+        set_created(catalog, id_, f"2026-01-01 00:00:0{n}")
+    add_entry(catalog, ids[0], "image", "img_v1")
+    add_description(catalog, ids[1], "caption", "x")
+    add_entry(catalog, ids[1], "caption", "img_v1")  # a text vector is not the image's
+    add_entry(catalog, ids[2], "image", "other_v1")
+    with catalog.transaction() as db:
+        catalog.set_deleted(db, ids[4], True)
+
+    def missing(limit: int = 100, exclude: tuple[str, ...] = ()) -> list[str]:
+        return [r.sha256 for r in catalog.images_missing_vector("img_v1", limit, exclude)]
+
+    assert missing() == [ids[1], ids[2], ids[3]]  # oldest first, deleted skipped
+    assert missing(limit=2) == [ids[1], ids[2]]
+    assert missing(exclude=(ids[1],)) == [ids[2], ids[3]]
+    assert missing(exclude=(ids[1], ids[2], ids[3])) == []
+
+
+def test_descriptions_missing_vector(catalog: Catalog) -> None:
+    a, b, c = (add_image(catalog, n) for n in range(3))
+    add_description(catalog, a, "caption", "a text")
+    add_description(catalog, a, "ocr", "a ocr")
+    add_description(catalog, b, "caption", "b text")
+    add_description(catalog, c, "caption", "c text")
+    add_entry(catalog, a, "caption", "words_v1", content="a text")
+    add_entry(catalog, b, "caption", "other_v1", content="b text")
+    with catalog.transaction() as db:
+        catalog.set_deleted(db, c, True)
+
+    missing = catalog.descriptions_missing_vector("words_v1", 100)
+    assert sorted(missing) == sorted([(a, "ocr", "a ocr"), (b, "caption", "b text")])
+    assert catalog.descriptions_missing_vector("words_v1", 100, [f"{a}/ocr"]) == [
+        (b, "caption", "b text")
+    ]
+    assert len(catalog.descriptions_missing_vector("words_v1", 1)) == 1
+
+
+def test_images_missing_description(catalog: Catalog) -> None:
+    a, b, c, d = (add_image(catalog, n) for n in range(4))
+    for n, id_ in enumerate((a, b, c, d)):
+        set_created(catalog, id_, f"2026-01-01 00:00:0{n}")
+    add_description(catalog, a, "caption", "x")
+    add_description(catalog, b, "ocr", "y")
+    with catalog.transaction() as db:
+        catalog.set_deleted(db, d, True)
+    rows = catalog.images_missing_description("caption", 100)
+    assert [r.sha256 for r in rows] == [b, c]
+    assert [r.sha256 for r in catalog.images_missing_description("caption", 100, [b])] == [c]
+    assert [r.sha256 for r in catalog.images_missing_description("ocr", 1)] == [a]
+
+
+def test_count_missing(catalog: Catalog) -> None:
+    a, b = add_image(catalog, 1), add_image(catalog, 2)
+    add_description(catalog, a, "caption", "x")
+    add_description(catalog, b, "caption", "y")
+    add_entry(catalog, a, "image", "img_v1")
+    add_entry(catalog, a, "caption", "words_v1")
+    assert catalog.count_missing("img_v1", "image") == (1, 2)
+    assert catalog.count_missing("words_v1", "text") == (1, 2)
+
+
+# --- transactions and concurrency --------------------------------------------------
+
+
+def test_transaction_rolls_back_on_exception(catalog: Catalog) -> None:
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), catalog.transaction() as db:
+        add_image(catalog, 1, db=db)
+        raise Boom
+    assert catalog.all_image_ids() == set()
+    # The connection is usable afterwards (no transaction left open).
+    id_ = add_image(catalog, 2)
+    assert catalog.all_image_ids() == {id_}
+
+
+def test_transaction_rolls_back_on_sql_error(catalog: Catalog) -> None:
+    add_image(catalog, 1)
+    with pytest.raises(sqlite3.IntegrityError), catalog.transaction() as db:
+        add_image(catalog, 2, db=db)
+        add_image(catalog, 1, db=db)  # duplicate: the whole transaction goes
+    assert catalog.all_image_ids() == {make_id(1)}
+
+
+def test_uncommitted_writes_are_invisible_to_other_threads(catalog: Catalog) -> None:
+    seen: list[set[str]] = []
+    with catalog.transaction() as db:
+        add_image(catalog, 1, db=db)
+        reader = threading.Thread(target=lambda: seen.append(catalog.all_image_ids()))
+        reader.start()
+        reader.join(10)
+    assert seen == [set()]
+    assert catalog.all_image_ids() == {make_id(1)}
+
+
+def test_concurrent_writers(catalog: Catalog) -> None:
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def writer(t: int) -> None:
+        try:
+            start.wait()
+            for n in range(50):
+                with catalog.transaction() as db:
+                    id_ = add_image(catalog, f"{t}-{n}", db=db)
+                    catalog.add_vector_entry(db, id_, "image", "m", "1", "img_v1")
+        except BaseException as exc:  # reported below, with the thread's error
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert len(catalog.all_image_ids()) == 400
+    assert catalog.index_counts() == {"img_v1": 400}
+    labels, _ = catalog.index_labels("img_v1")
+    assert len(labels) == 400
+
+
+def test_plugin_state(catalog: Catalog) -> None:
+    assert catalog.plugin_states() == {}
+    catalog.set_plugin_state("bge", False)
+    catalog.set_plugin_state("siglip2", True)
+    catalog.set_plugin_state("bge", True)
+    assert catalog.plugin_states() == {"bge": True, "siglip2": True}
+
+
+def test_stats(catalog: Catalog) -> None:
+    a = add_image(catalog, 1, status="ready")
+    add_image(catalog, 2)
+    c = add_image(catalog, 3)
+    add_description(catalog, a, "caption", "x")
+    with catalog.transaction() as db:
+        catalog.set_deleted(db, c, True)
+    stats = catalog.stats()
+    assert stats["image_count"] == 2
+    assert stats["by_status"] == {"ready": 1, "pending": 1}
+    assert stats["deleted_count"] == 1
+    assert stats["total_file_size"] == 2000
+    assert stats["descriptions_by_method"] == {"caption": 1}

@@ -26,8 +26,8 @@ serve: $(STAMP)
 	$(BIN)/imgdex serve $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check core tests plugins bench
-	$(BIN)/ruff format --check core tests plugins bench
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
 	$(BIN)/mypy
 
 test: lint

@@ -186,10 +186,11 @@ def test_disable_takes_effect_at_once_and_survives_restart(
         client.post("/api/admin/plugins/toy_words/enable", headers=ADMIN)
 
         def backfilled() -> bool:
-            hits = client.post(
-                "/api/search/text", json={"query": "kite", "index": "toy_words_v1"}
-            ).json()
-            first = hits["results"][0]
+            r = client.post("/api/search/text", json={"query": "kite", "index": "toy_words_v1"})
+            if r.status_code == 503:  # the model is loading: answered at once, not waited for
+                assert r.json()["error"] in ("model_loading", "search_unavailable")
+                return False
+            first = r.json()["results"][0]
             return bool(first["sha256"] == sha and first["matched_text"] == "red kite")
 
         wait_for(backfilled)
@@ -351,3 +352,37 @@ def test_admin_jobs_pause_rebuild_and_remove_index(imgdex_client: Client) -> Non
     assert r.json() == {"index": "toy_color_v1", "removed_vectors": 2}
     assert imgdex_client.get("/api/stats").json()["indexes"] == {}
     assert imgdex_client.delete("/api/admin/indexes/toy_color_v1", headers=ADMIN).status_code == 404
+
+
+class SlowColor(ColorEmbedder):
+    """Weights that take long to load (a big download, a slow disk)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import threading
+
+        self.release = threading.Event()
+
+    def load(self) -> None:
+        self.release.wait(30)
+        super().load()
+
+
+def test_requests_never_wait_for_a_loading_model(imgdex_app_factory: Any) -> None:
+    slow = SlowColor()
+    plugins = {"slow": ToyPlugin(slow), "toy_words": ToyPlugin(WordEmbedder())}
+    with TestClient(imgdex_app_factory(plugins=plugins, preload=True)) as client:
+        wait_for(
+            lambda: any(m["state"] == "loading" for m in client.get("/health").json()["models"])
+        )
+        started = time.monotonic()
+        body = upload(client, image_bytes("green"))
+        r = client.post(
+            "/api/search/image", files={"file": ("q.png", image_bytes("green"), "image/png")}
+        )
+        assert time.monotonic() - started < 5
+        assert body["status"] == "pending"
+        assert "still loading" in body["errors"][0]["error"]
+        assert r.status_code == 503 and "still loading" in r.json()["detail"]
+        slow.release.set()
+        wait_for(lambda: client.get(f"/api/images/{body['sha256']}").json()["status"] == "ready")

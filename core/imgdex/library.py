@@ -224,8 +224,14 @@ class Library:
     async def _fan_out(
         self, slots: list[EmbedderSlot], fn: Callable[[EmbedderSlot], None]
     ) -> tuple[list[EmbeddingInfo], list[EmbeddingError]]:
+        def call(slot: EmbedderSlot) -> None:
+            # Never wait for a model that is loading: what it misses is filled in by the
+            # enricher once it is ready (the image stays `pending` until then).
+            slot.check_not_loading()
+            fn(slot)
+
         outcomes = await asyncio.gather(
-            *(self.run_model(fn, slot) for slot in slots), return_exceptions=True
+            *(self.run_model(call, slot) for slot in slots), return_exceptions=True
         )
         done, failed = [], []
         for slot, outcome in zip(slots, outcomes, strict=True):

@@ -82,6 +82,14 @@ class ModelSlot(Generic[P]):
     def _after_load(self) -> None:
         pass
 
+    def check_not_loading(self) -> None:
+        """Raise instead of waiting while another thread loads the model: requests
+        should not hang for the minutes a large download or a slow disk may take."""
+        if self.state == "loading":
+            raise ServiceUnavailable(
+                f"{self.name}: the model is still loading", code="model_loading"
+            )
+
     def available(self) -> bool:
         """False while a failed load is waiting for its retry time."""
         return not (

@@ -152,6 +152,7 @@ class Searcher:
     ) -> _IndexOutcome:
         library = self.library
         try:
+            slot.check_not_loading()
             vector = await library.run_model(embed, slot)
             hits = await library.run_io(self._hits, slot, vector, need, methods)
         except ImgdexError as exc:

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from imgdex import Embedder, resolve_device
 from imgdex.errors import ConfigError
+from imgdex.hub import fetch_model
 from imgdex_qwen3.config import DEFAULT_MODEL, Qwen3Settings
 
 if TYPE_CHECKING:
@@ -194,7 +195,8 @@ def _from_pretrained(loader: Any, what: str, source: str, **kwargs: Any) -> Any:
     if is_local and not local.is_dir():
         raise ModelLoadError(f"cannot load {what} {source!r}: no such directory")
     try:
-        return loader.from_pretrained(str(local) if is_local else source, **kwargs)
+        # fetch_model: one quick request instead of from_pretrained's retries offline.
+        return loader.from_pretrained(str(local) if is_local else fetch_model(source), **kwargs)
     except Exception as exc:
         hint = (
             ""

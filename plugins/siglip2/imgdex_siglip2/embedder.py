@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from imgdex import Embedder, resolve_device
+from imgdex.hub import fetch_model
 from imgdex_siglip2.config import Siglip2PluginConfig
 
 if TYPE_CHECKING:
@@ -211,7 +212,11 @@ def _source(name: str) -> str:
     if path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1 or path.exists():
         problem = "is not a directory" if path.exists() else "does not exist"
         raise Siglip2LoadError(f"siglip2: cannot load model {name!r}: {path} {problem}")
-    return name
+    try:
+        # One quick request instead of from_pretrained's minutes of retries offline.
+        return fetch_model(name)
+    except RuntimeError as exc:
+        raise Siglip2LoadError(f"siglip2: cannot load model {name!r}: {exc}") from exc
 
 
 def _load_message(name: str, source: str, exc: BaseException) -> str:

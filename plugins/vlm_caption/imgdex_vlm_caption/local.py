@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgdex.devices import resolve_device
+from imgdex.hub import fetch_model
 from imgdex.providers import Describer
 from imgdex_vlm_caption.config import CaptionSettings
 from imgdex_vlm_caption.errors import CaptionError, ModelLoadError
@@ -71,6 +72,9 @@ class LocalCaptioner(Describer):
                 # transformers' own annotations are incomplete: treat both as Any.
                 auto_processor: Any = AutoProcessor
                 auto_model: Any = AutoModelForImageTextToText
+                if not Path(source).is_dir():
+                    # One quick request instead of from_pretrained's retries offline.
+                    source = fetch_model(source)
                 processor = auto_processor.from_pretrained(source)
                 model = auto_model.from_pretrained(source, dtype=dtype).to(device).eval()
             except Exception as exc:  # OSError (missing/offline), ValueError (architecture)...

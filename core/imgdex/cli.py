@@ -98,6 +98,60 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from imgdex.importer import ImportReport, discover, import_local, import_to_server
+
+    config = _config(args)
+    report = ImportReport()
+    items = list(discover(args.paths, report))
+    bar = tqdm(total=len(items), unit="file", desc="importing", disable=args.quiet)
+    if args.local:
+        from imgdex.library import Library
+        from imgdex.plugins import PluginHost
+
+        host = PluginHost(config)
+        host.load_entry_points()
+        library = Library(config, host)
+        try:
+            import_local(
+                items,
+                library,
+                source=args.source,
+                workers=args.workers,
+                report=report,
+                progress=bar.update,
+            )
+        finally:
+            library.close()
+    else:
+        server = args.server or f"http://{_loopback(config.server.host)}:{config.server.port}"
+        import_to_server(
+            items,
+            server,
+            source=args.source,
+            workers=args.workers,
+            report=report,
+            progress=bar.update,
+        )
+    bar.close()
+    counts = report.counts
+    summary = ", ".join(
+        f"{counts[k]} {k}" for k in ("added", "duplicate", "rejected", "skipped", "failed")
+    )
+    print(f"imgdex import: {len(items)} files: {summary}")
+    for name, reason in report.problems[: args.show]:
+        print(f"  {name}: {reason}", file=sys.stderr)
+    if len(report.problems) > args.show:
+        print(f"  ... and {len(report.problems) - args.show} more", file=sys.stderr)
+    return 1 if counts["failed"] else 0
+
+
+def _loopback(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imgdex", description="Self-hosted image library server.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +171,26 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.add_argument("--data-dir")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
     plugins.set_defaults(func=cmd_plugins)
+
+    imp = sub.add_parser(
+        "import",
+        help="bulk import files, folders and ZIP archives",
+        description="Import images into a running server (default) or, with --local, "
+        "straight into a data directory no server is using. Re-running an interrupted "
+        "import skips what is already stored.",
+    )
+    imp.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders, ZIP archives")
+    imp.add_argument(
+        "--server", help="server URL (default: from the config, http://127.0.0.1:6060)"
+    )
+    imp.add_argument("--local", action="store_true", help="write into the data dir, no server")
+    imp.add_argument("--config")
+    imp.add_argument("--data-dir")
+    imp.add_argument("--source", help="source label stored with every image")
+    imp.add_argument("--workers", type=int, default=4, help="parallel uploads (default 4)")
+    imp.add_argument("--show", type=int, default=20, help="how many problems to list")
+    imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    imp.set_defaults(func=cmd_import)
     return parser
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+import time
+from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from imgdex.models import DescriberSlot, EmbedderSlot, ModelSlot
 
 Store = Callable[[list[tuple[str, Any]]], None]
 MAX_ATTEMPTS = 3
+RATE_WINDOW = 20  # rounds kept for the rate estimate
 
 __all__ = ["Enricher"]
 
@@ -39,11 +41,41 @@ class Enricher:
         self.interval = library.config.worker.interval
         self._skip: dict[str, set[str]] = defaultdict(set)
         self._attempts: dict[tuple[str, str], int] = defaultdict(int)
+        # What was given up on, per index or describer: (item, last error), newest last.
+        self.errors: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        # (monotonic time, items written) per slot, for rates and ETAs.
+        self._history: dict[str, deque[tuple[float, int]]] = defaultdict(
+            lambda: deque(maxlen=RATE_WINDOW)
+        )
         self.paused = False
         self._stopping = False
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         library.on_work = self.poke
+
+    def retry(self) -> int:
+        """Forget what was given up on (and failed images), so it is all tried again."""
+        given_up = sum(len(items) for items in self._skip.values())
+        self._skip.clear()
+        self._attempts.clear()
+        self.errors.clear()
+        self.library.failures.clear()
+        catalog = self.library.catalog
+        with catalog.transaction() as db:
+            db.execute("UPDATE images SET status = 'pending', error = NULL WHERE status = 'failed'")
+        self.poke()
+        return given_up
+
+    def rates(self) -> dict[str, float]:
+        """Items written per second over the last rounds, per slot that wrote any."""
+        out = {}
+        for name, history in self._history.items():
+            if len(history) >= 2:
+                (t0, _), (t1, _) = history[0], history[-1]
+                written = sum(n for _, n in list(history)[1:])
+                if t1 > t0:
+                    out[name] = written / (t1 - t0)
+        return out
 
     def poke(self) -> None:
         """Wake the loop now (thread-safe)."""
@@ -80,12 +112,22 @@ class Enricher:
         for slot in library.embedder_slots():
             if slot.available():
                 fill = self._fill_images if slot.provider.stores == "image" else self._fill_texts
-                worked += await library.run_model(fill, slot)
+                worked += self._count(slot.name, await library.run_model(fill, slot))
         for describer in library.describer_slots():
             if describer.available():
-                worked += await library.run_model(self._describe, describer)
+                worked += self._count(
+                    describer.name, await library.run_model(self._describe, describer)
+                )
         await library.run_io(self._settle)
         return worked
+
+    def _count(self, name: str, written: int) -> int:
+        history = self._history[name]
+        if written or history:
+            history.append((time.monotonic(), written))
+        if not written:
+            history.clear()  # idle: the next burst starts a fresh rate window
+        return written
 
     def _decode(self, slot: ModelSlot[Any], rows: list[ImageRow]) -> list[tuple[str, Any]]:
         """Read and decode stored originals; an unreadable one fails its image for good."""
@@ -101,6 +143,7 @@ class Enricher:
                 self._skip[slot.name].add(row.sha256)
                 catalog.set_status(row.sha256, "failed", f"stored file unreadable: {reason}")
                 self.library.failures[slot.name] += 1
+                self.errors[slot.name].append((row.sha256, reason))
         return items
 
     def _fill_images(self, slot: EmbedderSlot) -> int:
@@ -154,6 +197,10 @@ class Enricher:
                     log.error("%s: giving up on %s: %s", slot.name, key, exc.detail)
                     self._skip[slot.name].add(key)
                     self.library.failures[slot.name] += 1
+                    self.errors[slot.name].append((key, exc.detail))
+                    if isinstance(slot, EmbedderSlot) and slot.provider.stores == "image":
+                        # The image's own step failed for good: say so on the image.
+                        self.library.catalog.set_status(key, "failed", exc.detail)
                 return 0
         written = 0
         for item in items:

@@ -48,6 +48,7 @@ class ModelSlot(Generic[P]):
         self._load_lock = threading.Lock()
         self._infer_lock = threading.Lock()
         self._consecutive_failures = 0
+        self._failed_inputs: set[int] = set()
 
     @property
     def name(self) -> str:
@@ -96,7 +97,7 @@ class ModelSlot(Generic[P]):
             self.state == "failed" and time.monotonic() - self._failed_at < self.retry_after
         )
 
-    def _call(self, fn: Callable[[], object]) -> object:
+    def _call(self, fn: Callable[[], object], inputs: int) -> object:
         self.ensure_loaded()
         with self._infer_lock:
             try:
@@ -105,25 +106,37 @@ class ModelSlot(Generic[P]):
                 detail = (
                     exc.detail if isinstance(exc, ImgdexError) else f"{type(exc).__name__}: {exc}"
                 )
-                self._failed_call(detail)
+                self._failed_call(detail, inputs)
                 if isinstance(exc, ImgdexError):
                     raise
                 log.exception("%s failed during inference", self.name)
                 raise ServiceUnavailable(f"{self.name}: inference failed: {detail}") from exc
             self._consecutive_failures = 0
+            self._failed_inputs.clear()
             return out
 
-    def _failed_call(self, detail: str) -> None:
+    def _failed_call(self, detail: str, inputs: int) -> None:
         # One failure may be one bad input; several in a row mean the model (or its
         # remote endpoint) is down: back off like a failed load instead of burning
         # through the queue.
+        # The same input failing again says nothing new about the model: count only
+        # failures on different inputs.
+        if inputs in self._failed_inputs:
+            return
+        self._failed_inputs.add(inputs)
         self._consecutive_failures += 1
         if self._consecutive_failures >= FAILURES_BEFORE_BACKOFF:
             self._consecutive_failures = 0
+            self._failed_inputs.clear()
             self.state = "failed"
             self.error = f"{FAILURES_BEFORE_BACKOFF} calls in a row failed, last: {detail}"
             self._failed_at = time.monotonic()
             log.error("%s: %s; retrying in %ss", self.name, self.error, self.retry_after)
+
+
+def _image_key(images: Sequence[Image]) -> int:
+    """A cheap fingerprint of a batch of images (to recognise the same input failing)."""
+    return hash(tuple(image.resize((4, 4)).tobytes() for image in images))
 
 
 def _describe_error(exc: Exception) -> str:
@@ -165,11 +178,11 @@ class EmbedderSlot(ModelSlot[Embedder]):
         return self.index
 
     def embed_images(self, images: Sequence[Image]) -> npt.NDArray[np.float32]:
-        out = self._call(lambda: self.provider.embed_images(images))
+        out = self._call(lambda: self.provider.embed_images(images), _image_key(images))
         return self._check(out, len(images))
 
     def embed_texts(self, texts: Sequence[str], *, query: bool) -> npt.NDArray[np.float32]:
-        out = self._call(lambda: self.provider.embed_texts(texts, query=query))
+        out = self._call(lambda: self.provider.embed_texts(texts, query=query), hash(tuple(texts)))
         return self._check(out, len(texts))
 
     def _check(self, out: object, n: int) -> npt.NDArray[np.float32]:
@@ -190,7 +203,7 @@ class DescriberSlot(ModelSlot[Describer]):
         return f"describer {self.provider.method}"
 
     def describe_images(self, images: Sequence[Image]) -> list[str]:
-        out = self._call(lambda: self.provider.describe_images(images))
+        out = self._call(lambda: self.provider.describe_images(images), _image_key(images))
         if not isinstance(out, list) or len(out) != len(images):
             raise ServiceUnavailable(f"{self.name}: expected {len(images)} captions")
         return [str(text).strip() for text in out]

@@ -43,12 +43,35 @@ class AdminController(Controller):
 
     @get("/jobs", summary="Background enrichment progress")
     async def jobs(self, library: LibraryDep, state: State) -> dict[str, Any]:
+        """Per index: vectors done of total, items given up on, rate and ETA."""
+        enricher = state.enricher
         progress = await library.run_io(library.progress)
+        rates = enricher.rates()
+        indexes = {}
+        for name, p in progress.items():
+            rate = rates.get(name)
+            left = max(0, p.total - p.done - p.failed)
+            indexes[name] = {
+                "done": p.done,
+                "total": p.total,
+                "failed": p.failed,
+                "rate_per_s": round(rate, 2) if rate else None,
+                "eta_s": round(left / rate, 1) if rate and left else (0.0 if not left else None),
+            }
         return {
-            "paused": state.enricher.paused,
-            "indexes": {name: p for name, p in progress.items()},
+            "paused": enricher.paused,
+            "indexes": indexes,
             "failed": dict(library.failures),
+            "errors": {
+                name: [{"item": i, "error": e} for i, e in items[-20:]]
+                for name, items in enricher.errors.items()
+            },
         }
+
+    @post("/jobs/retry", status_code=HTTP_200_OK, summary="Retry what was given up on")
+    async def retry(self, library: LibraryDep, state: State) -> dict[str, int]:
+        """Failed images go back to pending and every skipped item is tried again."""
+        return {"requeued": await library.run_io(state.enricher.retry)}
 
     @post("/jobs/pause", status_code=HTTP_200_OK, summary="Pause background enrichment")
     async def pause(self, state: State) -> dict[str, bool]:

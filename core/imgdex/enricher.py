@@ -28,6 +28,7 @@ from imgdex.models import DescriberSlot, EmbedderSlot, ModelSlot
 Store = Callable[[list[tuple[str, Any]]], None]
 MAX_ATTEMPTS = 3
 RATE_WINDOW = 20  # rounds kept for the rate estimate
+MAINTENANCE_INTERVAL = 600.0  # seconds between idle-time upkeep runs
 
 __all__ = ["Enricher"]
 
@@ -48,6 +49,7 @@ class Enricher:
             lambda: deque(maxlen=RATE_WINDOW)
         )
         self.paused = False
+        self._maintained = time.monotonic()
         self._stopping = False
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -119,7 +121,18 @@ class Enricher:
                     describer.name, await library.run_model(self._describe, describer)
                 )
         await library.run_io(self._settle)
+        if not worked and time.monotonic() - self._maintained > MAINTENANCE_INTERVAL:
+            self._maintained = time.monotonic()
+            await library.run_io(self.maintain)
         return worked
+
+    def maintain(self) -> None:
+        """Idle-time upkeep: staging leftovers of failed uploads, compaction."""
+        library = self.library
+        removed = library.storage.clean_tmp(older_than=3600)
+        if removed:
+            log.info("removed %d leftovers of interrupted uploads", removed)
+        library.indexes.compact()
 
     def _count(self, name: str, written: int) -> int:
         history = self._history[name]

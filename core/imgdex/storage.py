@@ -178,11 +178,20 @@ class Storage:
         for entry in self.trash.glob(f"{id_}.*" if id_ else "*"):
             shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
 
-    def clean_tmp(self) -> int:
-        """Remove leftovers of interrupted writes; returns how many."""
+    def clean_tmp(self, older_than: float = 0.0) -> int:
+        """Remove leftovers of interrupted writes older than `older_than` seconds (0 at
+        start-up; while serving, only old ones, never an upload in flight)."""
+        import time
+
         count = 0
+        cutoff = time.time() - older_than
         for entry in self.tmp.iterdir():
-            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
+            try:
+                if older_than and entry.stat().st_mtime > cutoff:
+                    continue
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
+            except FileNotFoundError:
+                continue
             count += 1
         return count
 

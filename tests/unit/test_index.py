@@ -883,3 +883,20 @@ def test_remove_index(env: Env) -> None:
     assert not managed.path.exists()
     assert manager.get(managed.name) is None
     assert list((env.root / "vector_index").iterdir()) == []
+
+
+def test_compact_rebuilds_only_indexes_with_many_deleted_entries(env: Env) -> None:
+    embedder = WordEmbedder()
+    manager = env.manager()
+    managed = manager.open_for(embedder, 256)
+    stored = store_texts(env, managed, embedder, range(40))
+    assert manager.compact(min_hidden=5, min_share=0.2) == {}
+    doomed = [stored[n][1] for n in range(10)]
+    with env.catalog.transaction() as db:
+        env.catalog.delete_vector_entries(db, doomed)
+    managed.hide(doomed)
+    assert manager.compact(min_hidden=20, min_share=0.2) == {}  # not enough yet
+    result = manager.compact(min_hidden=5, min_share=0.2)
+    assert result == {"toy_words_v1": {"before": 30, "after": 30}}
+    assert managed.index.hidden() == set()
+    assert managed.index.labels() == {stored[n][1] for n in range(10, 40)}

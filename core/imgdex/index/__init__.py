@@ -278,6 +278,17 @@ class IndexManager:
             shutil.rmtree(old_dir, ignore_errors=True)
         return {"before": before, "after": len(managed)}
 
+    def compact(self, min_hidden: int = 1000, min_share: float = 0.2) -> dict[str, dict[str, int]]:
+        """Rebuild every open index whose hidden (deleted) entries are at least
+        `min_hidden` and `min_share` of it: hnswlib keeps deleted items in the graph."""
+        done = {}
+        for name, managed in list(self._open.items()):
+            hidden = len(managed.index.hidden())
+            if hidden >= min_hidden and hidden >= min_share * (hidden + len(managed)):
+                log.info("index %s: compacting (%d deleted entries)", name, hidden)
+                done[name] = self.rebuild(name)
+        return done
+
     # --- persistence ------------------------------------------------------------------
 
     def save_dirty(self) -> int:

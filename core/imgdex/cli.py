@@ -107,6 +107,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     report = ImportReport()
     items = list(discover(args.paths, report))
     bar = tqdm(total=len(items), unit="file", desc="importing", disable=args.quiet)
+
+    def tick() -> None:
+        bar.update(1)
     if args.local:
         from imgdex.library import Library
         from imgdex.plugins import PluginHost
@@ -121,7 +124,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                 source=args.source,
                 workers=args.workers,
                 report=report,
-                progress=bar.update,
+                progress=tick,
             )
         finally:
             library.close()
@@ -133,7 +136,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             source=args.source,
             workers=args.workers,
             report=report,
-            progress=bar.update,
+            progress=tick,
         )
     bar.close()
     counts = report.counts

@@ -110,6 +110,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     def tick() -> None:
         bar.update(1)
+
     if args.local:
         from imgdex.library import Library
         from imgdex.plugins import PluginHost

@@ -1,10 +1,11 @@
-"""The ``imgdex`` command: serve, plugins (and, as they land, serve-model and import)."""
+"""The ``imgdex`` command: serve, serve-model, plugins and import."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -41,6 +42,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app,
         host=config.server.host,
         port=config.server.port,
+        log_level=args.log_level.lower(),
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_serve_model(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from imgdex.modelserver import create_model_app
+
+    # The model service's own --host/--port, not the core's `server:` section.
+    config = load_config(args.config)
+    api_key = os.environ.get("IMGDEX_MODEL_API_KEY") or None
+    app = create_model_app(config, args.name, api_key=api_key)
+    if api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"imgdex: warning: serving on {args.host} without an API key "
+            "(set IMGDEX_MODEL_API_KEY)",
+            file=sys.stderr,
+        )
+    print(
+        f"imgdex: serving plugin {args.name} as a model service on "
+        f"http://{args.host}:{args.port} (GET /health)",
+        flush=True,
+    )
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
         log_level=args.log_level.lower(),
         timeout_graceful_shutdown=10,
     )
@@ -169,6 +200,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", help="data directory (default: $IMGDEX_DATA_DIR or ./data)")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve.set_defaults(func=cmd_serve)
+
+    model = sub.add_parser(
+        "serve-model",
+        help="run one plugin as a standalone model service (see docs/services.md)",
+        description="Serve one installed plugin over the model service protocol "
+        "(POST /embed/image, /embed/text, /describe; GET /health). Its config section "
+        "plugins.<NAME> applies. Set IMGDEX_MODEL_API_KEY to require an API key.",
+    )
+    model.add_argument("name", help="plugin name, as listed by `imgdex plugins`")
+    model.add_argument("--config", help="YAML config file (plugins.<NAME> is used)")
+    model.add_argument("--host", default="127.0.0.1")
+    model.add_argument("--port", type=int, default=6010)
+    model.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    model.set_defaults(func=cmd_serve_model)
 
     plugins = sub.add_parser("plugins", help="list installed plugins, their indexes and state")
     plugins.add_argument("--config")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 import msgspec.yaml
@@ -76,16 +76,27 @@ class SearchConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
 
 
 class ServiceConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """A remote model provider (the seed's ``embedding_services``)."""
+    """A model provider of a plugin's index (the seed's ``embedding_services``).
+
+    `endpoint` is a model service's base URL (``imgdex serve-model``), or ``in-process``
+    for the plugin's own model in this process. See ``docs/services.md``.
+    """
 
     plugin: str
     endpoint: str
+    # Smaller numbers are tried first; equal priorities share the load by `weight`.
     priority: int = 1
-    timeout: float = 30.0
-    rate_limit: int = 0
+    timeout: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    # Requests per minute, 0 = unlimited.
+    rate_limit: Annotated[int, msgspec.Meta(ge=0)] = 0
     enabled: bool = True
     api_key: str | None = None
-    weight: float = 1.0
+    weight: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    # At most this many images or texts per request.
+    batch_size: Annotated[int, msgspec.Meta(ge=1)] = 32
+    # Images are sent re-encoded with their longest side capped at this (0: as decoded).
+    max_image_side: Annotated[int, msgspec.Meta(ge=0)] = 1024
+    image_format: Literal["jpeg", "png"] = "jpeg"
 
 
 class WorkerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -94,6 +105,8 @@ class WorkerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     batch_size: int = 16
     # A model that failed to load is retried after this many seconds.
     retry_load_after: float = 60.0
+    # Model services (``services:``) are health-checked this often (seconds).
+    health_interval: Annotated[float, msgspec.Meta(gt=0)] = 60.0
 
 
 class Config(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

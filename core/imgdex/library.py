@@ -34,6 +34,7 @@ from imgdex.imaging import DecodedImage, decode_image, make_thumbnail
 from imgdex.index import IndexManager
 from imgdex.models import DescriberSlot, EmbedderSlot
 from imgdex.plugins import PluginHost, PluginRecord
+from imgdex.remote import ServiceManager
 from imgdex.schemas import (
     DeleteResponse,
     DescriptionOut,
@@ -87,6 +88,9 @@ class Library:
         backend.configure(config.index)
         self.indexes = IndexManager(data / "vector_index", backend, self.catalog, self.storage)
         retry = config.worker.retry_load_after
+        # Model services (imgdex.remote): an index whose plugin is named under `services:`
+        # is routed across those providers; every other index keeps its in-process slot.
+        self.services = ServiceManager(config, self.indexes, lambda: self.on_work())
         self.embedders: dict[str, EmbedderSlot] = {}
         for record, embedder in host.embedders():
             if (other := self.embedders.get(embedder.index_name)) is not None:
@@ -96,7 +100,7 @@ class Library:
                 )
                 log.error("plugin %s: %s", record.name, record.error)
                 continue
-            self.embedders[embedder.index_name] = EmbedderSlot(
+            self.embedders[embedder.index_name] = self.services.embedder_slot(
                 record, embedder, retry, self.indexes.open_for
             )
         self.describers: dict[str, DescriberSlot] = {}
@@ -128,6 +132,15 @@ class Library:
     def close(self) -> None:
         self._io.shutdown(wait=True, cancel_futures=True)
         self._models.shutdown(wait=True, cancel_futures=True)
+        self.services.close()
+        for slot in [*self.embedders.values(), *self.describers.values()]:
+            # Providers holding clients or sessions (an API captioner) release them here.
+            close = getattr(slot.provider, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:
+                    log.exception("closing %s failed", slot.name)
         self.indexes.close()
         self.catalog.close()
 

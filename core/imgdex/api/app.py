@@ -35,6 +35,7 @@ from .deps import provide_library, provide_searcher
 from .errors import exception_handlers
 from .images import ImagesController
 from .search import SearchController
+from .services import ServicesController
 from .system import SystemController
 
 __all__ = ["create_app"]
@@ -98,6 +99,8 @@ def create_app(
                 _every(config.index.save_interval, library, library.indexes.save_dirty)
             )
         )
+        if library.services.slots:
+            tasks.append(asyncio.create_task(library.services.run(), name="imgdex-health"))
         log.info("imgdex %s serving data in %s", imgdex.__version__, config.data_path)
         try:
             yield
@@ -109,7 +112,13 @@ def create_app(
             await asyncio.to_thread(library.close)
 
     return Litestar(
-        route_handlers=[SystemController, ImagesController, SearchController, AdminController],
+        route_handlers=[
+            SystemController,
+            ImagesController,
+            SearchController,
+            AdminController,
+            ServicesController,
+        ],
         lifespan=[lifespan],
         dependencies={
             "library": Provide(provide_library, sync_to_thread=False),

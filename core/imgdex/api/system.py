@@ -7,6 +7,7 @@ from typing import Any
 from litestar import Controller, get
 
 from imgdex.models import ModelSlot
+from imgdex.remote import ServiceManager
 from imgdex.status import IndexStatus
 
 from .deps import LibraryDep
@@ -14,7 +15,7 @@ from .deps import LibraryDep
 __all__ = ["SystemController"]
 
 
-def _summary(slots: list[Any]) -> str:
+def _summary(slots: list[Any], services: ServiceManager | None = None) -> str:
     """The seed's one-word service state for a group of models."""
     if not slots:
         return "none"
@@ -22,6 +23,9 @@ def _summary(slots: list[Any]) -> str:
     if all(state == "failed" for state in states):
         return "unavailable"
     if any(state == "failed" for state in states):
+        return "degraded"
+    # A model service down or refused while its index is served by another one.
+    if services is not None and services.degraded([s.name for s in slots]):
         return "degraded"
     return "ok" if all(state == "ready" for state in states) else "loading"
 
@@ -42,14 +46,18 @@ class SystemController(Controller):
             text_slots = library.embedder_slots(stores="text")
             models: list[ModelSlot[Any]] = [*library.embedder_slots(), *library.describer_slots()]
             failed_plugins = [r for r in library.host.records.values() if r.state == "failed"]
+            services = library.services
             degraded = (
-                database != "ok" or failed_plugins or any(m.state == "failed" for m in models)
+                database != "ok"
+                or failed_plugins
+                or any(m.state == "failed" for m in models)
+                or services.degraded([s.name for s in image_slots + text_slots])
             )
             return {
                 "status": "degraded" if degraded else "ok",
                 "database": database,
-                "image_embedding_service": _summary(image_slots),
-                "text_embedding_service": _summary(text_slots),
+                "image_embedding_service": _summary(image_slots, services),
+                "text_embedding_service": _summary(text_slots, services),
                 "caption_service": _summary(library.describer_slots()),
                 "image_count": stats["image_count"],
                 "image_index_count": len(image_slots),
@@ -65,6 +73,7 @@ class SystemController(Controller):
                     for m in models
                 ],
                 "failed_plugins": [{"name": r.name, "error": r.error} for r in failed_plugins],
+                "model_services": services.summary(),
             }
 
         return await library.run_io(read)

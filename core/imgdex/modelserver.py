@@ -1,0 +1,419 @@
+"""A standalone model service: one plugin's models behind the seed's HTTP protocol.
+
+``imgdex serve-model NAME`` runs this app on a GPU box; the core uses it through
+``services:`` entries (`imgdex.remote`). The protocol:
+
+- ``GET /health``: ``{"status": "ok", "model", "version", "dimension", "index", ...}``
+  (503 with ``"status": "loading"`` or ``"error"`` until the model is usable).
+- ``POST /embed/image``: multipart, one or several file parts (any field names) ->
+  ``{"embedding": [...]}`` for one image, ``{"embeddings": [[...], ...]}`` for several,
+  with ``dimension``, ``model``, ``version``, ``index``.
+- ``POST /embed/text``: ``{"text": "..."}`` or ``{"texts": [...]}``, and ``"query": true``
+  for search queries (default: documents) -> ``{"embeddings": [[...]], ...}``.
+- ``POST /describe``: multipart images -> ``{"descriptions": [...], "method", "model"}``.
+
+A plugin with several indexes or describers serves all of them; ``?index=`` (``?method=``)
+picks one. With an API key, every POST needs ``Authorization: Bearer <key>`` (or
+``X-API-Key``); ``/health`` stays open. Errors use the core's JSON error shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+import msgspec
+import numpy as np
+from litestar import Litestar, Request, Response, get, post
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State, UploadFile
+from litestar.exceptions import NotAuthorizedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.params import FromQuery
+from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+
+import imgdex
+from imgdex.api.errors import exception_handlers
+from imgdex.config import Config
+from imgdex.errors import BadRequest, ConfigError, ImgdexError, NotFound, ServiceUnavailable
+from imgdex.imaging import decode_image
+from imgdex.plugins import PluginHost, PluginRecord
+from imgdex.providers import Describer, Embedder
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+__all__ = ["ModelService", "create_model_app", "load_plugin"]
+
+log = logging.getLogger(__name__)
+
+MAX_ITEMS = 256  # images or texts per request
+MAX_TEXT_CHARS = 100_000
+
+M = TypeVar("M", Embedder, Describer)
+
+
+class TextRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    text: str | None = None
+    texts: list[str] | None = None
+    # True for search queries (models such as Qwen3-Embedding prompt them), else documents.
+    query: bool = False
+
+
+class _Model(Generic[M]):
+    """One model of the plugin: loaded once (in the background at start), one batch at a
+    time; a failed load is reported and retried after ``worker.retry_load_after``."""
+
+    def __init__(self, provider: M, retry_after: float) -> None:
+        self.provider: M = provider
+        self.retry_after = retry_after
+        self.state: Literal["not_loaded", "loading", "ready", "failed"] = "not_loaded"
+        self.error: str | None = None
+        self._failed_at = 0.0
+        self._load_lock = threading.Lock()
+        self._infer_lock = threading.Lock()
+
+    def ensure_loaded(self) -> None:
+        with self._load_lock:
+            if self.state == "ready":
+                return
+            if self.state == "failed" and time.monotonic() - self._failed_at < self.retry_after:
+                raise ServiceUnavailable(f"the model could not be loaded: {self.error}")
+            self.state = "loading"
+            try:
+                self.provider.load()
+            except Exception as exc:
+                self.state, self._failed_at = "failed", time.monotonic()
+                self.error = exc.detail if isinstance(exc, ImgdexError) else f"{exc}"
+                log.error("the model could not be loaded: %s", self.error)
+                raise ServiceUnavailable(f"the model could not be loaded: {self.error}") from exc
+            self.state, self.error = "ready", None
+
+    def run(self, fn: Callable[[M], Any]) -> Any:
+        self.ensure_loaded()
+        with self._infer_lock:
+            try:
+                return fn(self.provider)
+            except ImgdexError:
+                raise
+            except Exception as exc:
+                log.exception("inference failed")
+                raise ServiceUnavailable(f"inference failed: {type(exc).__name__}: {exc}") from exc
+
+
+class ModelService:
+    """The models of one plugin, as served over HTTP."""
+
+    def __init__(self, config: Config, record: PluginRecord) -> None:
+        self.config = config
+        self.record = record
+        retry = config.worker.retry_load_after
+        self.embedders = {e.index_name: _Model(e, retry) for e in record.embedders}
+        self.describers = {d.method: _Model(d, retry) for d in record.describers}
+        self.counts = {"embed_image": 0, "embed_text": 0, "describe": 0}
+
+    def models(self) -> list[_Model[Any]]:
+        return [*self.embedders.values(), *self.describers.values()]
+
+    def preload(self) -> None:
+        for model in self.models():
+            with contextlib.suppress(ServiceUnavailable):
+                model.ensure_loaded()
+
+    def embedder(self, index: str | None, can: Literal["image", "text"]) -> _Model[Embedder]:
+        model = _pick(self.embedders, index, "index", self.record.name)
+        e = model.provider
+        if e.stores != can and can not in e.query_modalities:
+            raise BadRequest(
+                f"index {e.index_name} cannot embed {can}s (it stores {e.stores}s and answers "
+                f"{sorted(e.query_modalities)} queries)",
+                code=f"cannot_embed_{can}",
+            )
+        return model
+
+    def describer(self, method: str | None) -> _Model[Describer]:
+        return _pick(self.describers, method, "method", self.record.name)
+
+    def health(self) -> dict[str, Any]:
+        models = self.models()
+        for model in models:
+            if model.state == "not_loaded":
+                # /health is how a client learns the dimension: start loading now.
+                threading.Thread(target=self.preload, daemon=True).start()
+                break
+        states = [m.state for m in models]
+        status = "ok"
+        if any(s == "failed" for s in states):
+            status = "error"
+        elif any(s != "ready" for s in states):
+            status = "loading"
+        indexes = [_embedder_health(m) for _, m in sorted(self.embedders.items())]
+        describers = [
+            {
+                "method": m.provider.method,
+                "model": m.provider.model,
+                "state": m.state,
+                "error": m.error,
+            }
+            for _, m in sorted(self.describers.items())
+        ]
+        first: dict[str, Any] = indexes[0] if indexes else {}
+        errors = [m.error for m in models if m.error]
+        return {
+            "status": status,
+            "plugin": self.record.name,
+            "model": first.get("model", describers[0]["model"] if describers else None),
+            "version": first.get("version"),
+            "dimension": first.get("dimension"),
+            "index": first.get("index"),
+            "indexes": indexes,
+            "describers": describers,
+            "error": "; ".join(errors) or None,
+            "requests": dict(self.counts),
+            "imgdex": imgdex.__version__,
+        }
+
+
+def _embedder_health(model: _Model[Embedder]) -> dict[str, Any]:
+    e = model.provider
+    dimension = e.dimension
+    return {
+        "index": e.index_name,
+        "model": e.model,
+        "version": e.version,
+        "dimension": None if dimension is None else int(dimension),
+        "metric": e.metric,
+        "stores": e.stores,
+        "query_modalities": sorted(e.query_modalities),
+        "state": model.state,
+        "error": model.error,
+    }
+
+
+def _pick(models: dict[str, _Model[M]], name: str | None, what: str, plugin: str) -> _Model[M]:
+    if not models:
+        kind = "embedder" if what == "index" else "describer"
+        raise NotFound(f"plugin {plugin} has no {kind}", code=f"no_{kind}")
+    if name is None:
+        if len(models) > 1:
+            raise BadRequest(
+                f"plugin {plugin} serves several ({sorted(models)}): pass ?{what}=",
+                code=f"{what}_required",
+            )
+        return next(iter(models.values()))
+    if name not in models:
+        raise NotFound(
+            f"unknown {what} {name!r} (served: {sorted(models)})", code=f"unknown_{what}"
+        )
+    return models[name]
+
+
+def load_plugin(
+    config: Config,
+    name: str,
+    *,
+    plugins: dict[str, object] | None = None,
+    entry_points: bool = True,
+) -> PluginRecord:
+    """Load the plugin to serve (entry points, or the given objects); `ConfigError` if it
+    is not installed, failed, or offers no model."""
+    host = PluginHost(config)
+    if entry_points:
+        host.load_entry_points()
+    for plugin_name, plugin in (plugins or {}).items():
+        host.add(plugin_name, plugin)
+    record = host.records.get(name)
+    if record is None:
+        installed = sorted(n for n, r in host.records.items() if r.embedders or r.describers)
+        raise ConfigError(f"plugin {name!r} is not installed (model plugins: {installed})")
+    if record.state != "loaded":
+        raise ConfigError(f"plugin {name!r} failed to load: {record.error}")
+    if not record.embedders and not record.describers:
+        raise ConfigError(f"plugin {name!r} offers no embedder or describer to serve")
+    return record
+
+
+def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """With an API key configured: ``Authorization: Bearer <key>`` or ``X-API-Key``."""
+    expected: str | None = connection.app.state.api_key
+    if expected is None:
+        return
+    scheme, _sep, token = connection.headers.get("authorization", "").partition(" ")
+    given = token.strip() if scheme.lower() == "bearer" else ""
+    given = given or connection.headers.get("x-api-key", "")
+    if not secrets.compare_digest(given.encode(), expected.encode()):
+        raise NotAuthorizedException("this model service needs 'Authorization: Bearer <api key>'")
+
+
+def _service(request: Request[Any, Any, Any]) -> ModelService:
+    service: ModelService = request.app.state.service
+    return service
+
+
+async def _images(request: Request[Any, Any, Any], config: Config) -> list[Image]:
+    """Every file part of a multipart body, decoded (in a thread) with the core's checks."""
+    form = await request.form()
+    # In the order sent: parts of one field name keep their order, and field names follow
+    # their first appearance (multi_items() would iterate a set).
+    files = [v for key in form for v in form.getall(key) if isinstance(v, UploadFile)]
+    if not files:
+        raise BadRequest("send the image(s) as multipart/form-data file parts", code="missing_file")
+    if len(files) > MAX_ITEMS:
+        raise BadRequest(f"at most {MAX_ITEMS} images per request", code="too_many_items")
+    payloads = []
+    for file in files:
+        try:
+            payloads.append(await file.read())
+        finally:
+            await file.close()
+    return await asyncio.to_thread(
+        lambda: [decode_image(data, config.images).image for data in payloads]
+    )
+
+
+def _vectors_body(model: _Model[Embedder], vectors: Any, n: int, single: bool) -> dict[str, Any]:
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim != 2 or array.shape[0] != n or not np.isfinite(array).all():
+        raise ServiceUnavailable(f"the model returned vectors of shape {array.shape} for {n}")
+    e = model.provider
+    body: dict[str, Any] = {
+        "dimension": int(array.shape[1]),
+        "model": e.model,
+        "version": e.version,
+        "index": e.index_name,
+        "count": n,
+    }
+    rows = array.tolist()
+    if single:
+        body["embedding"] = rows[0]
+    else:
+        body["embeddings"] = rows
+    return body
+
+
+@get("/health", summary="Model state, name, version, dimension and index")
+async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    body = _service(request).health()
+    ok = body["status"] == "ok"
+    return Response(body, status_code=HTTP_200_OK if ok else HTTP_503_SERVICE_UNAVAILABLE)
+
+
+@post(
+    "/embed/image",
+    status_code=HTTP_200_OK,
+    guards=[api_key_guard],
+    summary="Embed one or several images",
+)
+async def embed_image(
+    request: Request[Any, Any, Any], index: FromQuery[str | None] = None
+) -> dict[str, Any]:
+    service = _service(request)
+    model = service.embedder(index, "image")
+    images = await _images(request, service.config)
+    vectors = await asyncio.to_thread(model.run, lambda e: e.embed_images(images))
+    service.counts["embed_image"] += 1
+    # The seed's shape: `embedding` for one image, `embeddings` for several.
+    return _vectors_body(model, vectors, len(images), single=len(images) == 1)
+
+
+@post(
+    "/embed/text",
+    status_code=HTTP_200_OK,
+    guards=[api_key_guard],
+    summary="Embed one or several texts",
+)
+async def embed_text(
+    request: Request[Any, Any, Any], index: FromQuery[str | None] = None
+) -> dict[str, Any]:
+    service = _service(request)
+    model = service.embedder(index, "text")
+    body = await request.body()
+    try:
+        data = msgspec.json.decode(body, type=TextRequest)
+    except msgspec.DecodeError as exc:
+        raise BadRequest(
+            f'expected JSON {{"text": ...}} or {{"texts": [...]}}: {exc}', code="invalid_json"
+        ) from None
+    if (data.text is None) == (data.texts is None):
+        raise BadRequest('give exactly one of "text" or "texts"', code="bad_texts")
+    texts = [data.text] if data.text is not None else list(data.texts or [])
+    if not texts or len(texts) > MAX_ITEMS:
+        raise BadRequest(f'"texts" must hold 1 to {MAX_ITEMS} strings', code="bad_texts")
+    for text in texts:
+        if not text.strip() or len(text) > MAX_TEXT_CHARS:
+            raise BadRequest(
+                f"every text must be non-empty and at most {MAX_TEXT_CHARS} characters",
+                code="bad_texts",
+            )
+    vectors = await asyncio.to_thread(model.run, lambda e: e.embed_texts(texts, query=data.query))
+    service.counts["embed_text"] += 1
+    out = _vectors_body(model, vectors, len(texts), single=False)
+    if data.text is not None:
+        out["embedding"] = out["embeddings"][0]
+    return out
+
+
+@post(
+    "/describe",
+    status_code=HTTP_200_OK,
+    guards=[api_key_guard],
+    summary="Describe one or several images",
+)
+async def describe(
+    request: Request[Any, Any, Any], method: FromQuery[str | None] = None
+) -> dict[str, Any]:
+    service = _service(request)
+    model = service.describer(method)
+    images = await _images(request, service.config)
+    texts: Sequence[str] = await asyncio.to_thread(model.run, lambda d: d.describe_images(images))
+    if not isinstance(texts, list) or len(texts) != len(images):
+        raise ServiceUnavailable(f"the describer returned {len(texts)} texts for {len(images)}")
+    service.counts["describe"] += 1
+    body: dict[str, Any] = {
+        "descriptions": [str(t).strip() for t in texts],
+        "method": model.provider.method,
+        "model": model.provider.model,
+    }
+    if len(texts) == 1:
+        body["description"] = body["descriptions"][0]
+    return body
+
+
+def create_model_app(
+    config: Config,
+    plugin: str,
+    *,
+    plugins: dict[str, object] | None = None,
+    entry_points: bool = True,
+    api_key: str | None = None,
+    preload: bool = True,
+) -> Litestar:
+    """The model service app for one plugin. The plugin is loaded here (not in the
+    lifespan), so a missing plugin is a `ConfigError` before anything listens."""
+    record = load_plugin(config, plugin, plugins=plugins, entry_points=entry_points)
+    service = ModelService(config, record)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        loader = asyncio.create_task(asyncio.to_thread(service.preload)) if preload else None
+        try:
+            yield
+        finally:
+            if loader is not None:
+                loader.cancel()
+
+    return Litestar(
+        route_handlers=[health, embed_image, embed_text, describe],
+        lifespan=[lifespan],
+        state=State({"service": service, "api_key": api_key or None}),
+        exception_handlers=exception_handlers,
+        request_max_body_size=config.server.max_upload_bytes,
+        logging_config=None,
+        debug=False,
+    )

@@ -133,7 +133,11 @@ class Library:
         self._io.shutdown(wait=True, cancel_futures=True)
         self._models.shutdown(wait=True, cancel_futures=True)
         self.services.close()
-        for slot in [*self.embedders.values(), *self.describers.values()]:
+        slots: list[EmbedderSlot | DescriberSlot] = [
+            *self.embedders.values(),
+            *self.describers.values(),
+        ]
+        for slot in slots:
             # Providers holding clients or sessions (an API captioner) release them here.
             close = getattr(slot.provider, "close", None)
             if callable(close):

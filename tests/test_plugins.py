@@ -432,3 +432,27 @@ def test_items_failing_alone_are_given_up_visibly_and_retried(imgdex_app_factory
             client.get("/api/admin/jobs", headers=ADMIN).json()["indexes"]["toy_color_v1"]["failed"]
             == 0
         )
+
+
+def test_uninstalled_plugin_leaves_fan_out_cleanly(tmp_path: Path, imgdex_app_factory: Any) -> None:
+    config = make_config(tmp_path / "data")
+    with TestClient(imgdex_app_factory(config)) as client:
+        sha = upload(client, image_bytes("red"))["sha256"]
+        client.post(
+            f"/api/images/{sha}/descriptions", json={"method": "human", "content": "red car"}
+        )
+    # Restart without the words plugin (pip uninstall): its index stays on disk, unused.
+    with TestClient(
+        imgdex_app_factory(config, plugins={"toy_color": ToyPlugin(ColorEmbedder())})
+    ) as client:
+        indexes = {i["index"]: i for i in client.get("/api/indexes").json()["indexes"]}
+        assert indexes["toy_words_v1"]["state"] == "orphaned"
+        assert indexes["toy_words_v1"]["count"] == 1
+        body = client.post("/api/search/text", json={"query": "red car"}).json()
+        assert [s["index"] for s in body["indexes_searched"]] == ["toy_color_v1"]
+        assert body["results"][0]["sha256"] == sha
+        r = client.post(
+            f"/api/images/{sha}/descriptions", json={"method": "vlm1", "content": "a car"}
+        )
+        assert r.status_code == 201 and r.json()["embedding_count"] == 0
+        assert client.get("/health").json()["status"] == "ok"

@@ -270,3 +270,17 @@ def test_admin_requires_token(imgdex_client: Client) -> None:
     assert_error(
         imgdex_client.post("/api/admin/plugins/nope/enable", headers=ADMIN), 404, "unknown_plugin"
     )
+
+
+def test_bad_list_parameters(imgdex_client: Client) -> None:
+    for params in (
+        {"offset": "99999999999999999999999"},
+        {"offset": "-1"},
+        {"limit": "0"},
+        {"limit": "100000"},
+        {"status": "done"},
+        {"limit": "ten"},
+    ):
+        r = imgdex_client.get("/api/images", params=params)
+        assert r.status_code == 400, (params, r.text)
+        assert r.json()["detail"]

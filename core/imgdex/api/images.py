@@ -66,7 +66,7 @@ class ImagesController(Controller):
     async def list_images(
         self,
         library: LibraryDep,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Annotated[int, QueryParameter(ge=0, le=1_000_000_000)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 20,
         status: FromQuery[Literal["pending", "ready", "failed"] | None] = None,
         source: FromQuery[str | None] = None,

@@ -351,6 +351,16 @@ def test_admin_jobs_pause_rebuild_and_remove_index(imgdex_client: Client) -> Non
     imgdex_client.post("/api/admin/plugins/toy_color/disable", headers=ADMIN)
     r = imgdex_client.delete("/api/admin/indexes/toy_color_v1", headers=ADMIN)
     assert r.json() == {"index": "toy_color_v1", "removed_vectors": 2}
+    storage = Path(imgdex_client.app.state.library.config.data_dir) / "storage"
+    wait_for(lambda: not list(storage.glob("*/*/*/embedding/toy_color_v1")))
+    assert not (storage.parent / "vector_index" / "toy_color_v1").exists()
+    for bad in ("..", "%2e%2e", "a%2Fb"):
+        r = imgdex_client.delete(f"/api/admin/indexes/{bad}", headers=ADMIN)
+        assert r.status_code in (400, 404), (bad, r.status_code)
+        assert imgdex_client.post(
+            f"/api/admin/indexes/{bad}/rebuild", headers=ADMIN
+        ).status_code in (400, 404)
+    assert storage.is_dir() and (storage.parent / "imgdex.db").is_file()
     assert imgdex_client.get("/api/stats").json()["indexes"] == {}
     assert imgdex_client.delete("/api/admin/indexes/toy_color_v1", headers=ADMIN).status_code == 404
 

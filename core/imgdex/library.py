@@ -129,6 +129,17 @@ class Library:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._models, functools.partial(fn, *args, **kwargs))
 
+    def run_in_background(self, fn: Callable[..., object], *args: object) -> None:
+        """Run blocking upkeep in the io pool without waiting for it; errors are logged."""
+
+        def guarded() -> None:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("background task %s failed", getattr(fn, "__name__", fn))
+
+        self._io.submit(guarded)
+
     def close(self) -> None:
         self._io.shutdown(wait=True, cancel_futures=True)
         self._models.shutdown(wait=True, cancel_futures=True)

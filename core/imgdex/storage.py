@@ -164,6 +164,17 @@ class Storage:
             with contextlib.suppress(FileNotFoundError):
                 (index_dir / f"{method}.npy").unlink()
 
+    def remove_index_vectors(self, index_name: str) -> int:
+        """Delete every image's vectors of one index (after the index was removed)."""
+        check_name(index_name, "index name")
+        count = 0
+        for _, path in self.iter_image_dirs():
+            folder = path / "embedding" / index_name
+            if folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+                count += 1
+        return count
+
     def trash_image(self, id_: str) -> None:
         """Move an image directory into the trash: it disappears in one rename."""
         final = self.image_dir(id_)

@@ -11,6 +11,7 @@ from litestar.status_codes import HTTP_200_OK
 
 from imgdex.errors import Conflict, NotFound
 from imgdex.status import PluginInfo
+from imgdex.storage import check_name
 
 from .deps import LibraryDep, admin_guard
 
@@ -87,6 +88,7 @@ class AdminController(Controller):
     @post("/indexes/{name:str}/rebuild", status_code=HTTP_200_OK, summary="Compact an index")
     async def rebuild(self, library: LibraryDep, name: FromPath[str]) -> dict[str, Any]:
         """Rebuild from the stored vectors and swap in atomically; searches keep working."""
+        check_name(name, "index name")
         slot = library.embedders.get(name)
         if slot is None:
             raise NotFound(f"unknown index {name!r}", code="unknown_index")
@@ -96,7 +98,10 @@ class AdminController(Controller):
 
     @delete("/indexes/{name:str}", status_code=HTTP_200_OK, summary="Remove an index")
     async def remove_index(self, library: LibraryDep, name: FromPath[str]) -> dict[str, Any]:
-        """Remove an index that no enabled plugin uses (e.g. an old model version)."""
+        """Remove an index that no enabled plugin uses (e.g. an old model version).
+
+        Its vector files in the image directories are deleted in the background."""
+        check_name(name, "index name")  # it becomes a path: never '..' or a separator
         slot = library.embedders.get(name)
         if slot is not None and library.plugin_enabled(slot.plugin):
             raise Conflict(
@@ -118,4 +123,6 @@ class AdminController(Controller):
                 slot.state = "not_loaded"
             return int(removed)
 
-        return {"index": name, "removed_vectors": await library.run_io(remove)}
+        removed = await library.run_io(remove)
+        library.run_in_background(library.storage.remove_index_vectors, name)
+        return {"index": name, "removed_vectors": removed}

@@ -34,8 +34,7 @@ test: lint
 	$(BIN)/python -m pytest $(ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python bench/search.py
-	$(BIN)/python bench/ingest.py
+	for b in search concurrency ingest models memory; do $(BIN)/python bench/$$b.py $(ARGS) || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -408,7 +408,7 @@ class Catalog:
             f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.is_deleted = 0 AND NOT EXISTS "
             "(SELECT 1 FROM vector_entries v WHERE v.image_sha256 = i.sha256 "
             " AND v.index_name = ? AND v.method = 'image') "
-            f"AND i.sha256 NOT IN ({','.join('?' * len(exclude))}) ORDER BY i.created_at LIMIT ?",
+            f"AND i.sha256 NOT IN ({','.join('?' * len(exclude))}) ORDER BY i.rowid LIMIT ?",
             (index, *exclude, limit),
         )
         return [ImageRow(*r) for r in rows]
@@ -426,7 +426,7 @@ class Catalog:
                 "AND NOT EXISTS (SELECT 1 FROM vector_entries v WHERE v.image_sha256 = "
                 "d.image_sha256 AND v.method = d.method AND v.index_name = ?) "
                 f"AND (d.image_sha256 || '/' || d.method) NOT IN ({marks}) "
-                "ORDER BY d.created_at LIMIT ?",
+                "ORDER BY d.rowid LIMIT ?",
                 (index, *exclude, limit),
             )
         ]
@@ -437,7 +437,7 @@ class Catalog:
         rows = self._read(
             f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.is_deleted = 0 AND NOT EXISTS "
             "(SELECT 1 FROM descriptions d WHERE d.image_sha256 = i.sha256 AND d.method = ?) "
-            f"AND i.sha256 NOT IN ({','.join('?' * len(exclude))}) ORDER BY i.created_at LIMIT ?",
+            f"AND i.sha256 NOT IN ({','.join('?' * len(exclude))}) ORDER BY i.rowid LIMIT ?",
             (method, *exclude, limit),
         )
         return [ImageRow(*r) for r in rows]

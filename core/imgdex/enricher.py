@@ -29,6 +29,7 @@ Store = Callable[[list[tuple[str, Any]]], None]
 MAX_ATTEMPTS = 3
 RATE_WINDOW = 20  # rounds kept for the rate estimate
 MAINTENANCE_INTERVAL = 600.0  # seconds between idle-time upkeep runs
+MAX_IDLE = 300.0  # longest wait between rounds when there is nothing to do
 
 __all__ = ["Enricher"]
 
@@ -92,6 +93,7 @@ class Enricher:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        idle = self.interval
         while not self._stopping:
             self._wake.clear()
             worked = 0
@@ -100,12 +102,20 @@ class Enricher:
                     worked = await self.run_once()
                 except Exception:
                     log.exception("enrichment round failed")
-            if not worked and not self._stopping:
+            if worked or self._stopping:
+                idle = self.interval
+                continue
+            # Nothing to do: look again less and less often (a round scans the catalog),
+            # but at once when something pokes us (uploads that failed to embed, new
+            # descriptions, a plugin enabled, a retry).
+            poked = False
+            with contextlib.suppress(TimeoutError):
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
                 # cancellation that races with the event being set.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.interval):
-                        await self._wake.wait()
+                async with asyncio.timeout(idle):
+                    await self._wake.wait()
+                    poked = True
+            idle = self.interval if poked else min(idle * 2, MAX_IDLE)
 
     async def run_once(self) -> int:
         """One round over every enabled model; returns how many items were written."""

@@ -77,7 +77,8 @@ def decode_image(data: bytes, policy: ImagesConfig) -> DecodedImage:
         side = policy.decode_min_side
         im.draft("RGB", (side, side))
         im.load()
-        oriented = ImageOps.exif_transpose(im)
+        # exif_transpose copies the whole image even when there is nothing to do.
+        oriented = ImageOps.exif_transpose(im) if _orientation(im) != 1 else im
         rgb = _to_rgb(oriented)
     except Image.DecompressionBombError as exc:
         raise UnprocessableImage(str(exc), code="image_too_large") from None
@@ -85,17 +86,16 @@ def decode_image(data: bytes, policy: ImagesConfig) -> DecodedImage:
         raise UnprocessableImage(
             f"the image data is truncated or corrupt: {exc}", code="corrupt_image"
         ) from None
-    if _swaps_axes(im):
+    if _orientation(im) in (5, 6, 7, 8):
         width, height = height, width
     return DecodedImage(image=rgb, format=fmt, width=width, height=height)
 
 
-def _swaps_axes(im: Image.Image) -> bool:
+def _orientation(im: Image.Image) -> int:
     try:
-        orientation = im.getexif().get(0x0112, 1)
-    except Exception:  # unreadable EXIF: exif_transpose ignored it too
-        return False
-    return orientation in (5, 6, 7, 8)
+        return int(im.getexif().get(0x0112, 1))
+    except Exception:  # unreadable EXIF: exif_transpose would ignore it too
+        return 1
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -119,8 +119,11 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 def make_thumbnail(decoded: DecodedImage, size: int, quality: int) -> bytes:
     """A JPEG that fits in ``size x size``, keeping the aspect ratio."""
-    thumb = decoded.image.copy()
-    thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
+    image = decoded.image
+    scale = min(1.0, size / image.width, size / image.height)
+    fitted = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    # What Image.thumbnail does, without first copying the full decoded image.
+    thumb = image.resize(fitted, Image.Resampling.LANCZOS, reducing_gap=2.0)
     buf = io.BytesIO()
     thumb.save(buf, "JPEG", quality=quality, optimize=True)
     return buf.getvalue()

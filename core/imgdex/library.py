@@ -296,6 +296,8 @@ class Library:
             )
             status = "pending" if errors else "ready"
             await self.run_io(self.catalog.set_status, row.sha256, status)
+            if self.describer_slots():
+                self.on_work()  # a new image for the captioners
             row = await self.run_io(self._get_row, row.sha256)
         message = "uploaded"
         if stored.restored:

@@ -97,7 +97,7 @@ class ModelSlot(Generic[P]):
             self.state == "failed" and time.monotonic() - self._failed_at < self.retry_after
         )
 
-    def _call(self, fn: Callable[[], object], inputs: int) -> object:
+    def _call(self, fn: Callable[[], object], inputs: Callable[[], int]) -> object:
         self.ensure_loaded()
         with self._infer_lock:
             try:
@@ -106,7 +106,7 @@ class ModelSlot(Generic[P]):
                 detail = (
                     exc.detail if isinstance(exc, ImgdexError) else f"{type(exc).__name__}: {exc}"
                 )
-                self._failed_call(detail, inputs)
+                self._failed_call(detail, inputs())  # fingerprinted only on failure
                 if isinstance(exc, ImgdexError):
                     raise
                 log.exception("%s failed during inference", self.name)
@@ -136,7 +136,9 @@ class ModelSlot(Generic[P]):
 
 def _image_key(images: Sequence[Image]) -> int:
     """A cheap fingerprint of a batch of images (to recognise the same input failing)."""
-    return hash(tuple(image.resize((4, 4)).tobytes() for image in images))
+    from PIL.Image import Resampling
+
+    return hash(tuple((im.size, im.resize((4, 4), Resampling.NEAREST).tobytes()) for im in images))
 
 
 def _describe_error(exc: Exception) -> str:
@@ -178,11 +180,13 @@ class EmbedderSlot(ModelSlot[Embedder]):
         return self.index
 
     def embed_images(self, images: Sequence[Image]) -> npt.NDArray[np.float32]:
-        out = self._call(lambda: self.provider.embed_images(images), _image_key(images))
+        out = self._call(lambda: self.provider.embed_images(images), lambda: _image_key(images))
         return self._check(out, len(images))
 
     def embed_texts(self, texts: Sequence[str], *, query: bool) -> npt.NDArray[np.float32]:
-        out = self._call(lambda: self.provider.embed_texts(texts, query=query), hash(tuple(texts)))
+        out = self._call(
+            lambda: self.provider.embed_texts(texts, query=query), lambda: hash(tuple(texts))
+        )
         return self._check(out, len(texts))
 
     def _check(self, out: object, n: int) -> npt.NDArray[np.float32]:
@@ -203,7 +207,7 @@ class DescriberSlot(ModelSlot[Describer]):
         return f"describer {self.provider.method}"
 
     def describe_images(self, images: Sequence[Image]) -> list[str]:
-        out = self._call(lambda: self.provider.describe_images(images), _image_key(images))
+        out = self._call(lambda: self.provider.describe_images(images), lambda: _image_key(images))
         if not isinstance(out, list) or len(out) != len(images):
             raise ServiceUnavailable(f"{self.name}: expected {len(images)} captions")
         return [str(text).strip() for text in out]

@@ -321,7 +321,7 @@ class Catalog:
         image is gone, or (for descriptions, `content` given) when the description no
         longer has the text that was embedded: a late write never resurrects stale data.
         """
-        guard = "EXISTS (SELECT 1 FROM images WHERE sha256 = ?)"
+        guard = "EXISTS (SELECT 1 FROM images WHERE sha256 = ? AND is_deleted = 0)"
         params: list[Any] = [image, method, model, version, index, image]
         if content is not None:
             guard += (
@@ -355,17 +355,20 @@ class Catalog:
                 f"DELETE FROM vector_entries WHERE id IN ({','.join('?' * len(chunk))})", chunk
             )
 
-    def resolve_entries(self, ids: Sequence[int]) -> dict[int, tuple[str, str, int]]:
-        """Map vector ids to ``(image, method, is_deleted)`` for search results."""
-        out: dict[int, tuple[str, str, int]] = {}
+    def resolve_entries(self, ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """Map vector ids to ``(image, method)`` for search results.
+
+        No join with `images`: soft-deleted images' vectors are hidden in the index, and
+        the page of results re-reads its image rows anyway (the race guard).
+        """
+        out: dict[int, tuple[str, str]] = {}
         for chunk in _chunks(list(ids), 500):
             marks = ",".join("?" * len(chunk))
-            for id_, image, method, deleted in self._read(
-                "SELECT v.id, v.image_sha256, v.method, i.is_deleted FROM vector_entries v "
-                f"JOIN images i ON i.sha256 = v.image_sha256 WHERE v.id IN ({marks})",
+            for id_, image, method in self._read(
+                f"SELECT id, image_sha256, method FROM vector_entries WHERE id IN ({marks})",
                 chunk,
             ):
-                out[id_] = (image, method, deleted)
+                out[id_] = (image, method)
         return out
 
     def index_labels(self, index: str) -> tuple[set[int], set[int]]:

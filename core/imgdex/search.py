@@ -153,8 +153,8 @@ class Searcher:
         library = self.library
         try:
             slot.check_not_loading()
-            vector = await library.run_model(embed, slot)
-            hits = await library.run_io(self._hits, slot, vector, need, methods)
+            # One worker hop per index: embed the query, then search and resolve.
+            hits = await library.run_model(lambda s: self._hits(s, embed(s), need, methods), slot)
         except ImgdexError as exc:
             return _IndexOutcome(slot, [], exc.detail)
         return _IndexOutcome(slot, hits)
@@ -178,9 +178,9 @@ class Searcher:
             hits = []
             for label, score in zip(labels.tolist(), scores.tolist(), strict=True):
                 entry = entries.get(label)
-                if entry is None or entry[2]:  # gone from the catalog, or soft-deleted
+                if entry is None:  # gone from the catalog meanwhile
                     continue
-                image, method, _ = entry
+                image, method = entry
                 if methods is not None and method not in methods:
                     continue
                 hits.append(Hit(image=image, score=float(score), index=slot.name, method=method))
@@ -199,7 +199,7 @@ class Searcher:
         out = []
         for result in page:
             row = rows.get(result.image)
-            if row is None:  # hard-deleted while we searched
+            if row is None or row.is_deleted:  # deleted while we searched
                 continue
             matches = [
                 Match(

@@ -348,8 +348,10 @@ def test_resolve_entries(catalog: Catalog) -> None:
     assert ea is not None and eb is not None and ec is not None
     with catalog.transaction() as db:
         catalog.set_deleted(db, b, True)
+    # Soft-deleted images still resolve: their labels are hidden in the index, and the
+    # search re-reads the page's image rows.
     resolved = catalog.resolve_entries([ea, eb, ec, 999_999])
-    assert resolved == {ea: (a, "image", 0), eb: (b, "image", 1), ec: (a, "caption", 0)}
+    assert resolved == {ea: (a, "image"), eb: (b, "image"), ec: (a, "caption")}
     assert catalog.resolve_entries([]) == {}
     assert [e.id for e in catalog.entries_by_id([ec, 999_999])] == [ec]
 
@@ -513,3 +515,10 @@ def test_stats(catalog: Catalog) -> None:
     assert stats["deleted_count"] == 1
     assert stats["total_file_size"] == 2000
     assert stats["descriptions_by_method"] == {"caption": 1}
+
+
+def test_no_vector_entry_for_a_soft_deleted_image(catalog: Catalog) -> None:
+    a = add_image(catalog, 7)
+    with catalog.transaction() as db:
+        catalog.set_deleted(db, a, True)
+    assert add_entry(catalog, a, "image", "img_v1") is None

@@ -37,8 +37,18 @@ def test_plugins_json_lists_installed_plugins(tmp_path: Path) -> None:
         assert plugins[name]["state"] == "loaded"
         assert plugins[name]["indexes"][0]["index"] == index
     assert plugins["vlm_caption"]["describers"][0]["method"] == "vlm_caption"
+    # No weights here: each model says it is missing and why, without loading anything.
+    siglip2 = plugins["siglip2"]["indexes"][0]
+    assert siglip2["state"] == "missing"
+    assert "google/siglip2-base-patch16-224" in siglip2["error"]
+    assert "not in the Hugging Face cache" in siglip2["error"]
     text = run("plugins", "--data-dir", str(tmp_path / "data"))
     assert "siglip2_image_v1" in text.stdout and "hnswlib" in text.stdout
+    assert "missing: model 'BAAI/bge-small-zh-v1.5' is not in the Hugging Face cache" in text.stdout
+    local = tmp_path / "cfg.yaml"
+    local.write_text(f"plugins:\n  bge:\n    model: {tmp_path / 'nowhere'}\n")
+    text = run("plugins", "--config", str(local), "--data-dir", str(tmp_path / "data"))
+    assert f"model directory {tmp_path / 'nowhere'} does not exist" in text.stdout
 
 
 def test_config_errors_name_the_key(tmp_path: Path) -> None:

@@ -80,6 +80,7 @@ def cmd_serve_model(args: argparse.Namespace) -> int:
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     from imgdex.catalog import Catalog
+    from imgdex.hub import find_problem
     from imgdex.index import IndexManager
     from imgdex.plugins import PluginHost
     from imgdex.status import plugin_infos
@@ -97,6 +98,15 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         catalog.close()
     if (data / "vector_index").is_dir():
         on_disk = IndexManager.read_all_meta(data / "vector_index")
+    # Say which model files are missing without loading any model.
+    model_states: dict[str, tuple[str, str | None]] = {}
+    for _, embedder in host.embedders():
+        problem = find_problem(embedder.model) if embedder.model else None
+        model_states[embedder.index_name] = ("missing" if problem else "not_loaded", problem)
+    for _, describer in host.describers():
+        problem = find_problem(describer.model) if describer.model else None
+        state = "missing" if problem else "not_loaded"
+        model_states[f"describer {describer.method}"] = (state, problem)
     infos = plugin_infos(
         list(host.records.values()),
         enabled={
@@ -105,7 +115,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         },
         counts=counts,
         on_disk=on_disk,
-        model_states={},
+        model_states=model_states,
         progress={},
     )
     if args.json:
@@ -124,8 +134,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             dim = ix.dimension if ix.dimension is not None else "?"
             model = f"{ix.model} v{ix.model_version}"
             print(f"    index {ix.index:<22} {model}  dim={dim}  vectors={ix.count}")
+            if ix.error:
+                print(f"        {ix.state}: {ix.error}")
         for d in info.describers:
             print(f"    describer {d.method:<18} {d.model}")
+            if d.error:
+                print(f"        {d.state}: {d.error}")
     return 0
 
 

@@ -49,3 +49,27 @@ def fetch_model(repo_id: str, allow_patterns: Sequence[str] = MODEL_FILES) -> st
             "(`huggingface-cli download REPO`) or set `model` to a local directory"
         ) from exc
     return str(folder)
+
+
+def find_problem(model: str) -> str | None:
+    """Why `model` cannot be loaded right now without the network, or None when its
+    files are on disk (a local directory, or a repo in the Hugging Face cache).
+
+    Cheap: no weights are read; for `imgdex plugins`, which must not load models.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return None
+    if model.startswith(("/", "./", "../", "~")) or model.count("/") > 1:
+        return f"model directory {model} does not exist"
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(model, "config.json")
+    if isinstance(found, str):
+        return None
+    return (
+        f"model {model!r} is not in the Hugging Face cache: it is downloaded on first use "
+        "if the hub is reachable, otherwise download it beforehand or set a local directory"
+    )

@@ -27,7 +27,7 @@ class IndexStatus(msgspec.Struct, kw_only=True, frozen=True):
     query_modalities: list[str]
     plugin: str | None
     enabled: bool
-    state: str  # not_loaded | loading | ready | failed | orphaned
+    state: str  # not_loaded | loading | ready | failed | orphaned | missing (CLI: no files)
     error: str | None = None
     count: int = 0
     progress: Progress | None = None

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from imgdex import Embedder, hookimpl
+from imgdex import Embedder
+from imgdex.testing import ToyPlugin
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -102,18 +103,6 @@ def image_key(image: Image) -> int:
     return (int(r) << 16) | (int(g) << 8) | int(b)
 
 
-class EmbedderPlugin:
-    """A plugin object registering the given embedders through the real hook."""
-
-    def __init__(self, *embedders: Embedder) -> None:
-        self.embedders = embedders
-
-    @hookimpl
-    def register_embedders(self, register: Callable[[Embedder], None]) -> None:
-        for embedder in self.embedders:
-            register(embedder)
-
-
 def table_index_name(dim: int) -> str:
     return f"bench_d{dim}_v1"
 
@@ -134,9 +123,9 @@ def build_plugins(specs: Sequence[dict[str, Any]]) -> dict[str, object]:
         if kind == "table":
             dim = int(spec["dim"])
             name = spec.get("index", table_index_name(dim))
-            plugins[name] = EmbedderPlugin(TableEmbedder(name, dim, spec.get("table")))
+            plugins[name] = ToyPlugin(TableEmbedder(name, dim, spec.get("table")))
         elif kind == "null":
-            plugins["bench_null"] = EmbedderPlugin(NullEmbedder(dim=int(spec.get("dim", 64))))
+            plugins["bench_null"] = ToyPlugin(NullEmbedder(dim=int(spec.get("dim", 64))))
         elif kind == "toy":
             from imgdex.testing import toy_plugins
 

@@ -54,12 +54,15 @@ def floor_app(canned: dict[str, Any]) -> Any:
     """The cost of serving a search with no search in it, to split the server's overhead.
 
     ``POST /api/search/text`` is a Litestar handler with the same typed request body as
-    imgdex's, returning a canned response of the same size (HTTP + Litestar + msgspec);
-    ``/raw`` answers the same bytes from a bare ASGI callable (HTTP only). ``/health``
-    reports no models, so `BenchServer.start` sees it ready at once.
+    imgdex's, and ``POST /api/search/image`` one with imgdex's multipart form that reads
+    the file part; both return a canned response of the same size (HTTP + Litestar +
+    msgspec). ``/raw`` answers the same bytes from a bare ASGI callable (HTTP only).
+    ``/health`` reports no models, so `BenchServer.start` sees it ready at once.
     """
     from litestar import Litestar, get, post
+    from litestar.params import MultipartBody
 
+    from imgdex.api.forms import ImageSearchForm
     from imgdex.schemas import SearchTextRequest
 
     body = json.dumps(canned).encode()
@@ -68,15 +71,26 @@ def floor_app(canned: dict[str, Any]) -> Any:
     async def text(data: SearchTextRequest) -> dict[str, Any]:
         return canned
 
+    @post("/api/search/image", status_code=200)
+    async def image(data: MultipartBody[ImageSearchForm]) -> dict[str, Any]:
+        await data.file.read()
+        await data.file.close()
+        return canned
+
     @get("/health")
     async def health() -> dict[str, Any]:
         return {"models": []}
 
     inner = Litestar(
-        route_handlers=[text, health],
+        route_handlers=[text, image, health],
         logging_config=None,
         openapi_config=None,
-        signature_namespace={"SearchTextRequest": SearchTextRequest, "Any": Any},
+        signature_namespace={
+            "SearchTextRequest": SearchTextRequest,
+            "ImageSearchForm": ImageSearchForm,
+            "MultipartBody": MultipartBody,
+            "Any": Any,
+        },
     )
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:

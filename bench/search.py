@@ -20,9 +20,16 @@ Measured, query by query and interleaved so both see the same machine:
 - raw: ``hnswlib.Index.knn_query`` in this process on the very graph file the server
   loaded, with the same ``ef``, and an exact NumPy search for reference;
 - recall@k of both against exact search;
-- a floor: the same HTTP client against a bare ASGI app and a Litestar handler with
-  imgdex's request type returning a canned response of the same size, to split the
-  overhead into transport, framework and imgdex.
+- a floor: the same HTTP client against a no-op Litestar handler with imgdex's request
+  type (JSON body, or the multipart form) returning a canned response of the same size,
+  queried in the same interleaving, so "server p50 - floor p50" is imgdex's own time;
+  and at the end a bare ASGI app against the Litestar handler, to split the floor into
+  transport and framework;
+- with ``--baseline DIR``, a second server running another version of the core (the
+  ``imgdex`` package in DIR, e.g. ``git archive HEAD core | tar -x -C /tmp/base`` then
+  ``--baseline /tmp/base/core``) on the same data directory, in the same interleaving:
+  before/after figures from one run. It runs without background tasks, so only one
+  process ever writes the directory.
 
 The first default run (10k and 100k vectors x 3 indexes) spends 10 to 20 minutes on this
 2-core machine building the library (hnswlib graphs with the server's M=16 and
@@ -120,25 +127,38 @@ def run_size(
         "plugins": [{"kind": "table", "dim": d, "table": str(tables[d])} for d in dims],
     }
     cases: list[dict[str, Any]] = []
-    sample: dict[str, Any] = {}
-    server = BenchServer(spec, root)
-    t0 = time.perf_counter()
-    server.start()
-    ready = time.perf_counter() - t0
-    settle = server.settle()
-    print(f"  server ready in {ready:.1f} s, idle after {settle:.1f} s more", flush=True)
-    client = Client(server.url)
-    pngs = [key_image(i) for i in range(q)]
+    servers = {"server": BenchServer(spec, root)}
+    if args.baseline is not None:
+        env = {"PYTHONPATH": str(args.baseline.resolve())}
+        servers["baseline"] = BenchServer({**spec, "background": False}, root, env=env)
+    clients: dict[str, Client] = {}
+    info: dict[str, Any] = {}
     try:
-        for i in range(min(20, q)):  # warm-up: connections, caches, first-call paths
-            client.text(i, None, args.top_k)
-            client.image(pngs[i], None, args.top_k)
+        for name, server in servers.items():
+            t0 = time.perf_counter()
+            server.start()
+            ready = time.perf_counter() - t0
+            settle = server.settle()
+            info[name] = {"start_s": ready, "settle_s": settle}
+            print(f"  {name} ready in {ready:.1f} s, idle after {settle:.1f} s more", flush=True)
+            clients[name] = Client(server.url)
+        pngs = [key_image(i) for i in range(q)]
+        for client in clients.values():
+            for i in range(min(20, q)):  # warm-up: connections, caches, first-call paths
+                client.text(i, None, args.top_k)
+                client.image(pngs[i], None, args.top_k)
+        _, sample = clients["server"].text(0, table_index_name(dims[0]), args.top_k)
+        servers["floor"] = BenchServer({"floor": sample}, root).start()
+        clients["floor"] = Client(servers["floor"].url)
+        for i in range(min(20, q)):
+            clients["floor"].text(i, None, args.top_k)
+            clients["floor"].image(pngs[i], None, args.top_k)
         for modality in ("text", "image"):
             for d in [*dims, None]:
                 cases.append(
                     measure_case(
                         args,
-                        client,
+                        clients,
                         modality,
                         d,
                         dims,
@@ -150,13 +170,12 @@ def run_size(
                         pngs,
                     )
                 )
-                if modality == "text" and d == dims[0]:
-                    sample = cases[-1].pop("_response")
-                cases[-1].pop("_response", None)
-        memory = server.memory()
+        memory = servers["server"].memory()
     finally:
-        client.close()
-        server.stop()
+        for client in clients.values():
+            client.close()
+        for server in servers.values():
+            server.stop()
     exact = {d: exact_time(corpora[d], queries[d], args.top_k) for d in dims}
     for case in cases:
         if case["dim"] is not None:
@@ -165,8 +184,9 @@ def run_size(
         "n": n,
         "dims": dims,
         "build": build,
-        "server_start_s": ready,
-        "server_settle_s": settle,
+        "server_start_s": info["server"]["start_s"],
+        "server_settle_s": info["server"]["settle_s"],
+        "servers": info,
         "server_memory": memory,
         "cases": cases,
     }
@@ -175,7 +195,7 @@ def run_size(
 
 def measure_case(
     args: argparse.Namespace,
-    client: Client,
+    clients: dict[str, Client],
     modality: str,
     dim: int | None,
     dims: list[int],
@@ -186,43 +206,58 @@ def measure_case(
     row_of_image: dict[str, int],
     pngs: list[bytes],
 ) -> dict[str, Any]:
-    """One case: the server (one index or fused) and, for one index, raw hnswlib."""
+    """One case: the server (one index or fused), the no-op floor, the baseline server if
+    any and, for one index, raw hnswlib; query by query, in alternating order."""
     index = table_index_name(dim) if dim is not None else None
-    server_t: list[float] = []
+    times: dict[str, list[float]] = {name: [] for name in clients}
     raw_t: list[float] = []
-    server_found: list[list[int]] = []
+    found: dict[str, list[list[int]]] = {name: [] for name in clients if name != "floor"}
     raw_found: list[list[int]] = []
-    response: dict[str, Any] = {}
+    order = list(clients)
     for i in range(args.queries):
         if dim is not None:
             vector = queries[dim][i : i + 1]
             t0 = time.perf_counter()
-            found, _ = raw[dim].knn_query(vector, k=args.top_k)
+            nearest, _ = raw[dim].knn_query(vector, k=args.top_k)
             raw_t.append(time.perf_counter() - t0)
-            raw_found.append(np.searchsorted(labels[dim], found[0]).tolist())
-        if modality == "text":
-            elapsed, response = client.text(i, index, args.top_k)
-        else:
-            elapsed, response = client.image(pngs[i], index, args.top_k)
-        server_t.append(elapsed)
-        server_found.append([row_of_image[r["sha256"]] for r in response["results"]])
-        if dim is None and len(response["indexes_searched"]) != len(dims):
-            raise RuntimeError(f"fused search answered by {response['indexes_searched']}")
+            raw_found.append(np.searchsorted(labels[dim], nearest[0]).tolist())
+        for name in order if i % 2 == 0 else order[::-1]:
+            client = clients[name]
+            if modality == "text":
+                elapsed, response = client.text(i, index, args.top_k)
+            else:
+                elapsed, response = client.image(pngs[i], index, args.top_k)
+            times[name].append(elapsed)
+            if name == "floor":
+                continue
+            found[name].append([row_of_image[r["sha256"]] for r in response["results"]])
+            if dim is None and len(response["indexes_searched"]) != len(dims):
+                raise RuntimeError(f"fused search answered by {response['indexes_searched']}")
     case: dict[str, Any] = {
         "modality": modality,
         "dim": dim,
         "index": index or "fused (all)",
-        "server": stats_ms(server_t),
-        "_response": response,
+        **{name: stats_ms(t) for name, t in times.items()},
     }
+    case["above_floor_ms"] = case["server"]["p50"] - case["floor"]["p50"]
+    if "baseline" in case:
+        case["server_over_baseline"] = case["server"]["p50"] / case["baseline"]["p50"]
     if dim is not None:
         case["raw_hnswlib"] = stats_ms(raw_t)
-        case["recall_server"] = recall(server_found, truth[dim], args.top_k)
+        case["recall_server"] = recall(found["server"], truth[dim], args.top_k)
         case["recall_raw"] = recall(raw_found, truth[dim], args.top_k)
-        case["overhead_ms"] = case["server"]["p50"] - case["raw_hnswlib"]["p50"]
-        case["overhead_ratio"] = case["server"]["p50"] / case["raw_hnswlib"]["p50"]
+        if "baseline" in found:
+            case["recall_baseline"] = recall(found["baseline"], truth[dim], args.top_k)
+        raw_p50 = case["raw_hnswlib"]["p50"]
+        case["overhead_ms"] = case["server"]["p50"] - raw_p50
+        case["overhead_ratio"] = case["server"]["p50"] / raw_p50
+        case["above_floor_overhead_ms"] = case["above_floor_ms"] - raw_p50
     label = f"d={dim}" if dim is not None else "fused"
-    print(f"  {modality:5} {label:7} p50 {case['server']['p50']:.3f} ms", flush=True)
+    line = f"  {modality:5} {label:7} p50 {case['server']['p50']:.3f} ms"
+    line += f", floor {case['floor']['p50']:.3f} ms"
+    if "baseline" in case:
+        line += f", baseline {case['baseline']['p50']:.3f} ms"
+    print(line, flush=True)
     return case
 
 
@@ -279,9 +314,11 @@ def report(results: list[dict[str, Any]], floor: dict[str, Any], ef: int) -> dic
                     c["server"]["p99"],
                     c["server"]["p99"] / c["server"]["p50"],
                     raw.get("p50"),
-                    raw.get("p99"),
                     c.get("overhead_ms"),
                     c.get("overhead_ratio"),
+                    c["floor"]["p50"],
+                    c["above_floor_ms"],
+                    c.get("above_floor_overhead_ms"),
                     c.get("recall_server"),
                     c.get("recall_raw"),
                     c.get("exact_numpy", {}).get("p50"),
@@ -296,32 +333,54 @@ def report(results: list[dict[str, Any]], floor: dict[str, Any], ef: int) -> dic
                 "p99",
                 "p99/p50",
                 "raw p50",
-                "raw p99",
                 "overhead ms",
                 "x raw",
+                "no-op p50",
+                "above no-op",
+                "above no-op - raw",
                 "recall srv",
                 "recall raw",
                 "exact p50",
             ],
             rows,
         )
+        if any("baseline" in c for c in res["cases"]):
+            table(
+                f"This server against the baseline core, {res['n']:,} vectors (ms)",
+                ["query", "index", "baseline p50", "p99", "server p50", "p99", "x baseline"],
+                [
+                    [
+                        c["modality"],
+                        c["index"],
+                        c["baseline"]["p50"],
+                        c["baseline"]["p99"],
+                        c["server"]["p50"],
+                        c["server"]["p99"],
+                        c["server_over_baseline"],
+                    ]
+                    for c in res["cases"]
+                ],
+            )
         fused_rows = []
         for modality in ("text", "image"):
-            mine = [c for c in res["cases"] if c["modality"] == modality]
-            singles = [c["server"]["p50"] for c in mine if c["dim"] is not None]
-            fused = next(c["server"]["p50"] for c in mine if c["dim"] is None)
-            fused_rows.append(
-                [modality, fused, max(singles), fused / max(singles), fused / np.mean(singles)]
-            )
-            res[f"fused_{modality}"] = {
-                "fused_p50": fused,
-                "slowest_single_p50": max(singles),
-                "ratio_vs_slowest": fused / max(singles),
-                "ratio_vs_mean": fused / float(np.mean(singles)),
-            }
+            for name in ("server", "baseline"):
+                mine = [c for c in res["cases"] if c["modality"] == modality and name in c]
+                if not mine:
+                    continue
+                singles = [c[name]["p50"] for c in mine if c["dim"] is not None]
+                fused = next(c[name]["p50"] for c in mine if c["dim"] is None)
+                ratio, ratio_mean = fused / max(singles), fused / float(np.mean(singles))
+                fused_rows.append([modality, name, fused, max(singles), ratio, ratio_mean])
+                key = f"fused_{modality}" if name == "server" else f"fused_{modality}_{name}"
+                res[key] = {
+                    "fused_p50": fused,
+                    "slowest_single_p50": max(singles),
+                    "ratio_vs_slowest": ratio,
+                    "ratio_vs_mean": ratio_mean,
+                }
         table(
             f"Fused search over {len(res['dims'])} indexes vs one index, {res['n']:,} vectors",
-            ["query", "fused p50", "slowest one p50", "x slowest", "x mean of one"],
+            ["query", "server", "fused p50", "slowest one p50", "x slowest", "x mean of one"],
             fused_rows,
         )
     table(
@@ -336,6 +395,7 @@ def targets(results: list[dict[str, Any]]) -> dict[str, Any]:
     big = max(results, key=lambda r: r["n"])
     singles = [c for c in big["cases"] if c["dim"] is not None]
     worst_overhead = max(c["overhead_ms"] for c in singles)
+    worst_above_floor = max(c["above_floor_overhead_ms"] for c in singles)
     worst_recall = min(c["recall_server"] for c in singles)
     fused = max(big[f"fused_{m}"]["ratio_vs_slowest"] for m in ("text", "image"))
     tail = max(c["server"]["p99"] / c["server"]["p50"] for r in results for c in r["cases"])
@@ -343,6 +403,8 @@ def targets(results: list[dict[str, Any]]) -> dict[str, Any]:
         "at_n": big["n"],
         "overhead_p50_ms_max": worst_overhead,
         "overhead_met": worst_overhead <= 1.5,
+        "above_noop_overhead_p50_ms_max": worst_above_floor,
+        "above_noop_overhead_met": worst_above_floor <= 1.5,
         "recall_min": worst_recall,
         "recall_met": worst_recall >= 0.95,
         "fused_ratio_max": fused,
@@ -355,6 +417,11 @@ def targets(results: list[dict[str, Any]]) -> dict[str, Any]:
         ["target", "measured", "met"],
         [
             ["server p50 - raw p50 <= 1.5 ms", worst_overhead, out["overhead_met"]],
+            [
+                "server p50 - no-op handler p50 - raw p50 <= 1.5 ms",
+                worst_above_floor,
+                out["above_noop_overhead_met"],
+            ],
             ["recall@10 >= 0.95", worst_recall, out["recall_met"]],
             ["fused p50 <= 1.3 x one index", fused, out["fused_met"]],
             ["p99 < 10 x p50 (all sizes)", tail, out["tail_met"]],
@@ -383,6 +450,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="2,000 vectors, 60 queries (smoke test)"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a directory holding another version's imgdex package, served side by side",
+    )
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/search.json)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -407,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ef": args.ef,
                 "top_k": args.top_k,
                 "seed": args.seed,
+                "baseline": str(args.baseline) if args.baseline else None,
                 "generator": GENERATOR,
                 "hnsw": {"M": 16, "ef_construction": 200},
             },

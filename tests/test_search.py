@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+import pytest
 from litestar.testing import TestClient
 
-from imgdex.testing import image_bytes
+from imgdex.testing import image_bytes, make_config
 
 Client = TestClient[Any]
 
@@ -186,3 +189,62 @@ def test_empty_library_answers_empty(imgdex_client: Client) -> None:
     body = text(imgdex_client, query="anything")
     assert body["results"] == []
     assert {s["result_count"] for s in body["indexes_searched"]} == {0}
+
+
+def test_fused_search_resolves_every_index_in_one_catalog_query(
+    imgdex_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    library(imgdex_client)
+    catalog = imgdex_client.app.state.library.catalog
+    calls: list[list[int]] = []
+    resolve = catalog.resolve_entries
+
+    def counted(ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        calls.append(list(ids))
+        return resolve(ids)
+
+    monkeypatch.setattr(catalog, "resolve_entries", counted)
+    body = text(imgdex_client, query="red harbour", top_k=3)
+    assert {s["index"] for s in body["indexes_searched"]} == {"toy_color_v1", "toy_words_v1"}
+    assert all(s["result_count"] > 0 for s in body["indexes_searched"])
+    assert len(calls) == 1
+
+
+def test_too_few_images_in_the_rank_window_searches_deeper(
+    imgdex_app_factory: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A window of 6 labels (3 x top_k): the 20 best vectors are "harbour" descriptions
+    # the methods filter drops, so the index must be searched again with a larger k.
+    config = make_config(tmp_path / "deep", search={"min_candidates": 1})
+    with TestClient(app=imgdex_app_factory(config)) as client:
+        shas = library(client)
+        for sha in shas.values():
+            for method in ("alt1", "alt2", "alt3", "alt4"):
+                describe(client, sha, method, "harbour")
+        describe(client, shas["green"], "vlm2", "harbour boats")
+        describe(client, shas["purple"], "vlm2", "harbour boats")
+        catalog = client.app.state.library.catalog
+        calls: list[int] = []
+        resolve = catalog.resolve_entries
+
+        def counted(ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+            calls.append(len(ids))
+            return resolve(ids)
+
+        monkeypatch.setattr(catalog, "resolve_entries", counted)
+        for index in ("toy_words_v1", None):
+            calls.clear()
+            body = text(client, query="harbour", index=index, methods=["vlm2"], top_k=2)
+            assert len(calls) == 2, "the first window, then the deeper search"
+            assert {r["sha256"] for r in body["results"]} == {shas["green"], shas["purple"]}
+            assert all(m["matched_by"] == "vlm2" for r in body["results"] for m in r["matches"])
+            words = next(s for s in body["indexes_searched"] if s["index"] == "toy_words_v1")
+            assert words["result_count"] == 2
+
+
+def test_image_search_form_has_evaluated_annotations() -> None:
+    # Litestar reads a form's type hints on every multipart request; string annotations
+    # (``from __future__ import annotations``) would be evaluated again each time.
+    from imgdex.api.forms import ImageSearchForm
+
+    assert not any(isinstance(a, str) for a in ImageSearchForm.__annotations__.values())

@@ -1,24 +1,31 @@
-"""The SQLite catalog (WAL mode): images, descriptions, vector entries, plugin state.
+"""The SQLite catalog (WAL mode): images, descriptions, vector entries, jobs, plugin state.
 
 The catalog is the record of what the library holds; files and vector indexes are
-checked against it at start-up. Each thread gets its own connection (SQLite connections
-must not be shared across threads mid-transaction); writes use ``BEGIN IMMEDIATE``
-transactions, so concurrent writers queue on SQLite's lock instead of failing.
+checked against it at start-up. Background work is rows of `jobs`, queued in the same
+transaction as whatever caused it and deleted in the same transaction as its result, so
+a kill at any moment neither loses a job nor finishes one twice.
+
+Each thread gets its own connection (SQLite connections must not be shared across
+threads mid-transaction); writes use ``BEGIN IMMEDIATE`` transactions, so concurrent
+writers queue on SQLite's lock instead of failing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["Catalog", "DescriptionRow", "ImageRow", "VectorEntry"]
+__all__ = ["Catalog", "DescriptionRow", "ImageRow", "Job", "JobKind", "VectorEntry"]
 
-SCHEMA_VERSION = 1
+JobKind = Literal["embed_image", "embed_text", "describe"]
+
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -60,6 +67,31 @@ CREATE TABLE IF NOT EXISTS plugin_state (
     updated_at DATETIME NOT NULL DEFAULT (datetime('now'))
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind         TEXT NOT NULL CHECK (kind IN ('embed_image', 'embed_text', 'describe')),
+    target       TEXT NOT NULL,                      -- index name, or describer method
+    image_sha256 TEXT NOT NULL REFERENCES images(sha256) ON DELETE CASCADE,
+    method       TEXT NOT NULL,                      -- 'image' or a description method
+    state        TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'failed')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_run_at  REAL NOT NULL DEFAULT 0,            -- unix time; back-off after failures
+    error        TEXT,
+    created_at   DATETIME NOT NULL DEFAULT (datetime('now')),
+    updated_at   DATETIME NOT NULL DEFAULT (datetime('now')),
+    UNIQUE (kind, target, image_sha256, method)
+);
+-- Which index of a model family answers searches: 'active' (the one that does),
+-- 'building' (a new model version filling up behind the active one) or 'retired'
+-- (replaced, kept on disk until an admin removes it).
+CREATE TABLE IF NOT EXISTS index_roles (
+    name       TEXT PRIMARY KEY,
+    family     TEXT NOT NULL,
+    plugin     TEXT NOT NULL,
+    role       TEXT NOT NULL CHECK (role IN ('active', 'building', 'retired')),
+    settings   TEXT NOT NULL DEFAULT '{}',           -- the plugin section that built it
+    updated_at DATETIME NOT NULL DEFAULT (datetime('now'))
+);
 CREATE INDEX IF NOT EXISTS idx_images_created ON images(created_at);
 CREATE INDEX IF NOT EXISTS idx_images_source ON images(source);
 CREATE INDEX IF NOT EXISTS idx_images_status ON images(status);
@@ -67,6 +99,8 @@ CREATE INDEX IF NOT EXISTS idx_images_deleted ON images(is_deleted);
 CREATE INDEX IF NOT EXISTS idx_desc_method ON descriptions(method);
 CREATE INDEX IF NOT EXISTS idx_vector_index ON vector_entries(index_name, id);
 CREATE INDEX IF NOT EXISTS idx_vector_sha256 ON vector_entries(image_sha256);
+CREATE INDEX IF NOT EXISTS idx_jobs_claim ON jobs(kind, target, state, next_run_at);
+CREATE INDEX IF NOT EXISTS idx_jobs_image ON jobs(image_sha256);
 """
 
 _IMAGE_COLUMNS = (
@@ -113,6 +147,19 @@ class VectorEntry:
     index_name: str
 
 
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    image_sha256: str
+    method: str
+    attempts: int
+
+    @property
+    def item(self) -> str:
+        """How the job's item is named in reports: the image, or image/method."""
+        return self.image_sha256 if self.method == "image" else f"{self.image_sha256}/{self.method}"
+
+
 class Catalog:
     """All SQL lives here. Methods are blocking; call them from worker threads."""
 
@@ -124,7 +171,8 @@ class Catalog:
         conn = self._conn()
         conn.executescript(_SCHEMA)
         conn.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (str(SCHEMA_VERSION),),
         )
 
@@ -138,6 +186,9 @@ class Catalog:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
+            # Reads of a large catalog through the page cache cost read() calls; mapped
+            # pages are shared by every connection (docs/benchmarks.md, search item 4).
+            conn.execute("PRAGMA mmap_size=268435456")
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -220,6 +271,7 @@ class Catalog:
         )
 
     def delete_image_rows(self, db: sqlite3.Connection, id_: str) -> None:
+        db.execute("DELETE FROM jobs WHERE image_sha256 = ?", (id_,))
         db.execute("DELETE FROM vector_entries WHERE image_sha256 = ?", (id_,))
         db.execute("DELETE FROM descriptions WHERE image_sha256 = ?", (id_,))
         db.execute("DELETE FROM images WHERE sha256 = ?", (id_,))
@@ -290,6 +342,16 @@ class Catalog:
                 out[(image, method)] = content
         return out
 
+    def description_count(self, method: str) -> int:
+        """Descriptions written under `method` for live images."""
+        return int(
+            self._read(
+                "SELECT COUNT(*) FROM descriptions d JOIN images i ON i.sha256 = d.image_sha256 "
+                "WHERE d.method = ? AND i.is_deleted = 0",
+                (method,),
+            )[0][0]
+        )
+
     def upsert_description(
         self, db: sqlite3.Connection, id_: str, method: str, content: str
     ) -> None:
@@ -301,6 +363,10 @@ class Catalog:
         )
 
     def delete_description(self, db: sqlite3.Connection, id_: str, method: str) -> int:
+        db.execute(
+            "DELETE FROM jobs WHERE kind = 'embed_text' AND image_sha256 = ? AND method = ?",
+            (id_, method),
+        )
         return db.execute(
             "DELETE FROM descriptions WHERE image_sha256 = ? AND method = ?", (id_, method)
         ).rowcount
@@ -402,77 +468,239 @@ class Catalog:
             )
         }
 
-    # --- work that is missing (derived, so a crash never loses any) ---------------
+    def soft_deleted_counts(self) -> dict[str, int]:
+        """Vectors per index that belong to soft-deleted images (hidden, not searchable)."""
+        return {
+            name: int(n)
+            for name, n in self._read(
+                "SELECT v.index_name, COUNT(*) FROM images i JOIN vector_entries v "
+                "ON v.image_sha256 = i.sha256 WHERE i.is_deleted = 1 GROUP BY v.index_name"
+            )
+        }
 
-    def images_missing_vector(
-        self, index: str, limit: int, exclude: Sequence[str] = ()
-    ) -> list[ImageRow]:
-        rows = self._read(
-            f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.is_deleted = 0 AND NOT EXISTS "
-            "(SELECT 1 FROM vector_entries v WHERE v.image_sha256 = i.sha256 "
-            " AND v.index_name = ? AND v.method = 'image') "
-            f"AND i.sha256 NOT IN ({','.join('?' * len(exclude))}) ORDER BY i.rowid LIMIT ?",
-            (index, *exclude, limit),
-        )
-        return [ImageRow(*r) for r in rows]
+    # --- jobs -------------------------------------------------------------------
 
-    def descriptions_missing_vector(
-        self, index: str, limit: int, exclude: Sequence[str] = ()
-    ) -> list[tuple[str, str, str]]:
-        """``(image, method, content)`` of descriptions with no vector in `index`."""
-        marks = ",".join("?" * len(exclude))
-        return [
-            (r[0], r[1], r[2])
-            for r in self._read(
-                "SELECT d.image_sha256, d.method, d.content FROM descriptions d "
+    def queue_jobs(
+        self,
+        db: sqlite3.Connection,
+        kind: JobKind,
+        targets: Iterable[str],
+        image: str,
+        method: str,
+    ) -> None:
+        """Queue `kind` work on ``(image, method)`` for each target, now.
+
+        A job that exists already starts over (new content to embed, a restored image).
+        """
+        for target in targets:
+            db.execute(
+                "INSERT INTO jobs (kind, target, image_sha256, method) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (kind, target, image_sha256, method) DO UPDATE SET "
+                "state = 'queued', attempts = 0, next_run_at = 0, error = NULL, "
+                "updated_at = datetime('now')",
+                (kind, target, image, method),
+            )
+
+    def plan(self, kind: JobKind, target: str, image: str | None = None) -> int:
+        """Queue a job for every live item that lacks `target`'s output (a backfill).
+
+        Idempotent and cheap to repeat: items with a job (queued, running or failed)
+        are left alone. Returns how many jobs were added.
+        """
+        if kind == "embed_image":
+            select = (
+                "SELECT 'embed_image', ?, i.sha256, 'image' FROM images i "
+                "WHERE i.is_deleted = 0 AND NOT EXISTS (SELECT 1 FROM vector_entries v "
+                "WHERE v.image_sha256 = i.sha256 AND v.index_name = ? AND v.method = 'image')"
+            )
+            params: tuple[Any, ...] = (target, target)
+        elif kind == "embed_text":
+            select = (
+                "SELECT 'embed_text', ?, d.image_sha256, d.method FROM descriptions d "
                 "JOIN images i ON i.sha256 = d.image_sha256 WHERE i.is_deleted = 0 "
                 "AND NOT EXISTS (SELECT 1 FROM vector_entries v WHERE v.image_sha256 = "
-                "d.image_sha256 AND v.method = d.method AND v.index_name = ?) "
-                f"AND (d.image_sha256 || '/' || d.method) NOT IN ({marks}) "
-                "ORDER BY d.rowid LIMIT ?",
-                (index, *exclude, limit),
+                "d.image_sha256 AND v.method = d.method AND v.index_name = ?)"
             )
-        ]
-
-    def images_missing_description(
-        self, method: str, limit: int, exclude: Sequence[str] = ()
-    ) -> list[ImageRow]:
-        rows = self._read(
-            f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.is_deleted = 0 AND NOT EXISTS "
-            "(SELECT 1 FROM descriptions d WHERE d.image_sha256 = i.sha256 AND d.method = ?) "
-            f"AND i.sha256 NOT IN ({','.join('?' * len(exclude))}) ORDER BY i.rowid LIMIT ?",
-            (method, *exclude, limit),
-        )
-        return [ImageRow(*r) for r in rows]
-
-    def count_missing(self, index: str, stores: str) -> tuple[int, int]:
-        """``(done, total)`` for an index: live images or descriptions vs. vectors held."""
-        if stores == "image":
-            total = self._read("SELECT COUNT(*) FROM images WHERE is_deleted = 0")[0][0]
-            done = self._read(
-                "SELECT COUNT(*) FROM vector_entries v JOIN images i ON i.sha256 = v.image_sha256 "
-                "WHERE v.index_name = ? AND v.method = 'image' AND i.is_deleted = 0",
-                (index,),
-            )[0][0]
+            params = (target, target)
         else:
-            total = self._read(
-                "SELECT COUNT(*) FROM descriptions d JOIN images i ON i.sha256 = d.image_sha256 "
-                "WHERE i.is_deleted = 0"
-            )[0][0]
-            done = self._read(
-                "SELECT COUNT(*) FROM vector_entries v JOIN images i ON i.sha256 = v.image_sha256 "
-                "WHERE v.index_name = ? AND v.method != 'image' AND i.is_deleted = 0",
-                (index,),
-            )[0][0]
-        return int(done), int(total)
+            select = (
+                "SELECT 'describe', ?, i.sha256, ? FROM images i WHERE i.is_deleted = 0 "
+                "AND NOT EXISTS (SELECT 1 FROM descriptions d "
+                "WHERE d.image_sha256 = i.sha256 AND d.method = ?)"
+            )
+            params = (target, target, target)
+        if image is not None:
+            select += " AND i.sha256 = ?"
+            params += (image,)
+        select += " ORDER BY d.rowid" if kind == "embed_text" else " ORDER BY i.rowid"
+        with self.transaction() as db:
+            return int(
+                db.execute(
+                    "INSERT INTO jobs (kind, target, image_sha256, method) "
+                    f"{select} ON CONFLICT DO NOTHING",
+                    params,
+                ).rowcount
+            )
 
-    def pending_images(self, limit: int) -> list[str]:
-        rows = self._read(
-            "SELECT sha256 FROM images WHERE status = 'pending' AND is_deleted = 0 "
-            "ORDER BY created_at LIMIT ?",
-            (limit,),
+    def claim_jobs(self, kind: JobKind, target: str, limit: int, now: float) -> list[Job]:
+        """Mark up to `limit` due jobs of live images running and return them, oldest first."""
+        with self.transaction() as db:
+            rows = db.execute(
+                "UPDATE jobs SET state = 'running', updated_at = datetime('now') WHERE id IN "
+                "(SELECT j.id FROM jobs j JOIN images i ON i.sha256 = j.image_sha256 "
+                " WHERE j.kind = ? AND j.target = ? AND j.state = 'queued' "
+                " AND j.next_run_at <= ? AND i.is_deleted = 0 ORDER BY j.id LIMIT ?) "
+                "RETURNING id, image_sha256, method, attempts",
+                (kind, target, now, limit),
+            ).fetchall()
+        return sorted((Job(*r) for r in rows), key=lambda j: j.id)
+
+    def finish_vector_job(
+        self, db: sqlite3.Connection, index: str, image: str, method: str
+    ) -> None:
+        """Drop the job for a vector once the vector is recorded (same transaction)."""
+        kind = "embed_image" if method == "image" else "embed_text"
+        db.execute(
+            "DELETE FROM jobs WHERE kind = ? AND target = ? AND image_sha256 = ? AND method = ? "
+            "AND EXISTS (SELECT 1 FROM vector_entries WHERE image_sha256 = ? AND method = ? "
+            "AND index_name = ?)",
+            (kind, index, image, method, image, method, index),
         )
-        return [r[0] for r in rows]
+
+    def finish_jobs(self, db: sqlite3.Connection, ids: Sequence[int]) -> None:
+        for chunk in _chunks(list(ids), 500):
+            db.execute(f"DELETE FROM jobs WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+
+    def release_jobs(self, ids: Sequence[int]) -> None:
+        """Put claimed jobs that are still running back in the queue, attempts untouched."""
+        with self.transaction() as db:
+            for chunk in _chunks(list(ids), 500):
+                db.execute(
+                    "UPDATE jobs SET state = 'queued', updated_at = datetime('now') "
+                    f"WHERE state = 'running' AND id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+
+    def fail_job(self, job_id: int, error: str, *, retry_at: float | None) -> str:
+        """Count a failed attempt: back in the queue until `retry_at`, or `failed` for
+        good when `retry_at` is None. Returns the job's new state ('' when it is gone)."""
+        state = "failed" if retry_at is None else "queued"
+        with self.transaction() as db:
+            row = db.execute(
+                "UPDATE jobs SET state = ?, attempts = attempts + 1, next_run_at = ?, "
+                "error = ?, updated_at = datetime('now') WHERE id = ? AND state = 'running' "
+                "RETURNING state",
+                (state, retry_at or 0.0, error, job_id),
+            ).fetchone()
+        return str(row[0]) if row else ""
+
+    def requeue_running(self) -> int:
+        """After a restart nothing is running: what was claimed goes back in the queue."""
+        with self.transaction() as db:
+            return int(
+                db.execute("UPDATE jobs SET state = 'queued' WHERE state = 'running'").rowcount
+            )
+
+    def retry_failed(
+        self, targets: Iterable[tuple[str, str]] | None = None, image: str | None = None
+    ) -> int:
+        """Re-queue failed jobs (all, those of the ``(kind, target)`` pairs given, or one
+        image's) with fresh attempts; images failed by them become pending again."""
+        where, params = "state = 'failed'", []
+        if targets is not None:
+            pairs = list(targets)
+            if not pairs:
+                return 0
+            where += " AND (kind, target) IN (VALUES " + ",".join("(?, ?)" for _ in pairs) + ")"
+            params = [x for pair in pairs for x in pair]
+        if image is not None:
+            where += " AND image_sha256 = ?"
+            params.append(image)
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE images SET status = 'pending', error = NULL WHERE status = 'failed' "
+                "AND sha256 IN (SELECT image_sha256 FROM jobs WHERE kind = 'embed_image' "
+                f"AND {where})",
+                params,
+            )
+            return int(
+                db.execute(
+                    "UPDATE jobs SET state = 'queued', attempts = 0, next_run_at = 0, "
+                    f"error = NULL, updated_at = datetime('now') WHERE {where}",
+                    params,
+                ).rowcount
+            )
+
+    def next_due(self, kind: JobKind, target: str) -> float | None:
+        """When the earliest queued job of a target is due (unix time), None if none."""
+        row = self._read(
+            "SELECT MIN(next_run_at) FROM jobs WHERE kind = ? AND target = ? AND state = 'queued'",
+            (kind, target),
+        )
+        return None if row[0][0] is None else float(row[0][0])
+
+    def job_counts(self) -> dict[tuple[str, str], dict[str, int]]:
+        """``{(kind, target): {state: count}}`` over the jobs of live images."""
+        out: dict[tuple[str, str], dict[str, int]] = {}
+        for kind, target, state, n in self._read(
+            "SELECT j.kind, j.target, j.state, COUNT(*) FROM jobs j JOIN images i "
+            "ON i.sha256 = j.image_sha256 WHERE i.is_deleted = 0 GROUP BY j.kind, j.target, j.state"
+        ):
+            out.setdefault((kind, target), {})[state] = int(n)
+        return out
+
+    def failed_jobs(self, limit: int = 20) -> dict[tuple[str, str], list[tuple[Job, str]]]:
+        """The latest `limit` failed jobs per ``(kind, target)``, each with its error."""
+        out: dict[tuple[str, str], list[tuple[Job, str]]] = {}
+        for kind, target, id_, image, method, attempts, error in self._read(
+            "SELECT kind, target, id, image_sha256, method, attempts, error FROM ("
+            " SELECT *, ROW_NUMBER() OVER (PARTITION BY kind, target ORDER BY id DESC) AS n "
+            " FROM jobs WHERE state = 'failed') WHERE n <= ? ORDER BY id",
+            (limit,),
+        ):
+            job = Job(id_, image, method, attempts)
+            out.setdefault((kind, target), []).append((job, str(error or "")))
+        return out
+
+    def failed_where_held(self, kind: JobKind, target: str, other: str) -> int:
+        """Failed `kind` jobs of `target` whose item has a vector in index `other`."""
+        return int(
+            self._read(
+                "SELECT COUNT(*) FROM jobs j WHERE j.kind = ? AND j.target = ? "
+                "AND j.state = 'failed' AND EXISTS (SELECT 1 FROM vector_entries v "
+                "WHERE v.image_sha256 = j.image_sha256 AND v.method = j.method "
+                "AND v.index_name = ?)",
+                (kind, target, other),
+            )[0][0]
+        )
+
+    def image_job_targets(self, id_: str, kind: JobKind) -> set[str]:
+        """Targets with unfinished (queued or running) jobs of `kind` for an image."""
+        rows = self._read(
+            "SELECT target FROM jobs WHERE image_sha256 = ? AND kind = ? AND state != 'failed'",
+            (id_, kind),
+        )
+        return {r[0] for r in rows}
+
+    def settle(self, targets: Sequence[str], ids: Sequence[str] | None = None) -> int:
+        """Pending images with no image-embedding job left for `targets` (the indexes
+        that answer searches) become ready; returns how many did."""
+        unfinished = (
+            "SELECT 1 FROM jobs j WHERE j.image_sha256 = images.sha256 "
+            f"AND j.kind = 'embed_image' AND j.target IN ({','.join('?' * len(targets))})"
+        )
+        sql = (
+            "UPDATE images SET status = 'ready', error = NULL WHERE status = 'pending' "
+            f"AND is_deleted = 0 AND NOT EXISTS ({unfinished})"
+        )
+        params: list[Any] = list(targets)
+        if ids is not None:
+            if not ids:
+                return 0
+            sql += f" AND sha256 IN ({','.join('?' * len(ids))})"
+            params += list(ids)
+        with self.transaction() as db:
+            return int(db.execute(sql, params).rowcount)
 
     def image_indexes(self, id_: str) -> set[str]:
         rows = self._read(
@@ -493,6 +721,53 @@ class Catalog:
                 "DO UPDATE SET enabled = excluded.enabled, updated_at = datetime('now')",
                 (name, int(enabled)),
             )
+
+    # --- index roles (model upgrades) -------------------------------------------
+
+    def index_roles(self) -> dict[str, tuple[str, str, str, dict[str, Any]]]:
+        """``{index: (family, plugin, role, plugin settings)}``."""
+        return {
+            name: (family, plugin, role, json.loads(settings))
+            for name, family, plugin, role, settings in self._read(
+                "SELECT name, family, plugin, role, settings FROM index_roles"
+            )
+        }
+
+    def set_index_role(
+        self,
+        db: sqlite3.Connection,
+        name: str,
+        role: str,
+        *,
+        family: str | None = None,
+        plugin: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        """Record an index's role; family, plugin and settings are kept when not given."""
+        db.execute(
+            "INSERT INTO index_roles (name, family, plugin, role, settings) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET role = excluded.role, "
+            "family = CASE WHEN ? IS NULL THEN family ELSE excluded.family END, "
+            "plugin = CASE WHEN ? IS NULL THEN plugin ELSE excluded.plugin END, "
+            "settings = CASE WHEN ? IS NULL THEN settings ELSE excluded.settings END, "
+            "updated_at = datetime('now')",
+            (
+                name,
+                family or "",
+                plugin or "",
+                role,
+                json.dumps(settings or {}, sort_keys=True, default=str),
+                family,
+                plugin,
+                None if settings is None else 1,
+            ),
+        )
+
+    def forget_index(self, db: sqlite3.Connection, name: str) -> int:
+        """Remove an index's vector entries, jobs and role; returns the entries removed."""
+        db.execute("DELETE FROM jobs WHERE kind != 'describe' AND target = ?", (name,))
+        db.execute("DELETE FROM index_roles WHERE name = ?", (name,))
+        return int(db.execute("DELETE FROM vector_entries WHERE index_name = ?", (name,)).rowcount)
 
     # --- stats ------------------------------------------------------------------
 

@@ -100,9 +100,19 @@ class ServiceConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
 
 
 class WorkerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    # How often the background enricher looks for missing vectors and descriptions.
-    interval: float = 5.0
-    batch_size: int = 16
+    # How often the background workers look for due jobs when nothing wakes them.
+    interval: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    batch_size: Annotated[int, msgspec.Meta(ge=1)] = 16
+    # A job that fails is retried after retry_delay, then 2x, 4x ... (at most
+    # retry_delay_max seconds), and is marked failed after max_attempts tries.
+    max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 3
+    retry_delay: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    retry_delay_max: Annotated[float, msgspec.Meta(ge=0)] = 3600.0
+    # Batches run at once per plugin (default 1): more only helps remote model services
+    # or models that leave cores idle.
+    concurrency: dict[str, Annotated[int, msgspec.Meta(ge=1, le=64)]] = msgspec.field(
+        default_factory=dict
+    )
     # A model that failed to load is retried after this many seconds.
     retry_load_after: float = 60.0
     # Model services (``services:``) are health-checked this often (seconds).

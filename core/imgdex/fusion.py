@@ -31,7 +31,7 @@ class Hit:
     method: str  # "image" or the description method
 
 
-@dataclass
+@dataclass(slots=True)
 class FusedResult:
     image: str
     score: float
@@ -71,7 +71,33 @@ def fuse(
     With a single index the fused score is that index's raw similarity, so a search of
     one index reads like the seed's (an image searched with itself scores ~1.0).
     """
-    weights = weights or {}
+    if len(per_index) == 1:
+        (hits,) = per_index.values()
+        if (results := _fuse_one(hits)) is not None:
+            return results
+    return _fuse_many(per_index, method, k, weights or {})
+
+
+def _fuse_one(hits: Sequence[Hit]) -> list[FusedResult] | None:
+    """The single-index fast path: a collapsed list maps straight to results.
+
+    None when an image occurs twice (the list was not collapsed): merging its hits is
+    `_fuse_many`'s job. Gives exactly what `_fuse_many` gives for the same list.
+    """
+    results = [FusedResult(h.image, h.score, [(rank, h)]) for rank, h in enumerate(hits, 1)]
+    if len({r.image for r in results}) != len(results):
+        return None
+    # A collapsed list is in this order already; the sort then costs one pass.
+    results.sort(key=_result_order)
+    return results
+
+
+def _fuse_many(
+    per_index: Mapping[str, Sequence[Hit]],
+    method: Fusion,
+    k: int,
+    weights: Mapping[str, float],
+) -> list[FusedResult]:
     results: dict[str, FusedResult] = {}
     single = len(per_index) == 1
     for index in sorted(per_index):
@@ -91,4 +117,8 @@ def fuse(
             result.matches.sort(key=lambda m: (-m[1].score, m[0], m[1].index))
         else:
             result.matches.sort(key=lambda m: (m[0], -m[1].score, m[1].index))
-    return sorted(results.values(), key=lambda r: (-r.score, r.image))
+    return sorted(results.values(), key=_result_order)
+
+
+def _result_order(result: FusedResult) -> tuple[float, str]:
+    return (-result.score, result.image)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sqlite3
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from imgdex.catalog import Catalog, ImageRow, VectorEntry
+from imgdex.catalog import Catalog, ImageRow, JobKind, VectorEntry
 from imgdex.config import Config
 from imgdex.errors import BadRequest, Conflict, ImgdexError, NotFound
 from imgdex.imaging import DecodedImage, decode_image, make_thumbnail
@@ -54,6 +55,7 @@ from imgdex.status import (
     plugin_infos,
 )
 from imgdex.storage import Storage, check_id, check_name, image_id, sha256_hex
+from imgdex.upgrades import UpgradeState, plan_upgrades
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -110,14 +112,20 @@ class Library:
                 continue
             self.describers[describer.method] = DescriberSlot(record, describer, retry)
         self._plugin_states = self.catalog.plugin_states()
+        # Model upgrades: an old index answers for its family while a new one builds.
+        self.upgrades = UpgradeState()
+        plan_upgrades(self)
         self._io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="imgdex-io")
-        workers = max(2, len(self.embedders) + len(self.describers))
-        self._models = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgdex-model")
+        # Request-path calls plus the background workers' batches (worker.concurrency).
+        concurrency = config.worker.concurrency
+        workers = len(self.embedders) + len(self.describers)
+        workers += sum(concurrency.get(record.name, 1) for record in host.records.values())
+        self._models = ThreadPoolExecutor(
+            max_workers=max(4, workers), thread_name_prefix="imgdex-model"
+        )
         self._image_locks = [threading.Lock() for _ in range(64)]
-        # Set by the enricher: called when there is new work for it (a failed embed...).
+        # Set by the background workers: called when there are new jobs for them.
         self.on_work: Callable[[], None] = lambda: None
-        # Items the enricher gave up on, per index or describer (shown as progress.failed).
-        self.failures: dict[str, int] = defaultdict(int)
 
     # --- threads ------------------------------------------------------------------
 
@@ -149,15 +157,19 @@ class Library:
             *self.describers.values(),
         ]
         for slot in slots:
-            # Providers holding clients or sessions (an API captioner) release them here.
-            close = getattr(slot.provider, "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception:
-                    log.exception("closing %s failed", slot.name)
+            self.release(slot)
         self.indexes.close()
         self.catalog.close()
+
+    @staticmethod
+    def release(slot: EmbedderSlot | DescriberSlot) -> None:
+        """Let a provider that holds clients or sessions (an API captioner) close them."""
+        close = getattr(slot.provider, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:
+                log.exception("closing %s failed", slot.name)
 
     def _lock_for(self, id_: str) -> threading.Lock:
         return self._image_locks[int(id_[:4], 16) % len(self._image_locks)]
@@ -178,23 +190,62 @@ class Library:
         self.catalog.set_plugin_state(name, enabled)
         self._plugin_states[name] = enabled
         if enabled:
-            self.on_work()  # backfill whatever it missed while disabled
+            self.plan_all()  # backfill whatever it missed while disabled
+            self.on_work()
         return record
 
     def embedder_slots(
         self, *, stores: str | None = None, query: str | None = None
     ) -> list[EmbedderSlot]:
-        """Enabled embedders, optionally those that store or can query a modality."""
-        return [
+        """Enabled embedders, optionally those that store or can query a modality.
+
+        All of them receive writes. With `query`, only those that answer searches: while
+        a new model version builds its index, the old index answers for its family (or
+        the new one, partial, when the old model cannot be loaded).
+        """
+        slots = [
             slot
             for name, slot in sorted(self.embedders.items())
             if self.plugin_enabled(slot.plugin)
             and (stores is None or slot.provider.stores == stores)
             and (query is None or query in slot.provider.query_modalities)
         ]
+        if query is None:
+            return slots
+        answering = []
+        for slot in slots:
+            if (old := self.upgrades.predecessor(slot.name)) is not None:
+                stand_in = self.embedders.get(old)
+                if stand_in is not None and stand_in.available():
+                    continue
+            elif self.upgrades.successor(slot.name) is not None and not slot.available():
+                continue
+            answering.append(slot)
+        return answering
+
+    def settle_targets(self) -> list[str]:
+        """The image indexes whose vectors make an image `ready` (those that answer)."""
+        return [
+            slot.name
+            for slot in self.embedder_slots(stores="image")
+            if self.upgrades.predecessor(slot.name) is None
+        ]
 
     def describer_slots(self) -> list[DescriberSlot]:
         return [s for _, s in sorted(self.describers.items()) if self.plugin_enabled(s.plugin)]
+
+    def plan_all(self, image: str | None = None) -> int:
+        """Queue jobs for everything an enabled model should have done and has not (a
+        backfill; with `image`, for that image only). Idempotent."""
+        added = 0
+        for slot in self.embedder_slots():
+            kind: JobKind = "embed_image" if slot.provider.stores == "image" else "embed_text"
+            added += self.catalog.plan(kind, slot.name, image)
+        for describer in self.describer_slots():
+            added += self.catalog.plan("describe", describer.provider.method, image)
+        if added:
+            log.info("queued %d background jobs", added)
+        return added
 
     # --- vectors ------------------------------------------------------------------
 
@@ -220,6 +271,7 @@ class Library:
                 )
                 if id_ is not None:
                     added.append((id_, vector))
+                self.catalog.finish_vector_job(db, managed.name, image, method)
         if added:
             managed.add([i for i, _ in added], np.stack([v for _, v in added]))
         return [i for i, _ in added]
@@ -294,8 +346,7 @@ class Library:
             embeddings, errors = await self._fan_out(
                 slots, lambda slot: self._embed_image(slot, row.sha256, image)
             )
-            status = "pending" if errors else "ready"
-            await self.run_io(self.catalog.set_status, row.sha256, status)
+            await self.run_io(self.catalog.settle, self.settle_targets(), [row.sha256])
             if self.describer_slots():
                 self.on_work()  # a new image for the captioners
             row = await self.run_io(self._get_row, row.sha256)
@@ -317,6 +368,14 @@ class Library:
             embeddings=embeddings,
             errors=errors,
         )
+
+    def queue_image_jobs(self, db: sqlite3.Connection, id_: str) -> None:
+        """Queue a new image's work for every enabled model (in the caller's transaction)."""
+        targets = [slot.name for slot in self.embedder_slots(stores="image")]
+        self.catalog.queue_jobs(db, "embed_image", targets, id_, IMAGE_METHOD)
+        for describer in self.describer_slots():
+            method = describer.provider.method
+            self.catalog.queue_jobs(db, "describe", [method], id_, method)
 
     def _get_row(self, id_: str) -> ImageRow:
         row = self.catalog.get_image(check_id(id_))
@@ -352,6 +411,7 @@ class Library:
                     source=source,
                     status="pending",
                 )
+                self.queue_image_jobs(db, id_)
             row = self.catalog.get_image(id_)
             assert row is not None
             return _Stored(row=row, decoded=decoded, duplicate=False, restored=False)
@@ -379,6 +439,8 @@ class Library:
             )
             self.storage.put_image(row.sha256, row.filename, data, thumb)
             if row.status == "failed":
+                # Its jobs failed on the lost file: they get fresh attempts.
+                self.catalog.retry_failed(image=row.sha256)
                 self.catalog.set_status(row.sha256, "pending")
                 self.on_work()
         if row.is_deleted:
@@ -386,6 +448,8 @@ class Library:
                 self.catalog.set_deleted(db, row.sha256, False)
             self.unhide_entries(self.catalog.vector_entries_of(None, row.sha256))
             restored = True
+            # Models enabled while it was deleted have not seen it.
+            self.plan_all(row.sha256)
             self.on_work()
         fresh = self.catalog.get_image(row.sha256)
         assert fresh is not None
@@ -469,13 +533,19 @@ class Library:
         return {slot.name: (slot.state, slot.error) for slot in slots}
 
     def progress(self) -> dict[str, Progress]:
-        """Per enabled index: how many of the vectors it should hold it holds."""
+        """Per enabled index and describer: items done, waiting and failed for good."""
+        counts = self.catalog.index_counts()
+        hidden = self.catalog.soft_deleted_counts()
+        jobs = self.catalog.job_counts()
         out = {}
         for slot in self.embedder_slots():
-            done, total = self.catalog.count_missing(slot.name, slot.provider.stores)
-            out[slot.name] = Progress(
-                done=done, total=total, failed=self.failures.get(slot.name, 0)
-            )
+            kind = "embed_image" if slot.provider.stores == "image" else "embed_text"
+            done = counts.get(slot.name, 0) - hidden.get(slot.name, 0)
+            out[slot.name] = _progress(done, jobs.get((kind, slot.name), {}))
+        for describer in self.describer_slots():
+            method = describer.provider.method
+            done = self.catalog.description_count(method)
+            out[describer.name] = _progress(done, jobs.get(("describe", method), {}))
         return out
 
     def plugin_report(self) -> list[PluginInfo]:
@@ -486,6 +556,7 @@ class Library:
             on_disk=self.indexes.on_disk(),
             model_states=self.model_states(),
             progress=self.progress(),
+            roles=self.roles(),
         )
 
     def index_report(self) -> list[IndexStatus]:
@@ -493,6 +564,8 @@ class Library:
         on_disk = self.indexes.on_disk()
         states = self.model_states()
         progress = self.progress()
+        roles = self.roles()
+        embedders = self.embedders
         out = [
             index_status(
                 slot.provider,
@@ -502,14 +575,42 @@ class Library:
                 meta=on_disk.get(name),
                 state=states[name],
                 progress=progress.get(name),
+                role=roles.get(name, (None, None)),
             )
-            for name, slot in sorted(self.embedders.items())
+            for name, slot in sorted(embedders.items())
         ]
         out += [
-            orphan_status(meta, counts.get(name, 0))
+            orphan_status(meta, counts.get(name, 0), roles.get(name, (None, None)))
             for name, meta in on_disk.items()
-            if name not in self.embedders
+            if name not in embedders
         ]
+        return out
+
+    def roles(self) -> dict[str, tuple[str | None, str | None]]:
+        """``{index: (role, note)}``: what each index does in a model upgrade."""
+        out: dict[str, tuple[str | None, str | None]] = {}
+        recorded = self.catalog.index_roles()
+        active = {
+            (family, plugin): name
+            for name, (family, plugin, role, _) in recorded.items()
+            if role == "active"
+        }
+        for name, (family, plugin, role, _) in recorded.items():
+            note = None
+            if role == "building":
+                old = self.upgrades.predecessor(name)
+                note = self.upgrades.problems.get(name) or (
+                    f"new model version filling up; {old} answers searches until it is complete"
+                    if old
+                    else None
+                )
+            elif role == "retired":
+                now = active.get((family, plugin))
+                note = f"replaced by {now}" if now else "replaced"
+                note += f"; remove it with DELETE /api/admin/indexes/{name}"
+            elif (new := self.upgrades.successor(name)) is not None:
+                note = f"answers searches until {new} is complete"
+            out[name] = (role, note)
         return out
 
     # --- descriptions ---------------------------------------------------------------
@@ -560,8 +661,14 @@ class Library:
             with self.catalog.transaction() as db:
                 self.catalog.upsert_description(db, id_, method, content)
                 self.catalog.delete_vector_entries(db, [e.id for e in old])
+                self.queue_description_jobs(db, id_, method)
             self.hide_entries(old)
             return set()
+
+    def queue_description_jobs(self, db: sqlite3.Connection, id_: str, method: str) -> None:
+        """Queue a new or changed description for every enabled text embedder."""
+        targets = [slot.name for slot in self.embedder_slots(stores="text")]
+        self.catalog.queue_jobs(db, "embed_text", targets, id_, method)
 
     async def get_descriptions(self, id_: str) -> list[DescriptionOut]:
         def read() -> list[DescriptionOut]:
@@ -589,6 +696,17 @@ class Library:
                 self.storage.remove_description(id_, method)
 
         await self.run_io(delete)
+
+
+def _progress(done: int, jobs: dict[str, int]) -> Progress:
+    queued, running, failed = (jobs.get(k, 0) for k in ("queued", "running", "failed"))
+    return Progress(
+        done=done,
+        total=done + queued + running + failed,
+        failed=failed,
+        queued=queued,
+        running=running,
+    )
 
 
 def _description_out(d: Any) -> DescriptionOut:

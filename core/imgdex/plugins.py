@@ -18,7 +18,7 @@ from typing import Any, Literal
 import pluggy
 
 from imgdex import hookspecs
-from imgdex.config import Config
+from imgdex.config import Config, PluginSettings
 from imgdex.errors import ConfigError
 from imgdex.providers import Describer, Embedder, IndexBackend
 
@@ -135,6 +135,27 @@ class PluginHost:
         record.describers = collected["describer"]
         record.backends = collected["backend"]
         log.info("plugin %s loaded: %s", record.name, ", ".join(record.kinds) or "nothing")
+
+    def embedders_with(self, name: str, raw: dict[str, Any]) -> list[Embedder]:
+        """Ask plugin `name` for its embedders under another config section `raw`.
+
+        Used to serve an index of an earlier model version while its successor fills up:
+        the plugin builds the old embedder from the settings that built that index.
+        Raises whatever the plugin raises (an unknown key, a bad value).
+        """
+        record = self.records.get(name)
+        if record is None or record.state != "loaded":
+            raise ConfigError(f"plugin {name!r} is not loaded")
+        base = self.config.plugin_settings(name)
+        settings = PluginSettings(name, {**raw, "enabled": True}, base.cache_dir)
+        found: list[Embedder] = []
+        for impl in self.pm.hook.register_embedders.get_hookimpls():
+            if impl.plugin_name == name:
+                args = {"config": settings, "register": found.append}
+                impl.function(**{a: args[a] for a in impl.argnames})
+        for embedder in found:
+            _check_embedder(embedder)
+        return found
 
     # --- lookups --------------------------------------------------------------------
 

@@ -68,6 +68,15 @@ class Embedder(abc.ABC):
         """Embed texts; `query` is True for search queries, False for stored documents."""
         raise NotImplementedError(f"{type(self).__name__} cannot embed texts")
 
+    @property
+    def family(self) -> str:
+        """What stays the same across model versions: the index name without its
+        ``_v<version>`` suffix (``siglip2_image``). A new index of the same family and
+        plugin replaces the old one once it is complete (a model upgrade)."""
+        suffix = f"_v{self.version}"
+        name = str(self.index_name)
+        return name[: -len(suffix)] if name.endswith(suffix) and len(name) > len(suffix) else name
+
     def describe(self) -> str:
         return f"{self.index_name} ({self.model} v{self.version})"
 

@@ -69,6 +69,7 @@ def reconcile_storage(library: Library) -> dict[str, int]:
                 source=None,
                 status="pending",
             )
+            library.queue_image_jobs(db, id_)
         report["recovered"] += 1
     storage.empty_trash()
 

@@ -1,11 +1,11 @@
 """Text and image search: fan out to every index that can answer, then fuse.
 
-Each index is searched concurrently (query embedding in the model pool, the vector
-search and catalog look-ups in the io pool). An index's hits are mapped to images,
-filtered (deleted images, ``methods``), collapsed to the best hit per image and, when
-too few images survive, searched again with a larger k until enough are found or the
-index is exhausted. The fused list is then paged and decorated with image facts and the
-matched description texts.
+Each index embeds the query and runs its vector search in one model-pool call; with
+several indexes these run concurrently. A second worker call then maps every index's
+labels to images with one catalog query, filters them (``methods``), collapses each
+index's hits to the best hit per image (searching an index again with a larger k when
+too few images survive), fuses, pages and decorates the page with image facts and the
+matched description texts. A search of one index does all of it in a single call.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,6 +27,7 @@ from imgdex.schemas import IndexSearched, Match, SearchOptions, SearchResponse, 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
+    from imgdex.index import ManagedIndex
     from imgdex.library import Library
 
 __all__ = ["Searcher"]
@@ -37,10 +38,18 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class _IndexOutcome:
+class _Candidates:
+    """One index's nearest labels (best first), and what it takes to search it deeper."""
+
     slot: EmbedderSlot
-    hits: list[Hit]
     error: str | None = None
+    index: ManagedIndex | None = None
+    vector: npt.NDArray[np.float32] | None = None
+    k: int = 0
+    total: int = 0
+    labels: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)  # collapsed, once resolved
 
 
 class Searcher:
@@ -109,27 +118,64 @@ class Searcher:
         embed: Embed,
         options: SearchOptions,
     ) -> SearchResponse:
-        need = options.offset + options.top_k
-        methods = set(options.methods) if options.methods else None
-        outcomes = await asyncio.gather(
-            *(self._search_one(slot, embed, need, methods) for slot in slots)
-        )
-        answered = [o for o in outcomes if o.error is None]
+        library = self.library
+        # The rank window: how many labels each index is asked for at first.
+        window = max(3 * (options.offset + options.top_k), self.config.min_candidates)
+        if len(slots) == 1:
+            # One worker hop in all: embed, search, resolve, fuse, decorate.
+            (slot,) = slots
+            if (loading := _loading(slot)) is not None:
+                return self._answer(query, [loading], options)
+
+            def one() -> SearchResponse:
+                return self._answer(query, [self._knn(slot, embed, window)], options)
+
+            return await library.run_model(one)
+
+        async def knn(slot: EmbedderSlot) -> _Candidates:
+            if (loading := _loading(slot)) is not None:
+                return loading
+            return await library.run_model(self._knn, slot, embed, window)
+
+        # The indexes' embeddings and vector searches run concurrently (hnswlib releases
+        # the GIL), then one more hop resolves, fuses and decorates them together.
+        found = await asyncio.gather(*(knn(slot) for slot in slots))
+        return await library.run_io(self._answer, query, found, options)
+
+    def _knn(self, slot: EmbedderSlot, embed: Embed, k: int) -> _Candidates:
+        """Embed the query and search one index (in a model-pool thread)."""
+        try:
+            vector = embed(slot)
+            index = slot.ready_index()
+            total = len(index)
+            k = min(total, k)
+            labels, scores = _search_index(index, vector, k)
+        except ImgdexError as exc:
+            return _Candidates(slot, exc.detail)
+        return _Candidates(slot, None, index, vector, k, total, labels, scores)
+
+    def _answer(
+        self, query: str | None, found: Sequence[_Candidates], options: SearchOptions
+    ) -> SearchResponse:
+        """Resolve, collapse, fuse, page and decorate (in one worker thread)."""
+        answered = [c for c in found if c.error is None]
+        if answered:
+            self._resolve(answered, options)
+            answered = [c for c in answered if c.error is None]
         if not answered:
-            reasons = "; ".join(f"{o.slot.name}: {o.error}" for o in outcomes)
+            reasons = "; ".join(f"{c.slot.name}: {c.error}" for c in found)
             raise ServiceUnavailable(f"no index could answer: {reasons}", code="search_unavailable")
         fusion = options.fusion or self.config.fusion
         weights = {**self.config.weights, **(options.weights or {})}
         fused = fuse(
-            {o.slot.name: o.hits for o in answered},
+            {c.slot.name: c.hits for c in answered},
             method=fusion,
             k=self.config.rrf_k,
             weights=weights,
         )
         if options.min_score is not None:
             fused = [r for r in fused if r.score >= options.min_score]
-        page = fused[options.offset : need]
-        results = await self.library.run_io(self._decorate, page)
+        page = fused[options.offset : options.offset + options.top_k]
         return SearchResponse(
             query=query,
             fusion=fusion if len(answered) > 1 else "single",
@@ -137,57 +183,41 @@ class Searcher:
             offset=options.offset,
             indexes_searched=[
                 IndexSearched(
-                    index=o.slot.name,
-                    model=o.slot.provider.model,
-                    result_count=len(o.hits),
-                    error=o.error,
+                    index=c.slot.name,
+                    model=c.slot.provider.model,
+                    result_count=len(c.hits),
+                    error=c.error,
                 )
-                for o in outcomes
+                for c in found
             ],
-            results=results,
+            results=self._decorate(page),
         )
 
-    async def _search_one(
-        self, slot: EmbedderSlot, embed: Embed, need: int, methods: set[str] | None
-    ) -> _IndexOutcome:
-        library = self.library
-        try:
-            slot.check_not_loading()
-            # One worker hop per index: embed the query, then search and resolve.
-            hits = await library.run_model(lambda s: self._hits(s, embed(s), need, methods), slot)
-        except ImgdexError as exc:
-            return _IndexOutcome(slot, [], exc.detail)
-        return _IndexOutcome(slot, hits)
+    def _resolve(self, found: Sequence[_Candidates], options: SearchOptions) -> None:
+        """Map every index's labels to images with one catalog query and collapse them.
 
-    def _hits(
-        self,
-        slot: EmbedderSlot,
-        vector: npt.NDArray[np.float32],
-        need: int,
-        methods: set[str] | None,
-    ) -> list[Hit]:
-        managed = slot.ready_index()
-        total = len(managed)
-        k = min(total, max(3 * need, self.config.min_candidates))
+        An index whose collapsed hits are fewer than the page needs (several vectors per
+        image, or the ``methods`` filter) is searched again with 4 x k, until enough
+        images are found or the index is exhausted.
+        """
+        need = options.offset + options.top_k
+        methods = set(options.methods) if options.methods else None
         catalog = self.library.catalog
-        while True:
-            if k <= 0:
-                return []
-            labels, scores = managed.search(vector, k)
-            entries = catalog.resolve_entries(labels.tolist())
-            hits = []
-            for label, score in zip(labels.tolist(), scores.tolist(), strict=True):
-                entry = entries.get(label)
-                if entry is None:  # gone from the catalog meanwhile
-                    continue
-                image, method = entry
-                if methods is not None and method not in methods:
-                    continue
-                hits.append(Hit(image=image, score=float(score), index=slot.name, method=method))
-            collapsed = collapse(hits)
-            if len(collapsed) >= need or k >= total:
-                return collapsed
-            k = min(total, k * 4)
+        # Labels are vector_entries ids, unique across indexes: one query serves them all.
+        entries = catalog.resolve_entries([label for c in found for label in c.labels])
+        for c in found:
+            while True:
+                c.hits = collapse(_hits(c, entries, methods))
+                if len(c.hits) >= need or c.k >= c.total:
+                    break
+                assert c.index is not None and c.vector is not None
+                c.k = min(c.total, c.k * 4)
+                try:
+                    c.labels, c.scores = _search_index(c.index, c.vector, c.k)
+                except ImgdexError as exc:
+                    c.error, c.hits = exc.detail, []
+                    break
+                entries.update(catalog.resolve_entries([x for x in c.labels if x not in entries]))
 
     def _decorate(self, page: Sequence[FusedResult]) -> list[SearchResult]:
         library = self.library
@@ -227,3 +257,37 @@ class Searcher:
                 )
             )
         return out
+
+
+def _loading(slot: EmbedderSlot) -> _Candidates | None:
+    """An error outcome, without a worker hop, while the model is still loading."""
+    try:
+        slot.check_not_loading()
+    except ImgdexError as exc:
+        return _Candidates(slot, exc.detail)
+    return None
+
+
+def _search_index(
+    index: ManagedIndex, vector: npt.NDArray[np.float32], k: int
+) -> tuple[list[int], list[float]]:
+    if k <= 0:
+        return [], []
+    labels, scores = index.search(vector, k)
+    return labels.tolist(), scores.tolist()
+
+
+def _hits(
+    found: _Candidates, entries: dict[int, tuple[str, str]], methods: set[str] | None
+) -> list[Hit]:
+    name = found.slot.name
+    hits = []
+    for label, score in zip(found.labels, found.scores, strict=True):
+        entry = entries.get(label)
+        if entry is None:  # gone from the catalog meanwhile
+            continue
+        image, method = entry
+        if methods is not None and method not in methods:
+            continue
+        hits.append(Hit(image, score, name, method))
+    return hits

@@ -14,7 +14,9 @@ __all__ = ["DescriberInfo", "IndexStatus", "PluginInfo", "plugin_infos"]
 class Progress(msgspec.Struct, kw_only=True, frozen=True):
     done: int
     total: int
-    failed: int = 0
+    failed: int = 0  # jobs that failed for good (see /api/admin/jobs for their errors)
+    queued: int = 0
+    running: int = 0
 
 
 class IndexStatus(msgspec.Struct, kw_only=True, frozen=True):
@@ -31,6 +33,10 @@ class IndexStatus(msgspec.Struct, kw_only=True, frozen=True):
     error: str | None = None
     count: int = 0
     progress: Progress | None = None
+    # Model upgrades: active (answers searches) | building (a new version filling up
+    # while the old index answers) | retired (replaced, kept until removed).
+    role: str | None = None
+    note: str | None = None
 
 
 class DescriberInfo(msgspec.Struct, kw_only=True, frozen=True):
@@ -62,6 +68,7 @@ def plugin_infos(
     on_disk: dict[str, dict[str, Any]],
     model_states: dict[str, tuple[str, str | None]],
     progress: dict[str, Progress],
+    roles: dict[str, tuple[str | None, str | None]] | None = None,
 ) -> list[PluginInfo]:
     """One `PluginInfo` per plugin, in name order."""
     out = []
@@ -75,6 +82,7 @@ def plugin_infos(
                 meta=on_disk.get(e.index_name),
                 state=model_states.get(e.index_name, ("not_loaded", None)),
                 progress=progress.get(e.index_name),
+                role=(roles or {}).get(e.index_name, (None, None)),
             )
             for e in record.embedders
         ]
@@ -111,6 +119,7 @@ def index_status(
     meta: dict[str, Any] | None,
     state: tuple[str, str | None],
     progress: Progress | None,
+    role: tuple[str | None, str | None] = (None, None),
 ) -> IndexStatus:
     dimension = embedder.dimension or (meta or {}).get("dimension")
     return IndexStatus(
@@ -127,11 +136,32 @@ def index_status(
         error=state[1],
         count=count,
         progress=progress,
+        role=role[0],
+        note=role[1],
     )
 
 
-def orphan_status(meta: dict[str, Any], count: int) -> IndexStatus:
-    """An index on disk whose plugin is not installed any more."""
+def orphan_status(
+    meta: dict[str, Any], count: int, role: tuple[str | None, str | None] = (None, None)
+) -> IndexStatus:
+    """An index on disk that no installed plugin writes: retired by a model upgrade, or
+    its plugin is gone."""
+    if role[0] == "retired":
+        return IndexStatus(
+            index=str(meta.get("index")),
+            model=str(meta.get("model", "")),
+            model_version=str(meta.get("model_version", "")),
+            dimension=meta.get("dimension"),
+            metric=str(meta.get("metric", "cosine")),
+            stores=str(meta.get("stores", "")),
+            query_modalities=[],
+            plugin=None,
+            enabled=False,
+            state="retired",
+            count=count,
+            role="retired",
+            note=role[1],
+        )
     return IndexStatus(
         index=str(meta.get("index")),
         model=str(meta.get("model", "")),

@@ -184,7 +184,7 @@ def make_config(data_dir: Path, **overrides: Any) -> Config:
     raw: dict[str, Any] = {
         "data_dir": str(data_dir),
         "server": {"admin_token": "test-admin-token"},
-        "worker": {"interval": 0.2, "retry_load_after": 0.5},
+        "worker": {"interval": 0.2, "retry_load_after": 0.5, "retry_delay": 0.1},
         "index": {"save_interval": 1.0},
     }
     for key, value in overrides.items():

@@ -90,6 +90,8 @@ def test_schema_indexes(catalog: Catalog) -> None:
         "idx_desc_method": "descriptions",
         "idx_vector_index": "vector_entries",
         "idx_vector_sha256": "vector_entries",
+        "idx_jobs_claim": "jobs",
+        "idx_jobs_image": "jobs",
     }
     for name, table in expected.items():
         assert indexes.get(name) == table, name
@@ -98,7 +100,8 @@ def test_schema_indexes(catalog: Catalog) -> None:
 def test_schema_tables_and_version(catalog: Catalog) -> None:
     tables = {r[0] for r in catalog._read("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"images", "descriptions", "vector_entries", "plugin_state", "meta"} <= tables
-    assert catalog._read("SELECT value FROM meta WHERE key = 'schema_version'") == [("1",)]
+    assert {"jobs", "index_roles"} <= tables
+    assert catalog._read("SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
 
 
 def test_reopen_keeps_data(tmp_path: Path) -> None:
@@ -367,13 +370,20 @@ def test_index_labels(catalog: Catalog) -> None:
     assert catalog.index_labels("absent") == (set(), set())
 
 
-# --- missing work ------------------------------------------------------------------
+# --- jobs ------------------------------------------------------------------------
 
 
-def test_images_missing_vector(catalog: Catalog) -> None:
+def job_rows(cat: Catalog) -> list[tuple[str, str, str, str, str, int]]:
+    return [
+        (k, t, i, m, s, a)
+        for k, t, i, m, s, a in cat._read(
+            "SELECT kind, target, image_sha256, method, state, attempts FROM jobs ORDER BY id"
+        )
+    ]
+
+
+def test_plan_queues_exactly_the_missing_work(catalog: Catalog) -> None:
     ids = [add_image(catalog, n) for n in range(5)]
-    for n, id_ in enumerate(ids):
-        set_created(catalog, id_, f"2026-01-01 00:00:0{n}")
     add_entry(catalog, ids[0], "image", "img_v1")
     add_description(catalog, ids[1], "caption", "x")
     add_entry(catalog, ids[1], "caption", "img_v1")  # a text vector is not the image's
@@ -381,56 +391,157 @@ def test_images_missing_vector(catalog: Catalog) -> None:
     with catalog.transaction() as db:
         catalog.set_deleted(db, ids[4], True)
 
-    def missing(limit: int = 100, exclude: tuple[str, ...] = ()) -> list[str]:
-        return [r.sha256 for r in catalog.images_missing_vector("img_v1", limit, exclude)]
-
-    assert missing() == [ids[1], ids[2], ids[3]]  # oldest first, deleted skipped
-    assert missing(limit=2) == [ids[1], ids[2]]
-    assert missing(exclude=(ids[1],)) == [ids[2], ids[3]]
-    assert missing(exclude=(ids[1], ids[2], ids[3])) == []
+    assert catalog.plan("embed_image", "img_v1") == 3  # deleted and done ones skipped
+    assert [r[2] for r in job_rows(catalog)] == [ids[1], ids[2], ids[3]]
+    assert catalog.plan("embed_image", "img_v1") == 0  # idempotent
+    assert catalog.plan("embed_image", "other_v1", image=ids[0]) == 1  # one image only
+    assert catalog.plan("embed_image", "other_v1", image=ids[2]) == 0
 
 
-def test_descriptions_missing_vector(catalog: Catalog) -> None:
+def test_plan_for_texts_and_describers(catalog: Catalog) -> None:
     a, b, c = (add_image(catalog, n) for n in range(3))
     add_description(catalog, a, "caption", "a text")
     add_description(catalog, a, "ocr", "a ocr")
     add_description(catalog, b, "caption", "b text")
     add_description(catalog, c, "caption", "c text")
     add_entry(catalog, a, "caption", "words_v1", content="a text")
-    add_entry(catalog, b, "caption", "other_v1", content="b text")
     with catalog.transaction() as db:
         catalog.set_deleted(db, c, True)
-
-    missing = catalog.descriptions_missing_vector("words_v1", 100)
-    assert sorted(missing) == sorted([(a, "ocr", "a ocr"), (b, "caption", "b text")])
-    assert catalog.descriptions_missing_vector("words_v1", 100, [f"{a}/ocr"]) == [
-        (b, "caption", "b text")
-    ]
-    assert len(catalog.descriptions_missing_vector("words_v1", 1)) == 1
+    assert catalog.plan("embed_text", "words_v1") == 2
+    assert {(r[2], r[3]) for r in job_rows(catalog)} == {(a, "ocr"), (b, "caption")}
+    assert catalog.plan("describe", "ocr") == 1  # b lacks an ocr description; c is deleted
+    assert ("describe", "ocr", b, "ocr", "queued", 0) in job_rows(catalog)
 
 
-def test_images_missing_description(catalog: Catalog) -> None:
-    a, b, c, d = (add_image(catalog, n) for n in range(4))
-    for n, id_ in enumerate((a, b, c, d)):
-        set_created(catalog, id_, f"2026-01-01 00:00:0{n}")
-    add_description(catalog, a, "caption", "x")
-    add_description(catalog, b, "ocr", "y")
+def test_claim_takes_due_jobs_of_live_images_oldest_first(catalog: Catalog) -> None:
+    ids = [add_image(catalog, n) for n in range(4)]
     with catalog.transaction() as db:
-        catalog.set_deleted(db, d, True)
-    rows = catalog.images_missing_description("caption", 100)
-    assert [r.sha256 for r in rows] == [b, c]
-    assert [r.sha256 for r in catalog.images_missing_description("caption", 100, [b])] == [c]
-    assert [r.sha256 for r in catalog.images_missing_description("ocr", 1)] == [a]
+        for id_ in ids:
+            catalog.queue_jobs(db, "embed_image", ["img_v1", "other_v1"], id_, "image")
+        catalog.set_deleted(db, ids[3], True)
+        db.execute("UPDATE jobs SET next_run_at = 2e9 WHERE image_sha256 = ?", (ids[0],))
+    jobs = catalog.claim_jobs("embed_image", "img_v1", 10, now=1e9)
+    assert [j.image_sha256 for j in jobs] == [ids[1], ids[2]]  # not due, deleted: skipped
+    assert catalog.claim_jobs("embed_image", "img_v1", 10, now=1e9) == []  # running now
+    assert len(catalog.claim_jobs("embed_image", "other_v1", 1, now=1e9)) == 1  # limit
+    counts = catalog.job_counts()
+    assert counts[("embed_image", "img_v1")] == {"queued": 1, "running": 2}
+    assert counts[("embed_image", "other_v1")] == {"queued": 2, "running": 1}
 
 
-def test_count_missing(catalog: Catalog) -> None:
+def test_failures_back_off_then_fail_and_retry_requeues(catalog: Catalog) -> None:
+    id_ = add_image(catalog, 1)
+    with catalog.transaction() as db:
+        catalog.queue_jobs(db, "embed_image", ["img_v1"], id_, "image")
+    (job,) = catalog.claim_jobs("embed_image", "img_v1", 10, now=1e9)
+    assert catalog.fail_job(job.id, "boom", retry_at=1e9 + 30) == "queued"
+    assert catalog.claim_jobs("embed_image", "img_v1", 10, now=1e9 + 29) == []
+    assert catalog.next_due("embed_image", "img_v1") == 1e9 + 30
+    (job,) = catalog.claim_jobs("embed_image", "img_v1", 10, now=1e9 + 30)
+    assert job.attempts == 1
+    assert catalog.fail_job(job.id, "boom again", retry_at=None) == "failed"
+    assert catalog.fail_job(job.id, "late", retry_at=None) == ""  # not running: untouched
+    catalog.set_status(id_, "failed", "boom again")
+    failed = catalog.failed_jobs()[("embed_image", "img_v1")]
+    assert [(j.image_sha256, j.attempts, e) for j, e in failed] == [(id_, 2, "boom again")]
+    assert catalog.next_due("embed_image", "img_v1") is None
+
+    assert catalog.retry_failed() == 1
+    assert job_rows(catalog) == [("embed_image", "img_v1", id_, "image", "queued", 0)]
+    row = catalog.get_image(id_)
+    assert row is not None and (row.status, row.error) == ("pending", None)
+
+
+def test_release_and_requeue_running_keep_attempts(catalog: Catalog) -> None:
+    a, b = add_image(catalog, 1), add_image(catalog, 2)
+    with catalog.transaction() as db:
+        catalog.queue_jobs(db, "embed_image", ["img_v1"], a, "image")
+        catalog.queue_jobs(db, "embed_image", ["img_v1"], b, "image")
+    first, _ = catalog.claim_jobs("embed_image", "img_v1", 10, now=1e9)
+    catalog.release_jobs([first.id])
+    assert catalog.requeue_running() == 1
+    assert [r[4:] for r in job_rows(catalog)] == [("queued", 0), ("queued", 0)]
+
+
+def test_a_vector_job_finishes_only_with_its_vector(catalog: Catalog) -> None:
+    id_ = add_image(catalog, 1)
+    add_description(catalog, id_, "caption", "new text")
+    with catalog.transaction() as db:
+        catalog.queue_jobs(db, "embed_text", ["words_v1"], id_, "caption")
+    # A late write of stale content is refused, and its job stays.
+    assert add_entry(catalog, id_, "caption", "words_v1", content="old text") is None
+    with catalog.transaction() as db:
+        catalog.finish_vector_job(db, "words_v1", id_, "caption")
+    assert len(job_rows(catalog)) == 1
+    assert add_entry(catalog, id_, "caption", "words_v1", content="new text") is not None
+    with catalog.transaction() as db:
+        catalog.finish_vector_job(db, "words_v1", id_, "caption")
+    assert job_rows(catalog) == []
+
+
+def test_requeueing_an_existing_job_starts_it_over(catalog: Catalog) -> None:
+    id_ = add_image(catalog, 1)
+    with catalog.transaction() as db:
+        catalog.queue_jobs(db, "embed_text", ["words_v1"], id_, "caption")
+    (job,) = catalog.claim_jobs("embed_text", "words_v1", 1, now=1e9)
+    catalog.fail_job(job.id, "boom", retry_at=None)
+    with catalog.transaction() as db:
+        catalog.queue_jobs(db, "embed_text", ["words_v1"], id_, "caption")
+    assert job_rows(catalog) == [("embed_text", "words_v1", id_, "caption", "queued", 0)]
+
+
+def test_settle_and_deletes_take_jobs_along(catalog: Catalog) -> None:
+    a, b = add_image(catalog, 1), add_image(catalog, 2)
+    add_description(catalog, a, "caption", "x")
+    with catalog.transaction() as db:
+        catalog.queue_jobs(db, "embed_image", ["img_v1"], a, "image")
+        catalog.queue_jobs(db, "embed_image", ["building_v2"], b, "image")
+        catalog.queue_jobs(db, "embed_text", ["words_v1"], a, "caption")
+    assert catalog.settle(["img_v1"]) == 1  # b: only a building index still to do
+    assert catalog.get_image(b).status == "ready"  # type: ignore[union-attr]
+    assert catalog.get_image(a).status == "pending"  # type: ignore[union-attr]
+    assert catalog.settle(["img_v1"], ids=[]) == 0
+    with catalog.transaction() as db:
+        catalog.delete_description(db, a, "caption")
+    assert {r[0] for r in job_rows(catalog)} == {"embed_image"}
+    with catalog.transaction() as db:
+        catalog.delete_image_rows(db, a)
+    assert [r[2] for r in job_rows(catalog)] == [b]
+
+
+def test_failed_where_held_and_index_roles(catalog: Catalog) -> None:
+    a, b = add_image(catalog, 1), add_image(catalog, 2)
+    add_entry(catalog, a, "image", "img_v1")
+    with catalog.transaction() as db:
+        catalog.queue_jobs(db, "embed_image", ["img_v2"], a, "image")
+        catalog.queue_jobs(db, "embed_image", ["img_v2"], b, "image")
+    for job in catalog.claim_jobs("embed_image", "img_v2", 10, now=1e9):
+        catalog.fail_job(job.id, "boom", retry_at=None)
+    assert catalog.failed_where_held("embed_image", "img_v2", "img_v1") == 1  # a only
+
+    with catalog.transaction() as db:
+        catalog.set_index_role(
+            db, "img_v1", "active", family="img", plugin="toy", settings={"version": "1"}
+        )
+        catalog.set_index_role(db, "img_v1", "retired")  # the rest is kept
+    assert catalog.index_roles() == {"img_v1": ("img", "toy", "retired", {"version": "1"})}
+    with catalog.transaction() as db:
+        assert catalog.forget_index(db, "img_v1") == 1
+        catalog.forget_index(db, "img_v2")
+    assert catalog.index_roles() == {} and job_rows(catalog) == []
+
+
+def test_counts_skip_soft_deleted(catalog: Catalog) -> None:
     a, b = add_image(catalog, 1), add_image(catalog, 2)
     add_description(catalog, a, "caption", "x")
     add_description(catalog, b, "caption", "y")
     add_entry(catalog, a, "image", "img_v1")
-    add_entry(catalog, a, "caption", "words_v1")
-    assert catalog.count_missing("img_v1", "image") == (1, 2)
-    assert catalog.count_missing("words_v1", "text") == (1, 2)
+    add_entry(catalog, b, "image", "img_v1")
+    with catalog.transaction() as db:
+        catalog.set_deleted(db, b, True)
+    assert catalog.index_counts() == {"img_v1": 2}
+    assert catalog.soft_deleted_counts() == {"img_v1": 1}
+    assert catalog.description_count("caption") == 1
 
 
 # --- transactions and concurrency --------------------------------------------------

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from imgdex.fusion import FusedResult, Hit, collapse, fuse
+from imgdex.fusion import FusedResult, Fusion, Hit, _fuse_many, _fuse_one, collapse, fuse
 
 
 def hits(index: str, *pairs: tuple[str, float], method: str = "image") -> list[Hit]:
@@ -189,6 +189,53 @@ def test_single_index_gives_raw_scores() -> None:
 def test_single_index_with_weight_still_raw() -> None:
     per_index = {"img": hits("img", ("a", 0.99))}
     assert fuse(per_index, weights={"img": 5.0})[0].score == 0.99
+
+
+def random_hits(rng: random.Random, index: str, n: int) -> list[Hit]:
+    # Few images, few distinct scores and several methods: duplicates and ties abound.
+    return [
+        Hit(
+            f"img{rng.randrange(n // 2 + 1)}",
+            rng.choice([0.9, 0.5, 0.5, 0.25, -0.1]),
+            index,
+            rng.choice(["image", "caption", "ocr"]),
+        )
+        for _ in range(n)
+    ]
+
+
+@pytest.mark.parametrize("fusion_method", ["rrf", "max"])
+def test_single_index_fast_path_equals_general_path(fusion_method: Fusion) -> None:
+    rng = random.Random(11)
+    weights = {"ix": 3.0}  # ignored with one index, on both paths
+    for n in (0, 1, 2, 5, 20, 60):
+        for _ in range(20):
+            collapsed = collapse(random_hits(rng, "ix", n))
+            general = _fuse_many({"ix": collapsed}, fusion_method, 60, weights)
+            assert _fuse_one(collapsed) == general
+            assert fuse({"ix": collapsed}, method=fusion_method, weights=weights) == general
+
+
+def test_single_index_fast_path_ranks_and_order_of_unsorted_input() -> None:
+    # Distinct images out of score order: ranks stay the input positions, the results
+    # are ordered by score then image id, as on the general path.
+    raw = hits("ix", ("c", 0.2), ("a", 0.9), ("b", 0.2), ("d", 0.5))
+    fast = _fuse_one(raw)
+    assert fast == _fuse_many({"ix": raw}, "rrf", 60, {})
+    assert fast is not None
+    assert [(r.image, r.matches[0][0]) for r in fast] == [("a", 2), ("d", 4), ("b", 3), ("c", 1)]
+
+
+def test_single_index_uncollapsed_input_takes_general_path() -> None:
+    rng = random.Random(5)
+    for _ in range(50):
+        raw = random_hits(rng, "ix", 12)
+        if len({h.image for h in raw}) == len(raw):
+            continue
+        assert _fuse_one(raw) is None
+        merged = fuse({"ix": raw})
+        assert merged == _fuse_many({"ix": raw}, "rrf", 60, {})
+        assert len(merged) == len({h.image for h in raw})
 
 
 def test_max_fusion_picks_highest_raw_score() -> None:

@@ -741,9 +741,11 @@ def test_reconcile_loses_entries_without_vector_file(env: Env) -> None:
         bad_label,
     }
     assert env.catalog.entries_by_id([gone_label, bad_label]) == []
-    # The description is now missing a vector: the enricher will embed it again.
-    missing = env.catalog.descriptions_missing_vector(managed.name, 100)
-    assert sorted(m[0] for m in missing) == sorted([gone_id, bad_id])
+    # The description is now missing a vector: a job embeds it again.
+    jobs = env.catalog._read("SELECT kind, target, image_sha256, method, state FROM jobs")
+    assert sorted(jobs) == sorted(
+        ("embed_text", managed.name, id_, "caption", "queued") for id_ in (gone_id, bad_id)
+    )
 
 
 def test_damaged_graph_is_rebuilt_from_vectors(env: Env) -> None:

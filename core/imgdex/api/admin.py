@@ -42,36 +42,17 @@ class AdminController(Controller):
         library.set_plugin_enabled(name, enabled)
         return next(p for p in library.plugin_report() if p.name == name)
 
-    @get("/jobs", summary="Background enrichment progress")
+    @get("/jobs", summary="Background jobs: counts, progress and errors")
     async def jobs(self, library: LibraryDep, state: State) -> dict[str, Any]:
-        """Per index: vectors done of total, items given up on, rate and ETA."""
-        enricher = state.enricher
-        progress = await library.run_io(library.progress)
-        rates = enricher.rates()
-        indexes = {}
-        for name, p in progress.items():
-            rate = rates.get(name)
-            left = max(0, p.total - p.done - p.failed)
-            indexes[name] = {
-                "done": p.done,
-                "total": p.total,
-                "failed": p.failed,
-                "rate_per_s": round(rate, 2) if rate else None,
-                "eta_s": round(left / rate, 1) if rate and left else (0.0 if not left else None),
-            }
-        return {
-            "paused": enricher.paused,
-            "indexes": indexes,
-            "failed": dict(library.failures),
-            "errors": {
-                name: [{"item": i, "error": e} for i, e in items[-20:]]
-                for name, items in enricher.errors.items()
-            },
-        }
+        """Jobs by kind and state; per index and describer: done of total, queued,
+        running, failed, rate and ETA; the latest errors of failed jobs."""
+        report: dict[str, Any] = await library.run_io(state.enricher.report)
+        return report
 
-    @post("/jobs/retry", status_code=HTTP_200_OK, summary="Retry what was given up on")
+    @post("/jobs/retry", status_code=HTTP_200_OK, summary="Retry failed jobs")
     async def retry(self, library: LibraryDep, state: State) -> dict[str, int]:
-        """Failed images go back to pending and every skipped item is tried again."""
+        """Failed jobs are queued again with fresh attempts; images failed by them go
+        back to pending."""
         return {"requeued": await library.run_io(state.enricher.retry)}
 
     @post("/jobs/pause", status_code=HTTP_200_OK, summary="Pause background enrichment")
@@ -111,12 +92,11 @@ class AdminController(Controller):
 
         def remove() -> int:
             counts = library.catalog.index_counts()
-            if name not in counts and library.indexes.read_meta(name) is None:
+            known = name in counts or name in library.catalog.index_roles()
+            if not known and library.indexes.read_meta(name) is None:
                 raise NotFound(f"unknown index {name!r}", code="unknown_index")
             with library.catalog.transaction() as db:
-                removed = db.execute(
-                    "DELETE FROM vector_entries WHERE index_name = ?", (name,)
-                ).rowcount
+                removed = library.catalog.forget_index(db, name)
             library.indexes.remove(name)
             if slot is not None:
                 slot.index = None

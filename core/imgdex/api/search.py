@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from litestar import Controller, post
-from litestar.datastructures import UploadFile
 from litestar.params import JSONBody, MultipartBody
 from litestar.status_codes import HTTP_200_OK
 
@@ -23,20 +21,10 @@ from imgdex.schemas import (
 )
 
 from .deps import LibraryDep, SearcherDep
+from .forms import ImageSearchForm
 from .images import read_upload
 
 __all__ = ["SearchController"]
-
-
-@dataclass
-class ImageSearchForm:
-    file: UploadFile
-    top_k: str | None = None
-    offset: str | None = None
-    index: str | None = None  # one name, or several separated by commas
-    methods: str | None = None  # comma-separated
-    min_score: str | None = None
-    fusion: str | None = None
 
 
 class SearchController(Controller):

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from imgdex.catalog import Catalog
+from imgdex.catalog import Catalog, JobKind
 from imgdex.errors import Conflict, NotFound
 from imgdex.providers import Embedder, IndexBackend, Metric, VectorIndex
 from imgdex.storage import Storage, atomic_write
@@ -46,10 +46,12 @@ class IndexInfo:
     stores: str
     backend: str
     created_at: str
+    family: str = ""
 
     def to_json(self, count: int) -> dict[str, Any]:
         return {
             "index": self.name,
+            "family": self.family or self.name,
             "model": self.model,
             "model_version": self.model_version,
             "dimension": self.dimension,
@@ -137,6 +139,7 @@ class IndexManager:
                 stores=embedder.stores,
                 backend=self.backend.name,
                 created_at=str(meta.get("created_at", now)) if meta else now,
+                family=embedder.family,
             )
             if meta:
                 self._check(_info_from_meta(meta), embedder, dimension)
@@ -217,7 +220,7 @@ class IndexManager:
         return report
 
     def _readd(self, managed: ManagedIndex, labels: list[int]) -> tuple[int, int]:
-        readded, lost_ids = 0, []
+        readded, lost = 0, []
         for start in range(0, len(labels), 1000):
             entries = self.catalog.entries_by_id(labels[start : start + 1000])
             ids, vectors = [], []
@@ -227,21 +230,27 @@ class IndexManager:
                         entry.image_sha256, managed.name, entry.method
                     )
                 except (OSError, ValueError):
-                    lost_ids.append(entry.id)
+                    lost.append(entry)
                     continue
                 if vector.shape != (managed.info.dimension,):
-                    lost_ids.append(entry.id)
+                    lost.append(entry)
                     continue
                 ids.append(entry.id)
                 vectors.append(vector)
             if ids:
                 managed.add(ids, np.stack(vectors))
                 readded += len(ids)
-        if lost_ids:
-            # The vector file is gone: forget the entry so the enricher embeds it again.
+        if lost:
+            # The vector file is gone: forget the entry and queue the item to be embedded
+            # again.
             with self.catalog.transaction() as db:
-                self.catalog.delete_vector_entries(db, lost_ids)
-        return readded, len(lost_ids)
+                self.catalog.delete_vector_entries(db, [entry.id for entry in lost])
+                for entry in lost:
+                    kind: JobKind = "embed_image" if entry.method == "image" else "embed_text"
+                    self.catalog.queue_jobs(
+                        db, kind, [managed.name], entry.image_sha256, entry.method
+                    )
+        return readded, len(lost)
 
     def rebuild(self, name: str) -> dict[str, int]:
         """Compact: build a fresh index from the ``.npy`` vectors and swap it in."""
@@ -312,6 +321,19 @@ class IndexManager:
                 managed.index.close()
         self._open.clear()
 
+    def close_index(self, name: str) -> None:
+        """Save and close an open index (retired by a model upgrade); it stays on disk."""
+        with self._lock:
+            managed = self._open.pop(name, None)
+        if managed is None:
+            return
+        with managed.swap_lock:
+            try:
+                managed.index.save()
+                self._write_meta(managed)
+            finally:
+                managed.index.close()
+
     def remove(self, name: str) -> None:
         """Delete an index's directory (and forget it); its catalog entries go too."""
         with self._lock:
@@ -333,4 +355,5 @@ def _info_from_meta(meta: dict[str, Any]) -> IndexInfo:
         stores=str(meta.get("stores", "")),
         backend=str(meta.get("backend", "")),
         created_at=str(meta.get("created_at", "")),
+        family=str(meta.get("family", "")),
     )

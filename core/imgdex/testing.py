@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from imgdex.config import Config, decode_config
+from imgdex.config import Config, PluginConfig, PluginSettings, decode_config
 from imgdex.hookspecs import hookimpl
 from imgdex.providers import Embedder, Modality
 
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = [
     "COLORS",
     "ColorEmbedder",
+    "ConfiguredToyPlugin",
+    "ToyConfig",
     "ToyPlugin",
     "WordEmbedder",
     "image_bytes",
@@ -148,9 +151,65 @@ class ToyPlugin:
             register(embedder)
 
 
+class ToyConfig(PluginConfig, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """The ``plugins.toy_color`` / ``plugins.toy_words`` section of a test config."""
+
+    version: str = "1"
+    # Seconds added per embedded item, to watch background work while it happens.
+    delay: float = 0.0
+
+
+class ConfiguredToyPlugin:
+    """A toy plugin configured like the real ones: ``version`` names its index
+    (``toy_color_v<version>``), ``model`` names its model, ``delay`` slows it down."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    @hookimpl
+    def register_embedders(
+        self, register: Callable[[Embedder], None], config: PluginSettings
+    ) -> None:
+        cfg = config.decode(ToyConfig)
+        embedder: ColorEmbedder | WordEmbedder
+        if self.kind == "color":
+            embedder = ColorEmbedder(f"toy_color_v{cfg.version}", version=cfg.version)
+        else:
+            embedder = WordEmbedder(f"toy_words_v{cfg.version}", version=cfg.version)
+        if cfg.model:
+            embedder.model = cfg.model
+        if cfg.delay:
+            register(_Slowed(embedder, cfg.delay))
+        else:
+            register(embedder)
+
+
+class _Slowed(Embedder):
+    """Another embedder, `delay` seconds per item slower."""
+
+    def __init__(self, inner: Embedder, delay: float) -> None:
+        self.inner, self.delay = inner, delay
+        self.index_name, self.model, self.version = inner.index_name, inner.model, inner.version
+        self.stores, self.query_modalities = inner.stores, inner.query_modalities
+
+    @property
+    def dimension(self) -> int | None:
+        return self.inner.dimension
+
+    def embed_images(self, images: Sequence[Image]) -> npt.NDArray[np.float32]:
+        time.sleep(self.delay * len(images))
+        return self.inner.embed_images(images)
+
+    def embed_texts(self, texts: Sequence[str], *, query: bool) -> npt.NDArray[np.float32]:
+        if not query:
+            time.sleep(self.delay * len(texts))
+        return self.inner.embed_texts(texts, query=query)
+
+
 def toy_plugins() -> dict[str, object]:
-    """Fresh ``{"toy_color": ..., "toy_words": ...}`` plugins for `create_app`."""
-    return {"toy_color": ToyPlugin(ColorEmbedder()), "toy_words": ToyPlugin(WordEmbedder())}
+    """Fresh ``{"toy_color": ..., "toy_words": ...}`` plugins for `create_app`, each
+    configured by its ``plugins.<name>`` section (`ToyConfig`)."""
+    return {"toy_color": ConfiguredToyPlugin("color"), "toy_words": ConfiguredToyPlugin("words")}
 
 
 def image_bytes(

@@ -28,7 +28,7 @@ from imgdex.models import EmbedderSlot
 if TYPE_CHECKING:
     from imgdex.library import Library
 
-__all__ = ["UpgradeState", "plan_upgrades", "try_take_over"]
+__all__ = ["UpgradeState", "drop_stand_in", "plan_upgrades", "try_take_over"]
 
 log = logging.getLogger(__name__)
 
@@ -188,3 +188,16 @@ def try_take_over(library: Library, name: str) -> bool:
             library.release(retired)
     log.info("index %s is complete and took over from %s", name, old)
     return True
+
+
+def drop_stand_in(library: Library, name: str) -> None:
+    """An admin removed the old index of an upgrade: the new one answers as it fills."""
+    new = library.upgrades.successor(name)
+    if new is None:
+        return
+    library.upgrades.serving_for.pop(new, None)
+    library.upgrades.problems[new] = f"the old index {name} was removed; this one answers meanwhile"
+    slot = library.embedders.get(name)
+    library.embedders = {k: v for k, v in library.embedders.items() if k != name}
+    if slot is not None:
+        library.release(slot)

@@ -12,6 +12,7 @@ from litestar.status_codes import HTTP_200_OK
 from imgdex.errors import Conflict, NotFound
 from imgdex.status import PluginInfo
 from imgdex.storage import check_name
+from imgdex.upgrades import drop_stand_in
 
 from .deps import LibraryDep, admin_guard
 
@@ -97,6 +98,7 @@ class AdminController(Controller):
                 raise NotFound(f"unknown index {name!r}", code="unknown_index")
             with library.catalog.transaction() as db:
                 removed = library.catalog.forget_index(db, name)
+            drop_stand_in(library, name)
             library.indexes.remove(name)
             if slot is not None:
                 slot.index = None

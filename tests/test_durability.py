@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ from litestar.testing import TestClient
 
 from imgdex.testing import image_bytes, make_config
 
+from .conftest import ADMIN
 from .serverproc import ServerProcess
 
 
@@ -233,5 +235,121 @@ def test_parallel_uploads_of_the_same_file_store_it_once(tmp_path: Path) -> None
             assert http.get("/api/images").json()["total"] == 1
             assert http.get("/api/stats").json()["indexes"]["toy_color_v1"] == 1
         assert len(stored_dirs(tmp_path / "data")) == 1
+    finally:
+        server.stop()
+
+
+def catalog_rows(data: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(data / "imgdex.db") as db:
+        return db.execute(sql, params).fetchall()
+
+
+@pytest.mark.slow
+def test_sigkill_during_backfill_and_upgrade_finishes_every_job_once(tmp_path: Path) -> None:
+    """Kill the server again and again while background jobs run (a backfill of a newly
+    enabled plugin, then a model upgrade), with uploads coming in: in the end every
+    image is ready, every index holds exactly one vector per (image, method), and no
+    job is left."""
+    data = tmp_path / "data"
+
+    def config_file(color_version: str, words_delay: float, color_delay: float) -> Path:
+        config = make_config(
+            data,
+            index={"save_interval": 3600.0},
+            worker={"batch_size": 4, "retry_delay": 0.1},
+            plugins={
+                "toy_color": {"version": color_version, "delay": color_delay},
+                "toy_words": {"delay": words_delay},
+            },
+        )
+        path = tmp_path / f"imgdex-{color_version}-{words_delay}.yaml"
+        path.write_bytes(msgspec.yaml.encode(msgspec.to_builtins(config)))
+        return path
+
+    def up(http: httpx.Client, n: int) -> str:
+        payload = image_bytes((n * 53 % 256, n * 17 % 256, n * 29 % 256), (64, 48), pattern=n)
+        r = http.post("/api/images", files={"file": (f"{n}.png", payload, "image/png")})
+        assert r.status_code in (200, 201), r.text
+        sha = str(r.json()["sha256"])
+        r = http.post(
+            f"/api/images/{sha}/descriptions",
+            json={"method": "human", "content": f"photo number {n}"},
+        )
+        assert r.status_code == 201, r.text
+        return sha
+
+    # A library of 60 described images, with the words plugin disabled.
+    first = config_file("1", 0.0, 0.0)
+    server = ServerProcess(first).start()
+    with server.client() as http:
+        http.post("/api/admin/plugins/toy_words/disable", headers=ADMIN).raise_for_status()
+        shas = {up(http, n) for n in range(1, 61)}
+        # Enabling it queues a backfill of 60 descriptions, slowed to 50 ms each.
+        http.post("/api/admin/plugins/toy_words/enable", headers=ADMIN).raise_for_status()
+    server.kill()
+
+    slow_words = config_file("1", 0.05, 0.0)
+    n = 100
+    left: list[int] = []
+    for _ in range(3):  # killed in the middle of the backfill, three times
+        server = ServerProcess(slow_words).start()
+        with server.client() as http:
+            for _ in range(3):
+                shas.add(up(http, n))
+                n += 1
+            time.sleep(0.4)
+        server.kill()
+        left.append(catalog_rows(data, "SELECT COUNT(*) FROM jobs")[0][0])
+    assert max(left) > 0  # the kills did land in the middle of the backfill
+
+    # A model upgrade (toy_color v1 -> v2, slowed), killed twice while it builds.
+    upgrade = config_file("2", 0.0, 0.06)
+    for _ in range(2):
+        server = ServerProcess(upgrade).start()
+        with server.client() as http:
+            shas.add(up(http, n))
+            n += 1
+            body = http.post("/api/search/text", json={"query": "photo number 5"}).json()
+            assert body["results"], body
+            time.sleep(0.5)
+        server.kill()
+        roles = dict(catalog_rows(data, "SELECT name, role FROM index_roles"))
+        assert roles["toy_color_v2"] == "building"  # killed while the new index builds
+
+    server = ServerProcess(upgrade).start()
+    try:
+        with server.client() as http:
+
+            def settled() -> bool:
+                listed = {i["index"]: i for i in http.get("/api/indexes").json()["indexes"]}
+                return (
+                    listed["toy_color_v2"]["role"] == "active"
+                    and not catalog_rows(data, "SELECT 1 FROM jobs")
+                    and http.get("/api/images", params={"status": "pending"}).json()["total"] == 0
+                )
+
+            wait_for(settled, timeout=120)
+            images = http.get("/api/images", params={"limit": 500}).json()
+            assert images["total"] == len(shas) == len(stored_dirs(data))
+            assert {i["sha256"] for i in images["images"]} == shas
+            assert {i["status"] for i in images["images"]} == {"ready"}
+            # Exactly one vector per (image, method) in each index that is written.
+            for index, method in (("toy_color_v2", "image"), ("toy_words_v1", "human")):
+                rows = catalog_rows(
+                    data,
+                    "SELECT image_sha256 FROM vector_entries WHERE index_name = ? AND method = ?",
+                    (index, method),
+                )
+                assert sorted(r[0] for r in rows) == sorted(shas), index
+            stats = http.get("/api/stats").json()
+            assert stats["indexes"]["toy_color_v2"] == len(shas)
+            assert stats["indexes"]["toy_words_v1"] == len(shas)
+            report = http.get("/api/admin/jobs", headers=ADMIN).json()
+            assert report["jobs"] == {} and report["errors"] == {}
+            hits = http.post(
+                "/api/search/text", json={"query": "photo number 107", "index": "toy_words_v1"}
+            ).json()
+            texts = [m["matched_text"] for m in hits["results"][0]["matches"]]
+            assert "photo number 107" in texts
     finally:
         server.stop()

@@ -101,8 +101,25 @@ def test_serve_starts_with_real_plugins_and_no_weights(tmp_path: Path) -> None:
             admin = http.get("/api/admin/plugins", headers={"Authorization": "Bearer cli-token"})
             assert admin.status_code == 200
             assert http.get("/docs").status_code == 200
+            # The image's work waits as jobs, no attempt burnt, until the models load.
+            jobs = http.get("/api/admin/jobs", headers={"Authorization": "Bearer cli-token"})
+            assert jobs.json()["indexes"]["siglip2_image_v1"]["queued"] == 1
     finally:
         server.stop()
     assert not (data / "storage" / ".tmp").exists() or not list(
         (data / "storage" / ".tmp").iterdir()
     )
+    # `imgdex plugins` reads the same job counts from the catalog.
+    listed = run("plugins", "--json", "--data-dir", str(data))
+    plugins = {p["name"]: p for p in json.loads(listed.stdout)}
+    siglip2 = plugins["siglip2"]["indexes"][0]
+    assert siglip2["progress"] == {
+        "done": 0,
+        "total": 1,
+        "failed": 0,
+        "queued": 1,
+        "running": 0,
+    }
+    assert siglip2["role"] == "active"
+    text = run("plugins", "--data-dir", str(data)).stdout
+    assert "jobs: 0/1 done, 1 queued, 0 failed" in text

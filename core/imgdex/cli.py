@@ -83,7 +83,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from imgdex.hub import find_problem
     from imgdex.index import IndexManager
     from imgdex.plugins import PluginHost
-    from imgdex.status import plugin_infos
+    from imgdex.status import Progress, plugin_infos
 
     config = _config(args)
     host = PluginHost(config)
@@ -92,9 +92,24 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     states: dict[str, bool] = {}
     counts: dict[str, int] = {}
     on_disk: dict[str, dict[str, object]] = {}
+    progress: dict[str, Progress] = {}
+    roles: dict[str, tuple[str | None, str | None]] = {}
     if (data / "imgdex.db").is_file():
         catalog = Catalog(data / "imgdex.db")
         states, counts = catalog.plugin_states(), catalog.index_counts()
+        # Background jobs per index, as the server's /api/admin/jobs counts them.
+        jobs, hidden = catalog.job_counts(), catalog.soft_deleted_counts()
+        for _, embedder in host.embedders():
+            name = embedder.index_name
+            kind = "embed_image" if embedder.stores == "image" else "embed_text"
+            left = jobs.get((kind, name), {})
+            done = counts.get(name, 0) - hidden.get(name, 0)
+            queued = left.get("queued", 0) + left.get("running", 0)
+            failed = left.get("failed", 0)
+            progress[name] = Progress(
+                done=done, total=done + queued + failed, failed=failed, queued=queued
+            )
+        roles = {name: (r[2], None) for name, r in catalog.index_roles().items()}
         catalog.close()
     if (data / "vector_index").is_dir():
         on_disk = IndexManager.read_all_meta(data / "vector_index")
@@ -116,7 +131,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         counts=counts,
         on_disk=on_disk,
         model_states=model_states,
-        progress={},
+        progress=progress,
+        roles=roles,
     )
     if args.json:
         print(json.dumps(msgspec.to_builtins(infos), indent=2))
@@ -134,6 +150,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             dim = ix.dimension if ix.dimension is not None else "?"
             model = f"{ix.model} v{ix.model_version}"
             print(f"    index {ix.index:<22} {model}  dim={dim}  vectors={ix.count}")
+            if ix.progress is not None and (ix.progress.queued or ix.progress.failed):
+                p = ix.progress
+                print(
+                    f"        jobs: {p.done}/{p.total} done, {p.queued} queued, {p.failed} failed"
+                )
+            if ix.role and ix.role != "active":
+                print(f"        role: {ix.role}")
             if ix.error:
                 print(f"        {ix.state}: {ix.error}")
         for d in info.describers:

@@ -124,7 +124,9 @@ class Enricher:
             units.append(Unit(kind, slot.name, slot, concurrency.get(slot.plugin.name, 1)))
         for describer in library.describer_slots():
             method = describer.provider.method
-            units.append(Unit("describe", method, describer, concurrency.get(method, 1)))
+            units.append(
+                Unit("describe", method, describer, concurrency.get(describer.plugin.name, 1))
+            )
         return units
 
     # --- the loop -------------------------------------------------------------------

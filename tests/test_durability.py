@@ -16,7 +16,7 @@ from litestar.testing import TestClient
 
 from imgdex.testing import image_bytes, make_config
 
-from .conftest import ADMIN
+from .conftest import ADMIN, wait_for
 from .serverproc import ServerProcess
 
 
@@ -35,15 +35,6 @@ def stored_dirs(data: Path) -> set[str]:
         for b in a.iterdir()
         for c in b.iterdir()
     }
-
-
-def wait_for(predicate: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import itertools
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +16,9 @@ from litestar.testing import TestClient
 from imgdex.errors import ServiceUnavailable
 from imgdex.testing import ColorEmbedder, ToyPlugin, WordEmbedder, image_bytes, make_config
 
-from .conftest import ADMIN
+from .conftest import ADMIN, wait_for
 
 Client = TestClient[Any]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def upload(client: Client, data: bytes) -> Any:

@@ -26,18 +26,9 @@ from imgdex.testing import (
     toy_plugins,
 )
 
-from .conftest import ADMIN
+from .conftest import ADMIN, wait_for
 
 Client = TestClient[Any]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def upload(client: Client, data: bytes) -> Any:

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,21 +36,12 @@ from imgdex.testing import (
     make_config,
 )
 
-from .conftest import ADMIN
+from .conftest import ADMIN, wait_for
 from .modelservers import ModelProcess, ThreadedServer, TunableColor
 from .serverproc import ServerProcess
 
 Client = TestClient[Any]
 COLOURS = ["red", "green", "blue", "yellow", "black", "white", "orange", "purple"]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"condition not reached in time: {what}")
 
 
 def model_app(tmp_path: Path, embedder: ColorEmbedder, **kwargs: Any) -> Any:

@@ -146,22 +146,7 @@ def orphan_status(
 ) -> IndexStatus:
     """An index on disk that no installed plugin writes: retired by a model upgrade, or
     its plugin is gone."""
-    if role[0] == "retired":
-        return IndexStatus(
-            index=str(meta.get("index")),
-            model=str(meta.get("model", "")),
-            model_version=str(meta.get("model_version", "")),
-            dimension=meta.get("dimension"),
-            metric=str(meta.get("metric", "cosine")),
-            stores=str(meta.get("stores", "")),
-            query_modalities=[],
-            plugin=None,
-            enabled=False,
-            state="retired",
-            count=count,
-            role="retired",
-            note=role[1],
-        )
+    retired = role[0] == "retired"
     return IndexStatus(
         index=str(meta.get("index")),
         model=str(meta.get("model", "")),
@@ -172,7 +157,9 @@ def orphan_status(
         query_modalities=[],
         plugin=None,
         enabled=False,
-        state="orphaned",
-        error="no installed plugin provides this index",
+        state="retired" if retired else "orphaned",
+        error=None if retired else "no installed plugin provides this index",
         count=count,
+        role=role[0],
+        note=role[1],
     )

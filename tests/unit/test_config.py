@@ -157,6 +157,9 @@ def test_unknown_key_names_full_path(text: bytes, key: str) -> None:
         # msgspec reports dict values as `weights[...]`: the section is what it can name.
         (b"search:\n  weights: {a: heavy}\n", "search.weights"),
         (b"data_dir: [1]\n", "data_dir"),
+        (b"worker:\n  max_attempts: 0\n", "worker.max_attempts"),
+        (b"worker:\n  retry_delay: -1\n", "worker.retry_delay"),
+        (b"worker:\n  concurrency: {vlm_caption: 0}\n", "worker.concurrency"),
     ],
 )
 def test_wrong_type_names_key(text: bytes, key: str) -> None:

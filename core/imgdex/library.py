@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import sqlite3
 import threading
 from collections import defaultdict
@@ -115,7 +116,10 @@ class Library:
         # Model upgrades: an old index answers for its family while a new one builds.
         self.upgrades = UpgradeState()
         plan_upgrades(self)
-        self._io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="imgdex-io")
+        # Hashing, decoding, SQLite and file writes: more threads than about twice the
+        # cores only contend for the GIL (docs/benchmarks.md, concurrency item 7).
+        io_threads = max(4, 2 * (os.cpu_count() or 2))
+        self._io = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="imgdex-io")
         # Request-path calls plus the background workers' batches (worker.concurrency).
         concurrency = config.worker.concurrency
         workers = len(self.embedders) + len(self.describers)

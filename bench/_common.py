@@ -247,7 +247,10 @@ class BenchServer:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, timeout: float = 600) -> BenchServer:
+    def start(self, timeout: float = 600, lazy: bool = False) -> BenchServer:
+        """Start and wait until every model is loaded (`lazy`: or not loaded yet, for a
+        server without background tasks, whose models load on first use)."""
+        ready = {"ready", "not_loaded"} if lazy else {"ready"}
         spec_file = self.workdir / f"server-{self.port}.json"
         spec_file.write_text(json.dumps(self.spec))
         with open(self.log_path, "wb") as log:
@@ -266,7 +269,7 @@ class BenchServer:
                 try:
                     health = client.get("/health").json()
                     states = [m["state"] for m in health["models"]]
-                    if all(s == "ready" for s in states):
+                    if all(s in ready for s in states):
                         return self
                     if any(s == "failed" for s in states):
                         raise RuntimeError(f"a model failed to load: {health['models']}")

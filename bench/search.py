@@ -136,7 +136,7 @@ def run_size(
     try:
         for name, server in servers.items():
             t0 = time.perf_counter()
-            server.start()
+            server.start(lazy=name == "baseline")
             ready = time.perf_counter() - t0
             settle = server.settle()
             info[name] = {"start_s": ready, "settle_s": settle}

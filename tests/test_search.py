@@ -248,3 +248,47 @@ def test_image_search_form_has_evaluated_annotations() -> None:
     from imgdex.api.forms import ImageSearchForm
 
     assert not any(isinstance(a, str) for a in ImageSearchForm.__annotations__.values())
+
+
+def test_a_bad_image_fails_the_request_before_any_index_is_blamed(imgdex_client: Client) -> None:
+    # The image is decoded in the search's worker call: a bad one is still the request's
+    # error (415), never one index's, and comes before a bad `index`, as it always did.
+    library(imgdex_client)
+    bad = base64.b64encode(b"not an image").decode()
+    for index in (None, "toy_color_v1", "no_such_index", "toy_words_v1"):
+        form = {} if index is None else {"index": index}
+        r = imgdex_client.post(
+            "/api/search/image",
+            files={"file": ("q.txt", b"not an image", "text/plain")},
+            data=form,
+        )
+        assert r.status_code == 415, r.text
+        assert r.json()["error"] == "not_an_image"
+        r = imgdex_client.post("/api/search/image/base64", json={"image": bad, **form})
+        assert r.status_code == 415, r.text
+        assert r.json()["error"] == "not_an_image"
+
+
+def test_fused_image_search_answers_from_every_index(
+    imgdex_app_factory: Callable[..., Any],
+) -> None:
+    from imgdex.testing import ColorEmbedder, ToyPlugin
+
+    plugins = {
+        "colors": ToyPlugin(ColorEmbedder("toy_color_v1"), ColorEmbedder("toy_color_b_v1")),
+    }
+    with TestClient(app=imgdex_app_factory(plugins=plugins)) as client:
+        shas = {c: upload(client, image_bytes(c, pattern=i)) for i, c in enumerate(["red", "blue"])}
+        r = client.post(
+            "/api/search/image",
+            files={"file": ("q.png", image_bytes("blue", pattern=1), "image/png")},
+            data={"top_k": "2"},
+        )
+        body = r.json()
+        assert body["fusion"] == "rrf"
+        assert {s["index"]: s["result_count"] for s in body["indexes_searched"]} == {
+            "toy_color_v1": 2,
+            "toy_color_b_v1": 2,
+        }
+        assert body["results"][0]["sha256"] == shas["blue"]
+        assert [m["rank"] for m in body["results"][0]["matches"]] == [1, 1]

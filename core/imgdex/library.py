@@ -350,10 +350,9 @@ class Library:
             embeddings, errors = await self._fan_out(
                 slots, lambda slot: self._embed_image(slot, row.sha256, image)
             )
-            await self.run_io(self.catalog.settle, self.settle_targets(), [row.sha256])
+            row = await self.run_io(self._settle, row.sha256)
             if self.describer_slots():
                 self.on_work()  # a new image for the captioners
-            row = await self.run_io(self._get_row, row.sha256)
         message = "uploaded"
         if stored.restored:
             message = "restored (the image had been deleted)"
@@ -380,6 +379,11 @@ class Library:
         for describer in self.describer_slots():
             method = describer.provider.method
             self.catalog.queue_jobs(db, "describe", [method], id_, method)
+
+    def _settle(self, id_: str) -> ImageRow:
+        """Make a new image ready if its image vectors are all there; its row after."""
+        self.catalog.settle(self.settle_targets(), [id_])
+        return self._get_row(id_)
 
     def _get_row(self, id_: str) -> ImageRow:
         row = self.catalog.get_image(check_id(id_))

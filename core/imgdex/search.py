@@ -1,17 +1,19 @@
 """Text and image search: fan out to every index that can answer, then fuse.
 
 Each index embeds the query and runs its vector search in one model-pool call; with
-several indexes these run concurrently. A second worker call then maps every index's
-labels to images with one catalog query, filters them (``methods``), collapses each
-index's hits to the best hit per image (searching an index again with a larger k when
-too few images survive), fuses, pages and decorates the page with image facts and the
-matched description texts. A search of one index does all of it in a single call.
+several indexes these calls run concurrently. Whichever call ends last then, in its own
+thread, maps every index's labels to images with one catalog query, filters them
+(``methods``), collapses each index's hits to the best hit per image (searching an index
+again with a larger k when too few images survive), fuses, pages and decorates the page
+with image facts and the matched description texts. A search costs one worker hop per
+index and none more; an image given as file bytes is decoded in that same call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -21,12 +23,14 @@ import numpy.typing as npt
 
 from imgdex.errors import BadRequest, Conflict, ImgdexError, NotFound, ServiceUnavailable
 from imgdex.fusion import FusedResult, Hit, collapse, fuse
+from imgdex.imaging import decode_image
 from imgdex.models import EmbedderSlot
 from imgdex.schemas import IndexSearched, Match, SearchOptions, SearchResponse, SearchResult
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
+    from imgdex.config import ImagesConfig
     from imgdex.index import ManagedIndex
     from imgdex.library import Library
 
@@ -69,14 +73,25 @@ class Searcher:
 
         return await self._search(query, slots, embed, options)
 
-    async def search_image(self, image: Image, options: SearchOptions) -> SearchResponse:
-        slots = self._targets("image", options.index)
+    async def search_image(self, image: Image | bytes, options: SearchOptions) -> SearchResponse:
+        """Search by a decoded image, or by an image file's bytes (decoded in the search's
+        own worker call, which saves a hop)."""
+        if not isinstance(image, bytes):
+            decoded = image
 
-        def embed(slot: EmbedderSlot) -> npt.NDArray[np.float32]:
-            vectors: npt.NDArray[np.float32] = slot.embed_images([image])
-            return np.asarray(vectors[0], dtype=np.float32)
+            def embed(slot: EmbedderSlot) -> npt.NDArray[np.float32]:
+                vectors: npt.NDArray[np.float32] = slot.embed_images([decoded])
+                return np.asarray(vectors[0], dtype=np.float32)
 
-        return await self._search(None, slots, embed, options)
+            return await self._search(None, self._targets("image", options.index), embed, options)
+        query = _ImageQuery(image, self.library.config.images)
+        try:
+            slots = self._targets("image", options.index)
+        except ImgdexError:
+            # A bad image is reported before a bad `index`, as when it was decoded first.
+            await self.library.run_io(query.decode)
+            raise
+        return await self._search(None, slots, query.embed, options, query.decode)
 
     def _targets(self, modality: str, wanted: str | list[str] | None) -> list[EmbedderSlot]:
         library = self.library
@@ -117,33 +132,46 @@ class Searcher:
         slots: list[EmbedderSlot],
         embed: Embed,
         options: SearchOptions,
+        prepare: Callable[[], None] | None = None,
     ) -> SearchResponse:
+        """`prepare` (decoding an image query) runs in the worker calls before `embed`;
+        its errors fail the request, where `embed`'s fail only that index."""
         library = self.library
         # The rank window: how many labels each index is asked for at first.
         window = max(3 * (options.offset + options.top_k), self.config.min_candidates)
-        if len(slots) == 1:
-            # One worker hop in all: embed, search, resolve, fuse, decorate.
-            (slot,) = slots
-            if (loading := _loading(slot)) is not None:
-                return self._answer(query, [loading], options)
+        found: list[_Candidates | None] = [_loading(slot) for slot in slots]
+        todo = [i for i, c in enumerate(found) if c is None]
+        if not todo:
+            if prepare is not None:
+                await library.run_io(prepare)  # a bad image still comes first
+            return self._answer(query, [c for c in found if c is not None], options)
+        left = len(todo)
+        lock = threading.Lock()
 
-            def one() -> SearchResponse:
-                return self._answer(query, [self._knn(slot, embed, window)], options)
+        def search(i: int) -> SearchResponse | None:
+            # One index per call, concurrently (hnswlib releases the GIL); the call that
+            # ends last answers for all of them, so the answer needs no further hop.
+            nonlocal left
+            try:
+                found[i] = self._knn(slots[i], embed, window, prepare)
+            finally:
+                with lock:
+                    left -= 1
+                    last = left == 0
+            done = [c for c in found if c is not None]
+            if not last or len(done) < len(found):  # not last, or another call raised
+                return None
+            return self._answer(query, done, options)
 
-            return await library.run_model(one)
+        answers = await asyncio.gather(*(library.run_model(search, i) for i in todo))
+        return next(a for a in answers if a is not None)
 
-        async def knn(slot: EmbedderSlot) -> _Candidates:
-            if (loading := _loading(slot)) is not None:
-                return loading
-            return await library.run_model(self._knn, slot, embed, window)
-
-        # The indexes' embeddings and vector searches run concurrently (hnswlib releases
-        # the GIL), then one more hop resolves, fuses and decorates them together.
-        found = await asyncio.gather(*(knn(slot) for slot in slots))
-        return await library.run_io(self._answer, query, found, options)
-
-    def _knn(self, slot: EmbedderSlot, embed: Embed, k: int) -> _Candidates:
+    def _knn(
+        self, slot: EmbedderSlot, embed: Embed, k: int, prepare: Callable[[], None] | None
+    ) -> _Candidates:
         """Embed the query and search one index (in a model-pool thread)."""
+        if prepare is not None:
+            prepare()
         try:
             vector = embed(slot)
             index = slot.ready_index()
@@ -165,17 +193,18 @@ class Searcher:
         if not answered:
             reasons = "; ".join(f"{c.slot.name}: {c.error}" for c in found)
             raise ServiceUnavailable(f"no index could answer: {reasons}", code="search_unavailable")
+        need = options.offset + options.top_k
+        per_index = {c.slot.name: c.hits for c in answered}
+        if len(answered) == 1:
+            # One index: the fused scores are its raw scores, in its hits' order, so
+            # only its first `need` hits can reach the page (`min_score` cuts a tail).
+            per_index = {name: hits[:need] for name, hits in per_index.items()}
         fusion = options.fusion or self.config.fusion
         weights = {**self.config.weights, **(options.weights or {})}
-        fused = fuse(
-            {c.slot.name: c.hits for c in answered},
-            method=fusion,
-            k=self.config.rrf_k,
-            weights=weights,
-        )
+        fused = fuse(per_index, method=fusion, k=self.config.rrf_k, weights=weights)
         if options.min_score is not None:
             fused = [r for r in fused if r.score >= options.min_score]
-        page = fused[options.offset : options.offset + options.top_k]
+        page = fused[options.offset : need]
         return SearchResponse(
             query=query,
             fusion=fusion if len(answered) > 1 else "single",
@@ -257,6 +286,26 @@ class Searcher:
                 )
             )
         return out
+
+
+class _ImageQuery:
+    """An image query given as file bytes, decoded once by the first call that needs it."""
+
+    def __init__(self, data: bytes, policy: ImagesConfig) -> None:
+        self.data = data
+        self.policy = policy
+        self.image: Image | None = None
+        self._lock = threading.Lock()
+
+    def decode(self) -> None:
+        with self._lock:
+            if self.image is None:
+                self.image = decode_image(self.data, self.policy).image
+
+    def embed(self, slot: EmbedderSlot) -> npt.NDArray[np.float32]:
+        assert self.image is not None, "decode() runs first"
+        vectors: npt.NDArray[np.float32] = slot.embed_images([self.image])
+        return np.asarray(vectors[0], dtype=np.float32)
 
 
 def _loading(slot: EmbedderSlot) -> _Candidates | None:

@@ -38,6 +38,8 @@ _PACKAGES = (
     "imgdex",
     "litestar",
     "uvicorn",
+    "httptools",
+    "uvloop",
     "httpx",
     "msgspec",
     "hnswlib",
@@ -171,15 +173,18 @@ def machine_info() -> dict[str, Any]:
 
 
 def proc_memory(pid: int | None = None) -> dict[str, int]:
-    """``{"rss": bytes, "peak_rss": bytes}`` of a process (VmRSS / VmHWM), Linux only."""
-    out = {"rss": 0, "peak_rss": 0}
+    """``{"rss", "peak_rss", "anon", "file"}`` of a process in bytes (VmRSS, VmHWM,
+    RssAnon, RssFile), Linux only. ``anon`` is the process's own memory; ``file`` counts
+    pages of mapped files (the catalog under ``PRAGMA mmap_size``, libraries), which are
+    page cache the kernel may drop."""
+    out = {"rss": 0, "peak_rss": 0, "anon": 0, "file": 0}
+    fields = {"VmRSS:": "rss", "VmHWM:": "peak_rss", "RssAnon:": "anon", "RssFile:": "file"}
     path = Path(f"/proc/{pid or 'self'}/status")
     with contextlib.suppress(OSError):
         for line in path.read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                out["rss"] = int(line.split()[1]) * 1024
-            elif line.startswith("VmHWM:"):
-                out["peak_rss"] = int(line.split()[1]) * 1024
+            key = line.split(maxsplit=1)[0] if line else ""
+            if key in fields:
+                out[fields[key]] = int(line.split()[1]) * 1024
     return out
 
 

@@ -13,7 +13,9 @@ the graph. The server is then started on that directory with a `TableEmbedder` p
 whose query vector is looked up by key (text query ``"q17"``, or a 16x16 PNG whose pixels
 encode 17), so no model runs and every measured millisecond is the server's.
 
-Measured, query by query and interleaved so both see the same machine:
+Measured query by query and interleaved, so that every figure compared with another
+was taken side by side on the same machine (the cases of one modality take turns, each
+index and the fused search, and within a case each server):
 - server: ``POST /api/search/text`` and ``/api/search/image`` (multipart) through uvicorn on
   a loopback port with a keep-alive httpx client, one index (``index``) and all three
   fused (no ``index``), p50/p99;
@@ -34,7 +36,7 @@ Measured, query by query and interleaved so both see the same machine:
 The first default run (10k and 100k vectors x 3 indexes) spends 10 to 20 minutes on this
 2-core machine building the library (hnswlib graphs with the server's M=16 and
 ef_construction=200, and one ``.npy`` file per vector); ``--cache DIR`` keeps the built
-data directories (4.7 GB for 100k x 3) and later runs take about 90 seconds.
+data directories (4.7 GB for 100k x 3) and later runs take about 3 minutes.
 ``--sizes 1000000 --dims 384`` is the manual million-vector run: about 2 GB of RAM for
 the server's index, as much again for the raw copy, ~8 GB of disk and an hour or more to
 build here.
@@ -154,22 +156,9 @@ def run_size(
             clients["floor"].text(i, None, args.top_k)
             clients["floor"].image(pngs[i], None, args.top_k)
         for modality in ("text", "image"):
-            for d in [*dims, None]:
-                cases.append(
-                    measure_case(
-                        args,
-                        clients,
-                        modality,
-                        d,
-                        dims,
-                        queries,
-                        raw,
-                        labels,
-                        truth,
-                        row_of_image,
-                        pngs,
-                    )
-                )
+            cases += measure_modality(
+                args, clients, modality, dims, queries, raw, labels, truth, row_of_image, pngs
+            )
         memory = servers["server"].memory()
     finally:
         for client in clients.values():
@@ -193,11 +182,22 @@ def run_size(
     return result, sample
 
 
-def measure_case(
+class Case:
+    """The samples of one case: one index (`dim`) or all of them fused (`dim` None)."""
+
+    def __init__(self, modality: str, dim: int | None, endpoints: list[str]) -> None:
+        self.modality, self.dim = modality, dim
+        self.index = table_index_name(dim) if dim is not None else None
+        self.times: dict[str, list[float]] = {name: [] for name in endpoints}
+        self.found: dict[str, list[list[int]]] = {n: [] for n in endpoints if n != "floor"}
+        self.raw_t: list[float] = []
+        self.raw_found: list[list[int]] = []
+
+
+def measure_modality(
     args: argparse.Namespace,
     clients: dict[str, Client],
     modality: str,
-    dim: int | None,
     dims: list[int],
     queries: dict[int, npt.NDArray[np.float32]],
     raw: dict[int, Any],
@@ -205,55 +205,61 @@ def measure_case(
     truth: dict[int, npt.NDArray[np.int64]],
     row_of_image: dict[str, int],
     pngs: list[bytes],
-) -> dict[str, Any]:
-    """One case: the server (one index or fused), the no-op floor, the baseline server if
-    any and, for one index, raw hnswlib; query by query, in alternating order."""
-    index = table_index_name(dim) if dim is not None else None
-    times: dict[str, list[float]] = {name: [] for name in clients}
-    raw_t: list[float] = []
-    found: dict[str, list[list[int]]] = {name: [] for name in clients if name != "floor"}
-    raw_found: list[list[int]] = []
+) -> list[dict[str, Any]]:
+    """Every case of one modality (each index, then all fused), interleaved query by query
+    so that the fused/single ratios compare samples taken side by side. Within a case:
+    raw hnswlib (one index), then the server, the no-op floor and the baseline if any,
+    in alternating order."""
+    cases = [Case(modality, d, list(clients)) for d in [*dims, None]]
     order = list(clients)
     for i in range(args.queries):
-        if dim is not None:
-            vector = queries[dim][i : i + 1]
-            t0 = time.perf_counter()
-            nearest, _ = raw[dim].knn_query(vector, k=args.top_k)
-            raw_t.append(time.perf_counter() - t0)
-            raw_found.append(np.searchsorted(labels[dim], nearest[0]).tolist())
-        for name in order if i % 2 == 0 else order[::-1]:
-            client = clients[name]
-            if modality == "text":
-                elapsed, response = client.text(i, index, args.top_k)
-            else:
-                elapsed, response = client.image(pngs[i], index, args.top_k)
-            times[name].append(elapsed)
-            if name == "floor":
-                continue
-            found[name].append([row_of_image[r["sha256"]] for r in response["results"]])
-            if dim is None and len(response["indexes_searched"]) != len(dims):
-                raise RuntimeError(f"fused search answered by {response['indexes_searched']}")
+        shift = i % len(cases)
+        for case in cases[shift:] + cases[:shift]:
+            if case.dim is not None:
+                vector = queries[case.dim][i : i + 1]
+                t0 = time.perf_counter()
+                nearest, _ = raw[case.dim].knn_query(vector, k=args.top_k)
+                case.raw_t.append(time.perf_counter() - t0)
+                case.raw_found.append(np.searchsorted(labels[case.dim], nearest[0]).tolist())
+            for name in order if i % 2 == 0 else order[::-1]:
+                client = clients[name]
+                if modality == "text":
+                    elapsed, response = client.text(i, case.index, args.top_k)
+                else:
+                    elapsed, response = client.image(pngs[i], case.index, args.top_k)
+                case.times[name].append(elapsed)
+                if name == "floor":
+                    continue
+                case.found[name].append([row_of_image[r["sha256"]] for r in response["results"]])
+                if case.dim is None and len(response["indexes_searched"]) != len(dims):
+                    raise RuntimeError(f"fused search answered by {response['indexes_searched']}")
+    return [summarize(args, case, truth) for case in cases]
+
+
+def summarize(
+    args: argparse.Namespace, c: Case, truth: dict[int, npt.NDArray[np.int64]]
+) -> dict[str, Any]:
     case: dict[str, Any] = {
-        "modality": modality,
-        "dim": dim,
-        "index": index or "fused (all)",
-        **{name: stats_ms(t) for name, t in times.items()},
+        "modality": c.modality,
+        "dim": c.dim,
+        "index": c.index or "fused (all)",
+        **{name: stats_ms(t) for name, t in c.times.items()},
     }
     case["above_floor_ms"] = case["server"]["p50"] - case["floor"]["p50"]
     if "baseline" in case:
         case["server_over_baseline"] = case["server"]["p50"] / case["baseline"]["p50"]
-    if dim is not None:
-        case["raw_hnswlib"] = stats_ms(raw_t)
-        case["recall_server"] = recall(found["server"], truth[dim], args.top_k)
-        case["recall_raw"] = recall(raw_found, truth[dim], args.top_k)
-        if "baseline" in found:
-            case["recall_baseline"] = recall(found["baseline"], truth[dim], args.top_k)
+    if c.dim is not None:
+        case["raw_hnswlib"] = stats_ms(c.raw_t)
+        case["recall_server"] = recall(c.found["server"], truth[c.dim], args.top_k)
+        case["recall_raw"] = recall(c.raw_found, truth[c.dim], args.top_k)
+        if "baseline" in c.found:
+            case["recall_baseline"] = recall(c.found["baseline"], truth[c.dim], args.top_k)
         raw_p50 = case["raw_hnswlib"]["p50"]
         case["overhead_ms"] = case["server"]["p50"] - raw_p50
         case["overhead_ratio"] = case["server"]["p50"] / raw_p50
         case["above_floor_overhead_ms"] = case["above_floor_ms"] - raw_p50
-    label = f"d={dim}" if dim is not None else "fused"
-    line = f"  {modality:5} {label:7} p50 {case['server']['p50']:.3f} ms"
+    label = f"d={c.dim}" if c.dim is not None else "fused"
+    line = f"  {c.modality:5} {label:7} p50 {case['server']['p50']:.3f} ms"
     line += f", floor {case['floor']['p50']:.3f} ms"
     if "baseline" in case:
         line += f", baseline {case['baseline']['p50']:.3f} ms"

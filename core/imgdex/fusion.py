@@ -65,31 +65,32 @@ def fuse(
     method: Fusion = "rrf",
     k: int = 60,
     weights: Mapping[str, float] | None = None,
+    limit: int | None = None,
 ) -> list[FusedResult]:
     """Fuse collapsed, score-ordered hit lists (one per index) into one ranked list.
 
     With a single index the fused score is that index's raw similarity, so a search of
     one index reads like the seed's (an image searched with itself scores ~1.0).
+    `limit` keeps only the first results (the same ones, built for fewer images).
     """
     if len(per_index) == 1:
         (hits,) = per_index.values()
-        if (results := _fuse_one(hits)) is not None:
+        if (results := _fuse_one(hits, limit)) is not None:
             return results
-    return _fuse_many(per_index, method, k, weights or {})
+    return _fuse_many(per_index, method, k, weights or {}, limit)
 
 
-def _fuse_one(hits: Sequence[Hit]) -> list[FusedResult] | None:
+def _fuse_one(hits: Sequence[Hit], limit: int | None = None) -> list[FusedResult] | None:
     """The single-index fast path: a collapsed list maps straight to results.
 
     None when an image occurs twice (the list was not collapsed): merging its hits is
     `_fuse_many`'s job. Gives exactly what `_fuse_many` gives for the same list.
     """
-    results = [FusedResult(h.image, h.score, [(rank, h)]) for rank, h in enumerate(hits, 1)]
-    if len({r.image for r in results}) != len(results):
+    if len({h.image for h in hits}) != len(hits):
         return None
     # A collapsed list is in this order already; the sort then costs one pass.
-    results.sort(key=_result_order)
-    return results
+    ranked = sorted(enumerate(hits, 1), key=lambda r: (-r[1].score, r[1].image))
+    return [FusedResult(h.image, h.score, [(rank, h)]) for rank, h in ranked[:limit]]
 
 
 def _fuse_many(
@@ -97,28 +98,41 @@ def _fuse_many(
     method: Fusion,
     k: int,
     weights: Mapping[str, float],
+    limit: int | None = None,
 ) -> list[FusedResult]:
-    results: dict[str, FusedResult] = {}
-    single = len(per_index) == 1
+    # With one index (uncollapsed) the fused score is the raw one, as in `_fuse_one`.
+    by_score = len(per_index) == 1 or method == "max"
+    scores: dict[str, float] = {}
+    matches: dict[str, list[tuple[int, Hit]]] = {}
     for index in sorted(per_index):
         weight = weights.get(index, 1.0)
         for rank, hit in enumerate(per_index[index], start=1):
-            result = results.setdefault(hit.image, FusedResult(hit.image, 0.0))
-            result.matches.append((rank, hit))
-            if single or method == "max":
-                result.score = max(result.score, hit.score) if result.matches[1:] else hit.score
+            image = hit.image
+            seen = matches.get(image)
+            if seen is None:
+                matches[image] = [(rank, hit)]
+                scores[image] = hit.score if by_score else weight / (k + rank)
+                continue
+            seen.append((rank, hit))
+            if by_score:
+                scores[image] = max(scores[image], hit.score)
             else:
-                result.score += weight / (k + rank)
-    by_score = single or method == "max"
-    for result in results.values():
-        # The best match explains the result: under RRF the best rank, under max the
-        # highest raw score.
-        if by_score:
-            result.matches.sort(key=lambda m: (-m[1].score, m[0], m[1].index))
-        else:
-            result.matches.sort(key=lambda m: (m[0], -m[1].score, m[1].index))
-    return sorted(results.values(), key=_result_order)
+                scores[image] += weight / (k + rank)
+    order = sorted(scores, key=lambda image: (-scores[image], image))
+    results = []
+    for image in order[:limit]:
+        seen = matches[image]
+        if len(seen) > 1:
+            # The best match explains the result: under RRF the best rank, under max
+            # the highest raw score.
+            seen.sort(key=_by_score if by_score else _by_rank)
+        results.append(FusedResult(image, scores[image], seen))
+    return results
 
 
-def _result_order(result: FusedResult) -> tuple[float, str]:
-    return (-result.score, result.image)
+def _by_score(match: tuple[int, Hit]) -> tuple[float, int, str]:
+    return (-match[1].score, match[0], match[1].index)
+
+
+def _by_rank(match: tuple[int, Hit]) -> tuple[int, float, str]:
+    return (match[0], -match[1].score, match[1].index)

@@ -194,14 +194,15 @@ class Searcher:
             reasons = "; ".join(f"{c.slot.name}: {c.error}" for c in found)
             raise ServiceUnavailable(f"no index could answer: {reasons}", code="search_unavailable")
         need = options.offset + options.top_k
-        per_index = {c.slot.name: c.hits for c in answered}
-        if len(answered) == 1:
-            # One index: the fused scores are its raw scores, in its hits' order, so
-            # only its first `need` hits can reach the page (`min_score` cuts a tail).
-            per_index = {name: hits[:need] for name, hits in per_index.items()}
         fusion = options.fusion or self.config.fusion
         weights = {**self.config.weights, **(options.weights or {})}
-        fused = fuse(per_index, method=fusion, k=self.config.rrf_k, weights=weights)
+        fused = fuse(
+            {c.slot.name: c.hits for c in answered},
+            method=fusion,
+            k=self.config.rrf_k,
+            weights=weights,
+            limit=need,  # the results are score-ordered: `min_score` only cuts a tail
+        )
         if options.min_score is not None:
             fused = [r for r in fused if r.score >= options.min_score]
         page = fused[options.offset : need]

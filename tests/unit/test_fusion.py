@@ -216,6 +216,20 @@ def test_single_index_fast_path_equals_general_path(fusion_method: Fusion) -> No
             assert fuse({"ix": collapsed}, method=fusion_method, weights=weights) == general
 
 
+@pytest.mark.parametrize("fusion_method", ["rrf", "max"])
+def test_limit_keeps_the_first_results(fusion_method: Fusion) -> None:
+    rng = random.Random(3)
+    for n_indexes in (1, 2, 3):
+        for _ in range(30):
+            per_index = {
+                f"ix{i}": collapse(random_hits(rng, f"ix{i}", rng.randrange(0, 25)))
+                for i in range(n_indexes)
+            }
+            full = fuse(per_index, method=fusion_method)
+            for limit in (0, 1, 3, 10, 100):
+                assert fuse(per_index, method=fusion_method, limit=limit) == full[:limit]
+
+
 def test_single_index_fast_path_ranks_and_order_of_unsorted_input() -> None:
     # Distinct images out of score order: ranks stay the input positions, the results
     # are ordered by score then image id, as on the general path.

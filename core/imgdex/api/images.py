@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, delete, get, post
@@ -24,16 +23,11 @@ from imgdex.schemas import (
 )
 
 from .deps import LibraryDep
+from .forms import UploadForm
 
 __all__ = ["ImagesController", "UploadForm", "read_upload"]
 
 _IMMUTABLE = "public, max-age=31536000, immutable"
-
-
-@dataclass
-class UploadForm:
-    file: UploadFile
-    source: str | None = None
 
 
 async def read_upload(file: Any) -> bytes:

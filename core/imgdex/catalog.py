@@ -21,9 +21,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["Catalog", "DescriptionRow", "ImageRow", "Job", "JobKind", "VectorEntry"]
+__all__ = [
+    "Catalog",
+    "DescriptionRow",
+    "ImageRow",
+    "Job",
+    "JobKind",
+    "VectorEntry",
+    "vector_job_kind",
+]
 
 JobKind = Literal["embed_image", "embed_text", "describe"]
+
+
+def vector_job_kind(what: str) -> JobKind:
+    """The job that writes a vector of `what`: an embedder's `stores` modality, or a
+    vector entry's method (``"image"``, or a description method)."""
+    return "embed_image" if what == "image" else "embed_text"
+
 
 SCHEMA_VERSION = 2
 
@@ -559,7 +574,7 @@ class Catalog:
         self, db: sqlite3.Connection, index: str, image: str, method: str
     ) -> None:
         """Drop the job for a vector once the vector is recorded (same transaction)."""
-        kind = "embed_image" if method == "image" else "embed_text"
+        kind = vector_job_kind(method)
         db.execute(
             "DELETE FROM jobs WHERE kind = ? AND target = ? AND image_sha256 = ? AND method = ? "
             "AND EXISTS (SELECT 1 FROM vector_entries WHERE image_sha256 = ? AND method = ? "
@@ -673,14 +688,6 @@ class Catalog:
                 (kind, target, other),
             )[0][0]
         )
-
-    def image_job_targets(self, id_: str, kind: JobKind) -> set[str]:
-        """Targets with unfinished (queued or running) jobs of `kind` for an image."""
-        rows = self._read(
-            "SELECT target FROM jobs WHERE image_sha256 = ? AND kind = ? AND state != 'failed'",
-            (id_, kind),
-        )
-        return {r[0] for r in rows}
 
     def settle(self, targets: Sequence[str], ids: Sequence[str] | None = None) -> int:
         """Pending images with no image-embedding job left for `targets` (the indexes

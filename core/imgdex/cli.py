@@ -79,7 +79,7 @@ def cmd_serve_model(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from imgdex.catalog import Catalog
+    from imgdex.catalog import Catalog, vector_job_kind
     from imgdex.hub import find_problem
     from imgdex.index import IndexManager
     from imgdex.plugins import PluginHost
@@ -101,8 +101,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         jobs, hidden = catalog.job_counts(), catalog.soft_deleted_counts()
         for _, embedder in host.embedders():
             name = embedder.index_name
-            kind = "embed_image" if embedder.stores == "image" else "embed_text"
-            left = jobs.get((kind, name), {})
+            left = jobs.get((vector_job_kind(embedder.stores), name), {})
             done = counts.get(name, 0) - hidden.get(name, 0)
             queued = left.get("queued", 0) + left.get("running", 0)
             failed = left.get("failed", 0)

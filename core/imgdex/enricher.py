@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from imgdex.catalog import Job, JobKind
+from imgdex.catalog import Job, JobKind, vector_job_kind
 from imgdex.errors import ImgdexError, ServiceUnavailable
 from imgdex.imaging import decode_image
 from imgdex.library import IMAGE_METHOD, Library
@@ -120,7 +120,7 @@ class Enricher:
         concurrency = library.config.worker.concurrency
         units = []
         for slot in library.embedder_slots():
-            kind: JobKind = "embed_image" if slot.provider.stores == "image" else "embed_text"
+            kind = vector_job_kind(slot.provider.stores)
             units.append(Unit(kind, slot.name, slot, concurrency.get(slot.plugin.name, 1)))
         for describer in library.describer_slots():
             method = describer.provider.method

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from imgdex.catalog import Catalog, ImageRow, JobKind, VectorEntry
+from imgdex.catalog import Catalog, ImageRow, VectorEntry, vector_job_kind
 from imgdex.config import Config
 from imgdex.errors import BadRequest, Conflict, ImgdexError, NotFound
 from imgdex.imaging import DecodedImage, decode_image, make_thumbnail
@@ -243,8 +243,7 @@ class Library:
         backfill; with `image`, for that image only). Idempotent."""
         added = 0
         for slot in self.embedder_slots():
-            kind: JobKind = "embed_image" if slot.provider.stores == "image" else "embed_text"
-            added += self.catalog.plan(kind, slot.name, image)
+            added += self.catalog.plan(vector_job_kind(slot.provider.stores), slot.name, image)
         for describer in self.describer_slots():
             added += self.catalog.plan("describe", describer.provider.method, image)
         if added:
@@ -547,7 +546,7 @@ class Library:
         jobs = self.catalog.job_counts()
         out = {}
         for slot in self.embedder_slots():
-            kind = "embed_image" if slot.provider.stores == "image" else "embed_text"
+            kind = vector_job_kind(slot.provider.stores)
             done = counts.get(slot.name, 0) - hidden.get(slot.name, 0)
             out[slot.name] = _progress(done, jobs.get((kind, slot.name), {}))
         for describer in self.describer_slots():

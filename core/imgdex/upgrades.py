@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from imgdex.catalog import JobKind
+from imgdex.catalog import vector_job_kind
 from imgdex.models import EmbedderSlot
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ def try_take_over(library: Library, name: str) -> bool:
     roles = catalog.index_roles()
     if slot is None or roles.get(name, ("", "", ""))[2] != "building":
         return False
-    kind: JobKind = "embed_image" if slot.provider.stores == "image" else "embed_text"
+    kind = vector_job_kind(slot.provider.stores)
     catalog.plan(kind, name)
     counts = catalog.job_counts().get((kind, name), {})
     if counts.get("queued") or counts.get("running"):

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from imgdex.catalog import Catalog, JobKind
+from imgdex.catalog import Catalog, vector_job_kind
 from imgdex.errors import Conflict, NotFound
 from imgdex.providers import Embedder, IndexBackend, Metric, VectorIndex
 from imgdex.storage import Storage, atomic_write
@@ -246,7 +246,7 @@ class IndexManager:
             with self.catalog.transaction() as db:
                 self.catalog.delete_vector_entries(db, [entry.id for entry in lost])
                 for entry in lost:
-                    kind: JobKind = "embed_image" if entry.method == "image" else "embed_text"
+                    kind = vector_job_kind(entry.method)
                     self.catalog.queue_jobs(
                         db, kind, [managed.name], entry.image_sha256, entry.method
                     )

@@ -40,7 +40,10 @@ def register_embedders(register: Callable[[Embedder], None], config: PluginSetti
     the YAML becomes an error naming the key. Do not load weights here: the core calls
     `Embedder.load` lazily, in a worker thread, the first time the model is needed.
     Each embedder owns one index, named after model family, modality and version
-    (``siglip2_image_v1``); a new model version must use a new index name.
+    (``siglip2_image_v1``); a new model version must use a new index name. The hook may
+    be called again with the section that built an older index (a model upgrade keeps
+    the old index answering until the new one is complete), so build embedders from
+    `config` alone.
     """
 
 

@@ -191,11 +191,12 @@ def test_empty_library_answers_empty(imgdex_client: Client) -> None:
     assert {s["result_count"] for s in body["indexes_searched"]} == {0}
 
 
-def test_fused_search_resolves_every_index_in_one_catalog_query(
+def test_fused_search_resolves_labels_from_memory_or_in_one_catalog_query(
     imgdex_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     library(imgdex_client)
-    catalog = imgdex_client.app.state.library.catalog
+    lib = imgdex_client.app.state.library
+    catalog = lib.catalog
     calls: list[list[int]] = []
     resolve = catalog.resolve_entries
 
@@ -207,7 +208,47 @@ def test_fused_search_resolves_every_index_in_one_catalog_query(
     body = text(imgdex_client, query="red harbour", top_k=3)
     assert {s["index"] for s in body["indexes_searched"]} == {"toy_color_v1", "toy_words_v1"}
     assert all(s["result_count"] > 0 for s in body["indexes_searched"])
+    assert calls == []  # every label answered by its index's label map
+
+    # Without the maps (ids a map cannot hold, say) one query serves both indexes.
+    for name in ("toy_color_v1", "toy_words_v1"):
+        lib.indexes.get(name).labels.load([])
+    assert text(imgdex_client, query="red harbour", top_k=3) == body
     assert len(calls) == 1
+
+
+def test_label_maps_follow_every_change_to_the_catalog(imgdex_client: Client) -> None:
+    shas = library(imgdex_client)
+    lib = imgdex_client.app.state.library
+    names = ("toy_color_v1", "toy_words_v1")
+    before = {name: lib.catalog.index_entries(name) for name in names}
+    imgdex_client.delete(f"/api/images/{shas['red']}")  # soft: hidden, restorable
+    imgdex_client.delete(f"/api/images/{shas['green']}")
+    imgdex_client.delete(f"/api/images/{shas['blue']}", params={"hard": "true"})
+    describe(imgdex_client, shas["purple"], "human", "a lighthouse on a rocky coast")
+    describe(imgdex_client, shas["purple"], "human", "a lighthouse in a storm")
+    r = imgdex_client.delete(f"/api/images/{shas['yellow']}/descriptions/vlm1")
+    assert r.status_code == 200, r.text
+    r = imgdex_client.post("/api/images", files={"file": ("a.png", image_bytes("red", pattern=0))})
+    assert r.json()["restored"] is True, r.text
+
+    for name, old_rows in before.items():
+        managed = lib.indexes.get(name)
+        rows = lib.catalog.index_entries(name)
+        assert any(gone for *_, gone in rows)  # green, still soft-deleted
+        known, unknown = managed.resolve([r[0] for r in rows])
+        assert known == {label: (image, method) for label, image, method, gone in rows if not gone}
+        assert sorted(unknown) == sorted(label for label, *_, gone in rows if gone)
+        dropped = sorted({r[0] for r in old_rows} - {r[0] for r in rows})
+        assert dropped  # blue's vectors; for text, the replaced and deleted descriptions too
+        assert managed.resolve(dropped) == ({}, dropped)
+
+    queries = ("harbour", "lighthouse", "taxi", "forest", "hotel", "storm")
+    with_maps = [text(imgdex_client, query=q) for q in queries]
+    assert any(r["sha256"] == shas["red"] for r in with_maps[0]["results"])
+    for name in names:  # the catalog alone gives the same answers
+        lib.indexes.get(name).labels.load([])
+    assert [text(imgdex_client, query=q) for q in queries] == with_maps
 
 
 def test_too_few_images_in_the_rank_window_searches_deeper(
@@ -223,19 +264,20 @@ def test_too_few_images_in_the_rank_window_searches_deeper(
                 describe(client, sha, method, "harbour")
         describe(client, shas["green"], "vlm2", "harbour boats")
         describe(client, shas["purple"], "vlm2", "harbour boats")
-        catalog = client.app.state.library.catalog
+        words_index = client.app.state.library.indexes.get("toy_words_v1")
         calls: list[int] = []
-        resolve = catalog.resolve_entries
+        resolve = words_index.resolve
 
-        def counted(ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        def counted(ids: Sequence[int]) -> tuple[dict[int, tuple[str, str]], list[int]]:
             calls.append(len(ids))
             return resolve(ids)
 
-        monkeypatch.setattr(catalog, "resolve_entries", counted)
+        monkeypatch.setattr(words_index, "resolve", counted)
         for index in ("toy_words_v1", None):
             calls.clear()
             body = text(client, query="harbour", index=index, methods=["vlm2"], top_k=2)
             assert len(calls) == 2, "the first window, then the deeper search"
+            assert calls[1] > calls[0]
             assert {r["sha256"] for r in body["results"]} == {shas["green"], shas["purple"]}
             assert all(m["matched_by"] == "vlm2" for r in body["results"] for m in r["matches"])
             words = next(s for s in body["indexes_searched"] if s["index"] == "toy_words_v1")

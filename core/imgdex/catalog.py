@@ -454,12 +454,21 @@ class Catalog:
 
     def index_labels(self, index: str) -> tuple[set[int], set[int]]:
         """``(all labels, labels of soft-deleted images)`` recorded for an index."""
-        rows = self._read(
-            "SELECT v.id, i.is_deleted FROM vector_entries v "
-            "JOIN images i ON i.sha256 = v.image_sha256 WHERE v.index_name = ?",
-            (index,),
-        )
-        return {r[0] for r in rows}, {r[0] for r in rows if r[1]}
+        rows = self.index_entries(index)
+        return {r[0] for r in rows}, {r[0] for r in rows if r[3]}
+
+    def index_entries(self, index: str) -> list[tuple[int, str, str, bool]]:
+        """``(label, image, method, image soft-deleted)`` of every entry of an index,
+        by label."""
+        return [
+            (int(id_), image, method, bool(deleted))
+            for id_, image, method, deleted in self._read(
+                "SELECT v.id, v.image_sha256, v.method, i.is_deleted FROM vector_entries v "
+                "JOIN images i ON i.sha256 = v.image_sha256 WHERE v.index_name = ? "
+                "ORDER BY v.id",
+                (index,),
+            )
+        ]
 
     def entries_by_id(self, ids: Iterable[int]) -> list[VectorEntry]:
         out: list[VectorEntry] = []

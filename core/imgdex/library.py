@@ -266,18 +266,22 @@ class Library:
         embedder = slot.provider
         for image, method, vector, _ in items:
             self.storage.put_vector(image, managed.name, method, vector)
-        added: list[tuple[int, npt.NDArray[np.float32]]] = []
+        ids: list[int] = []
+        vectors: list[npt.NDArray[np.float32]] = []
+        keys: list[tuple[str, str]] = []
         with self.catalog.transaction() as db:
             for image, method, vector, content in items:
                 id_ = self.catalog.add_vector_entry(
                     db, image, method, embedder.model, embedder.version, managed.name, content
                 )
                 if id_ is not None:
-                    added.append((id_, vector))
+                    ids.append(id_)
+                    vectors.append(vector)
+                    keys.append((image, method))
                 self.catalog.finish_vector_job(db, managed.name, image, method)
-        if added:
-            managed.add([i for i, _ in added], np.stack([v for _, v in added]))
-        return [i for i, _ in added]
+        if ids:
+            managed.add(ids, np.stack(vectors), keys)
+        return ids
 
     def hide_entries(self, entries: Iterable[VectorEntry]) -> None:
         by_index: dict[str, list[int]] = defaultdict(list)

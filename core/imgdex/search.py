@@ -2,7 +2,8 @@
 
 Each index embeds the query and runs its vector search in one model-pool call; with
 several indexes these calls run concurrently. Whichever call ends last then, in its own
-thread, maps every index's labels to images with one catalog query, filters them
+thread, maps every index's labels to images (from the index's in-memory label map, the
+catalog answering for what it lacks), filters them
 (``methods``), collapses each index's hits to the best hit per image (searching an index
 again with a larger k when too few images survive), fuses, pages and decorates the page
 with image facts and the matched description texts. A search costs one worker hop per
@@ -232,9 +233,7 @@ class Searcher:
         """
         need = options.offset + options.top_k
         methods = set(options.methods) if options.methods else None
-        catalog = self.library.catalog
-        # Labels are vector_entries ids, unique across indexes: one query serves them all.
-        entries = catalog.resolve_entries([label for c in found for label in c.labels])
+        entries = self._entries(found)
         for c in found:
             while True:
                 c.hits = collapse(_hits(c, entries, methods))
@@ -247,7 +246,22 @@ class Searcher:
                 except ImgdexError as exc:
                     c.error, c.hits = exc.detail, []
                     break
-                entries.update(catalog.resolve_entries([x for x in c.labels if x not in entries]))
+                entries.update(self._entries([c]))
+
+    def _entries(self, found: Sequence[_Candidates]) -> dict[int, tuple[str, str]]:
+        """``{label: (image, method)}`` from each index's label map; what a map cannot
+        answer for (a label hidden since the search, say) goes to the catalog, in one
+        query for all indexes: labels are vector_entries ids, unique across indexes."""
+        entries: dict[int, tuple[str, str]] = {}
+        ask: list[int] = []
+        for c in found:
+            assert c.index is not None
+            known, unknown = c.index.resolve(c.labels)
+            entries.update(known)
+            ask += unknown
+        if ask:
+            entries.update(self.library.catalog.resolve_entries(ask))
+        return entries
 
     def _decorate(self, page: Sequence[FusedResult]) -> list[SearchResult]:
         library = self.library

@@ -368,6 +368,8 @@ def test_index_labels(catalog: Catalog) -> None:
         catalog.set_deleted(db, b, True)
     assert catalog.index_labels("img_v1") == ({la, lb}, {lb})
     assert catalog.index_labels("absent") == (set(), set())
+    assert catalog.index_entries("img_v1") == [(la, a, "image", False), (lb, b, "image", True)]
+    assert catalog.index_entries("absent") == []
 
 
 # --- jobs ------------------------------------------------------------------------

@@ -558,7 +558,11 @@ def store_texts(
             assert label is not None
             out[n] = (id_, label, vector)
     if add_to_index:
-        managed.add([v[1] for v in out.values()], np.stack([v[2] for v in out.values()]))
+        managed.add(
+            [v[1] for v in out.values()],
+            np.stack([v[2] for v in out.values()]),
+            [(v[0], "caption") for v in out.values()],
+        )
     return out
 
 
@@ -653,6 +657,12 @@ def test_reconcile_readds_missing_vectors(env: Env) -> None:
     for _, label, vector in stored.values():
         assert reopened.search(vector, 1)[0].tolist() == [label]
     assert manager.reconcile(reopened) == {"readded": 0, "lost": 0, "removed": 0}
+    # The label map is rebuilt from the catalog on open.
+    labels = sorted(label for _, label, _ in stored.values())
+    assert reopened.resolve(labels) == (
+        {label: (id_, "caption") for id_, label, _ in stored.values()},
+        [],
+    )
 
 
 def test_meta_count_is_written_after_reconcile(env: Env) -> None:
@@ -689,13 +699,14 @@ def test_reconcile_hides_labels_not_in_catalog(env: Env) -> None:
     managed = manager.open_for(embedder, 256)
     stored = store_texts(env, managed, embedder, range(10))
     stray = embedder.embed_texts(["a stray vector nobody recorded"], query=False)
-    managed.add([10_000], stray)
+    managed.add([10_000], stray, [("f" * 32, "caption")])
     manager.close()
 
     manager = env.manager()
     reopened = manager.open_for(embedder, 256)
     assert 10_000 in reopened.index.hidden()
     assert 10_000 not in reopened.search(stray[0], 20)[0].tolist()
+    assert reopened.resolve([10_000]) == ({}, [10_000])
     assert len(reopened) == 10
     assert reopened.search(stored[3][2], 1)[0].tolist() == [stored[3][1]]
 
@@ -713,6 +724,7 @@ def test_reconcile_follows_soft_deletes(env: Env) -> None:
     reopened = manager.open_for(embedder, 256)
     assert reopened.index.hidden() == {label}
     assert label not in reopened.search(vector, 10)[0].tolist()
+    assert reopened.resolve([label]) == ({}, [label])
     manager.close()
     with env.catalog.transaction() as db:  # restored while closed
         env.catalog.set_deleted(db, id_, False)
@@ -720,6 +732,7 @@ def test_reconcile_follows_soft_deletes(env: Env) -> None:
     reopened = manager.open_for(embedder, 256)
     assert reopened.index.hidden() == set()
     assert reopened.search(vector, 1)[0].tolist() == [label]
+    assert reopened.resolve([label]) == ({label: (id_, "caption")}, [])
 
 
 def test_reconcile_loses_entries_without_vector_file(env: Env) -> None:
@@ -741,6 +754,10 @@ def test_reconcile_loses_entries_without_vector_file(env: Env) -> None:
         bad_label,
     }
     assert env.catalog.entries_by_id([gone_label, bad_label]) == []
+    assert reopened.resolve([gone_label, bad_label, stored[4][1]]) == (
+        {stored[4][1]: (stored[4][0], "caption")},
+        [gone_label, bad_label],
+    )
     # The description is now missing a vector: a job embeds it again.
     jobs = env.catalog._read("SELECT kind, target, image_sha256, method, state FROM jobs")
     assert sorted(jobs) == sorted(
@@ -865,9 +882,13 @@ def test_rebuild_keeps_writes_made_during_it(env: Env) -> None:
     thread.join(60)
     assert errors == []
     assert len(written) == 200
-    recorded, _ = env.catalog.index_labels(managed.name)
-    assert managed.index.labels() == recorded
+    rows = env.catalog.index_entries(managed.name)
+    assert managed.index.labels() == {row[0] for row in rows}
     assert managed.index.hidden() == set()
+    assert managed.resolve([row[0] for row in rows]) == (
+        {label: (image, method) for label, image, method, _ in rows},
+        [],
+    )
     for _, label, vector in list(written.values())[::7]:
         assert managed.search(vector, 1)[0].tolist() == [label]
 

@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from imgdex.catalog import Catalog, vector_job_kind
 from imgdex.errors import Conflict, NotFound
+from imgdex.index.labels import LabelMap
 from imgdex.providers import Embedder, IndexBackend, Metric, VectorIndex
 from imgdex.storage import Storage, atomic_write
 
@@ -73,13 +74,22 @@ class ManagedIndex:
     dirty: bool = False
     # Held by writers and by a rebuild's final swap, so no add lands in a replaced index.
     swap_lock: threading.RLock = field(default_factory=threading.RLock)
+    # What each label embeds, for search: filled by reconcile, kept in step below.
+    labels: LabelMap = field(default_factory=LabelMap)
 
     @property
     def name(self) -> str:
         return self.info.name
 
-    def add(self, ids: Sequence[int], vectors: npt.NDArray[np.float32]) -> None:
+    def add(
+        self,
+        ids: Sequence[int],
+        vectors: npt.NDArray[np.float32],
+        keys: Sequence[tuple[str, str]],
+    ) -> None:
+        """Add vectors under their labels; `keys` are their ``(image, method)``."""
         with self.swap_lock:
+            self.labels.add(ids, keys)  # mapped before a search can return them
             self.index.add(np.asarray(ids, dtype=np.int64), vectors)
             self.dirty = True
 
@@ -87,13 +97,19 @@ class ManagedIndex:
         if ids:
             with self.swap_lock:
                 self.index.hide(list(ids))
+                self.labels.set_alive(ids, False)
                 self.dirty = True
 
     def unhide(self, ids: Sequence[int]) -> None:
         if ids:
             with self.swap_lock:
+                self.labels.set_alive(ids, True)
                 self.index.unhide(list(ids))
                 self.dirty = True
+
+    def resolve(self, labels: Sequence[int]) -> tuple[dict[int, tuple[str, str]], list[int]]:
+        """``({label: (image, method)}, labels to ask the catalog about)``."""
+        return self.labels.resolve(labels)
 
     def search(
         self, vector: npt.NDArray[np.float32], k: int
@@ -205,25 +221,36 @@ class IndexManager:
     # --- consistency ----------------------------------------------------------------
 
     def reconcile(self, managed: ManagedIndex) -> dict[str, int]:
-        """Make the index hold exactly the catalog's vectors, hidden where deleted."""
-        recorded, soft_deleted = self.catalog.index_labels(managed.name)
+        """Make the index hold exactly the catalog's vectors, hidden where deleted, and
+        map its labels from the catalog."""
+        rows = self.catalog.index_entries(managed.name)
+        recorded = {r[0] for r in rows}
+        soft_deleted = {r[0] for r in rows if r[3]}
         present = managed.index.labels()
         hidden = managed.index.hidden()
         missing = sorted(recorded - present)
         readded, lost = self._readd(managed, missing)
         extra = present - recorded
-        managed.hide(sorted(extra | (soft_deleted - hidden)))
-        managed.unhide(sorted((hidden & recorded) - soft_deleted))
-        report = {"readded": readded, "lost": lost, "removed": len(extra - hidden)}
+        with managed.swap_lock:
+            managed.hide(sorted(extra | (soft_deleted - hidden)))
+            managed.unhide(sorted((hidden & recorded) - soft_deleted))
+            gone = set(lost)
+            managed.labels.load(
+                (label, image, method, not deleted)
+                for label, image, method, deleted in rows
+                if label not in gone
+            )
+        report = {"readded": readded, "lost": len(lost), "removed": len(extra - hidden)}
         if any(report.values()):
             log.info("index %s reconciled: %s", managed.name, report)
         return report
 
-    def _readd(self, managed: ManagedIndex, labels: list[int]) -> tuple[int, int]:
+    def _readd(self, managed: ManagedIndex, labels: list[int]) -> tuple[int, list[int]]:
+        """Add the vectors of `labels` from their files; returns (how many, labels lost)."""
         readded, lost = 0, []
         for start in range(0, len(labels), 1000):
             entries = self.catalog.entries_by_id(labels[start : start + 1000])
-            ids, vectors = [], []
+            ids, vectors, keys = [], [], []
             for entry in entries:
                 try:
                     vector = self.storage.read_vector(
@@ -237,8 +264,9 @@ class IndexManager:
                     continue
                 ids.append(entry.id)
                 vectors.append(vector)
+                keys.append((entry.image_sha256, entry.method))
             if ids:
-                managed.add(ids, np.stack(vectors))
+                managed.add(ids, np.stack(vectors), keys)
                 readded += len(ids)
         if lost:
             # The vector file is gone: forget the entry and queue the item to be embedded
@@ -250,7 +278,7 @@ class IndexManager:
                     self.catalog.queue_jobs(
                         db, kind, [managed.name], entry.image_sha256, entry.method
                     )
-        return readded, len(lost)
+        return readded, [entry.id for entry in lost]
 
     def rebuild(self, name: str) -> dict[str, int]:
         """Compact: build a fresh index from the ``.npy`` vectors and swap it in."""
@@ -269,8 +297,7 @@ class IndexManager:
                 self.backend.open(scratch, dimension=info.dimension, metric=info.metric),
             )
             # Fill the fresh index beside the old one, which keeps serving meanwhile.
-            recorded, _ = self.catalog.index_labels(name)
-            self._readd(fresh, sorted(recorded))
+            self._readd(fresh, sorted(row[0] for row in self.catalog.index_entries(name)))
             with managed.swap_lock:
                 self.reconcile(fresh)  # catch up with writes made during the build
                 fresh.index.save()

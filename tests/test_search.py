@@ -235,13 +235,15 @@ def test_label_maps_follow_every_change_to_the_catalog(imgdex_client: Client) ->
     for name, old_rows in before.items():
         managed = lib.indexes.get(name)
         rows = lib.catalog.index_entries(name)
-        assert any(gone for *_, gone in rows)  # green, still soft-deleted
-        known, unknown = managed.resolve([r[0] for r in rows])
-        assert known == {label: (image, method) for label, image, method, gone in rows if not gone}
-        assert sorted(unknown) == sorted(label for label, *_, gone in rows if gone)
-        dropped = sorted({r[0] for r in old_rows} - {r[0] for r in rows})
+        assert any(r.image_deleted for r in rows)  # green, still soft-deleted
+        known, sizes, unknown = managed.resolve([r.id for r in rows])
+        assert known == {r.id: (r.image, r.method) for r in rows if not r.image_deleted}
+        assert sizes == {r.image: (r.width, r.height) for r in rows if not r.image_deleted}
+        assert sizes == {image: (64, 48) for image, _ in known.values()}  # image_bytes' size
+        assert sorted(unknown) == sorted(r.id for r in rows if r.image_deleted)
+        dropped = sorted({r.id for r in old_rows} - {r.id for r in rows})
         assert dropped  # blue's vectors; for text, the replaced and deleted descriptions too
-        assert managed.resolve(dropped) == ({}, dropped)
+        assert managed.resolve(dropped) == ({}, {}, dropped)
 
     queries = ("harbour", "lighthouse", "taxi", "forest", "hotel", "storm")
     with_maps = [text(imgdex_client, query=q) for q in queries]
@@ -268,7 +270,7 @@ def test_too_few_images_in_the_rank_window_searches_deeper(
         calls: list[int] = []
         resolve = words_index.resolve
 
-        def counted(ids: Sequence[int]) -> tuple[dict[int, tuple[str, str]], list[int]]:
+        def counted(ids: Sequence[int]) -> Any:
             calls.append(len(ids))
             return resolve(ids)
 

@@ -19,12 +19,13 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 __all__ = [
     "Catalog",
     "DescriptionRow",
     "ImageRow",
+    "IndexEntry",
     "Job",
     "JobKind",
     "VectorEntry",
@@ -162,6 +163,21 @@ class VectorEntry:
     index_name: str
 
 
+class IndexEntry(NamedTuple):
+    """A vector entry of one index, with what search needs of its image."""
+
+    id: int
+    image: str
+    method: str
+    width: int
+    height: int
+    image_deleted: bool
+
+    @property
+    def key(self) -> tuple[str, str, int, int]:
+        return self.image, self.method, self.width, self.height
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     id: int
@@ -250,6 +266,20 @@ class Catalog:
                 f"SELECT {_IMAGE_COLUMNS} FROM images WHERE sha256 IN ({marks})", chunk
             ):
                 out[row[0]] = ImageRow(*row)
+        return out
+
+    def image_sizes(
+        self, db: sqlite3.Connection | None, ids: Iterable[str]
+    ) -> dict[str, tuple[int, int]]:
+        """``{image: (width, height)}`` of the images among `ids` that exist."""
+        conn = db or self._conn()
+        out: dict[str, tuple[int, int]] = {}
+        for chunk in _chunks(list(set(ids)), 500):
+            marks = ",".join("?" * len(chunk))
+            for id_, width, height in conn.execute(
+                f"SELECT sha256, width, height FROM images WHERE sha256 IN ({marks})", chunk
+            ):
+                out[id_] = (int(width), int(height))
         return out
 
     def insert_image(
@@ -455,17 +485,16 @@ class Catalog:
     def index_labels(self, index: str) -> tuple[set[int], set[int]]:
         """``(all labels, labels of soft-deleted images)`` recorded for an index."""
         rows = self.index_entries(index)
-        return {r[0] for r in rows}, {r[0] for r in rows if r[3]}
+        return {r.id for r in rows}, {r.id for r in rows if r.image_deleted}
 
-    def index_entries(self, index: str) -> list[tuple[int, str, str, bool]]:
-        """``(label, image, method, image soft-deleted)`` of every entry of an index,
-        by label."""
+    def index_entries(self, index: str) -> list[IndexEntry]:
+        """Every entry of an index, by label, with its image's size and deletion flag."""
         return [
-            (int(id_), image, method, bool(deleted))
-            for id_, image, method, deleted in self._read(
-                "SELECT v.id, v.image_sha256, v.method, i.is_deleted FROM vector_entries v "
-                "JOIN images i ON i.sha256 = v.image_sha256 WHERE v.index_name = ? "
-                "ORDER BY v.id",
+            IndexEntry(int(id_), image, method, int(width), int(height), bool(deleted))
+            for id_, image, method, width, height, deleted in self._read(
+                "SELECT v.id, v.image_sha256, v.method, i.width, i.height, i.is_deleted "
+                "FROM vector_entries v JOIN images i ON i.sha256 = v.image_sha256 "
+                "WHERE v.index_name = ? ORDER BY v.id",
                 (index,),
             )
         ]

@@ -34,6 +34,7 @@ from imgdex.config import Config
 from imgdex.errors import BadRequest, Conflict, ImgdexError, NotFound
 from imgdex.imaging import DecodedImage, decode_image, make_thumbnail
 from imgdex.index import IndexManager
+from imgdex.index.labels import Key
 from imgdex.models import DescriberSlot, EmbedderSlot
 from imgdex.plugins import PluginHost, PluginRecord
 from imgdex.remote import ServiceManager
@@ -268,8 +269,9 @@ class Library:
             self.storage.put_vector(image, managed.name, method, vector)
         ids: list[int] = []
         vectors: list[npt.NDArray[np.float32]] = []
-        keys: list[tuple[str, str]] = []
+        keys: list[Key] = []
         with self.catalog.transaction() as db:
+            sizes = self.catalog.image_sizes(db, (item[0] for item in items))
             for image, method, vector, content in items:
                 id_ = self.catalog.add_vector_entry(
                     db, image, method, embedder.model, embedder.version, managed.name, content
@@ -277,7 +279,7 @@ class Library:
                 if id_ is not None:
                     ids.append(id_)
                     vectors.append(vector)
-                    keys.append((image, method))
+                    keys.append((image, method, *sizes[image]))
                 self.catalog.finish_vector_job(db, managed.name, image, method)
         if ids:
             managed.add(ids, np.stack(vectors), keys)

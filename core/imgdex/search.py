@@ -188,8 +188,9 @@ class Searcher:
     ) -> SearchResponse:
         """Resolve, collapse, fuse, page and decorate (in one worker thread)."""
         answered = [c for c in found if c.error is None]
+        sizes: dict[str, tuple[int, int]] = {}
         if answered:
-            self._resolve(answered, options)
+            sizes = self._resolve(answered, options)
             answered = [c for c in answered if c.error is None]
         if not answered:
             reasons = "; ".join(f"{c.slot.name}: {c.error}" for c in found)
@@ -221,19 +222,22 @@ class Searcher:
                 )
                 for c in found
             ],
-            results=self._decorate(page),
+            results=self._decorate(page, sizes),
         )
 
-    def _resolve(self, found: Sequence[_Candidates], options: SearchOptions) -> None:
+    def _resolve(
+        self, found: Sequence[_Candidates], options: SearchOptions
+    ) -> dict[str, tuple[int, int]]:
         """Map every index's labels to images with one catalog query and collapse them.
 
         An index whose collapsed hits are fewer than the page needs (several vectors per
         image, or the ``methods`` filter) is searched again with 4 x k, until enough
-        images are found or the index is exhausted.
+        images are found or the index is exhausted. Returns the sizes of the images the
+        label maps know to be live.
         """
         need = options.offset + options.top_k
         methods = set(options.methods) if options.methods else None
-        entries = self._entries(found)
+        entries, sizes = self._entries(found)
         for c in found:
             while True:
                 c.hits = collapse(_hits(c, entries, methods))
@@ -246,34 +250,50 @@ class Searcher:
                 except ImgdexError as exc:
                     c.error, c.hits = exc.detail, []
                     break
-                entries.update(self._entries([c]))
+                more, more_sizes = self._entries([c])
+                entries.update(more)
+                sizes.update(more_sizes)
+        return sizes
 
-    def _entries(self, found: Sequence[_Candidates]) -> dict[int, tuple[str, str]]:
-        """``{label: (image, method)}`` from each index's label map; what a map cannot
-        answer for (a label hidden since the search, say) goes to the catalog, in one
-        query for all indexes: labels are vector_entries ids, unique across indexes."""
+    def _entries(
+        self, found: Sequence[_Candidates]
+    ) -> tuple[dict[int, tuple[str, str]], dict[str, tuple[int, int]]]:
+        """``{label: (image, method)}`` and ``{image: (width, height)}`` from each index's
+        label map; what a map cannot answer for (a label hidden since the search, say)
+        goes to the catalog, in one query for all indexes: labels are vector_entries ids,
+        unique across indexes."""
         entries: dict[int, tuple[str, str]] = {}
+        sizes: dict[str, tuple[int, int]] = {}
         ask: list[int] = []
         for c in found:
             assert c.index is not None
-            known, unknown = c.index.resolve(c.labels)
+            known, known_sizes, unknown = c.index.resolve(c.labels)
             entries.update(known)
+            sizes.update(known_sizes)
             ask += unknown
         if ask:
             entries.update(self.library.catalog.resolve_entries(ask))
-        return entries
+        return entries, sizes
 
-    def _decorate(self, page: Sequence[FusedResult]) -> list[SearchResult]:
+    def _decorate(
+        self, page: Sequence[FusedResult], sizes: dict[str, tuple[int, int]]
+    ) -> list[SearchResult]:
+        """Build the page's results. An image a label map knows to be live has its size
+        from the map; any other image is read from the catalog and dropped if it was
+        deleted while we searched."""
         library = self.library
-        rows = library.catalog.get_images(r.image for r in page)
+        rows = library.catalog.get_images(r.image for r in page if r.image not in sizes)
+        for image, row in rows.items():
+            if not row.is_deleted:
+                sizes[image] = (row.width, row.height)
         texts = library.catalog.description_texts(
             (hit.image, hit.method) for r in page for _, hit in r.matches if hit.method != "image"
         )
         models = {name: slot.provider.model for name, slot in library.embedders.items()}
         out = []
         for result in page:
-            row = rows.get(result.image)
-            if row is None or row.is_deleted:  # deleted while we searched
+            size = sizes.get(result.image)
+            if size is None:  # deleted while we searched
                 continue
             matches = [
                 Match(
@@ -295,8 +315,8 @@ class Searcher:
                     matched_text=best.matched_text,
                     index=best.index,
                     model=best.model,
-                    width=row.width,
-                    height=row.height,
+                    width=size[0],
+                    height=size[1],
                     matches=matches,
                 )
             )

@@ -368,7 +368,12 @@ def test_index_labels(catalog: Catalog) -> None:
         catalog.set_deleted(db, b, True)
     assert catalog.index_labels("img_v1") == ({la, lb}, {lb})
     assert catalog.index_labels("absent") == (set(), set())
-    assert catalog.index_entries("img_v1") == [(la, a, "image", False), (lb, b, "image", True)]
+    assert catalog.index_entries("img_v1") == [
+        (la, a, "image", 64, 48, False),
+        (lb, b, "image", 64, 48, True),
+    ]
+    assert catalog.index_entries("img_v1")[1].key == (b, "image", 64, 48)
+    assert catalog.image_sizes(None, [a, b, "absent"]) == {a: (64, 48), b: (64, 48)}
     assert catalog.index_entries("absent") == []
 
 

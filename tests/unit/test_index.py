@@ -561,7 +561,7 @@ def store_texts(
         managed.add(
             [v[1] for v in out.values()],
             np.stack([v[2] for v in out.values()]),
-            [(v[0], "caption") for v in out.values()],
+            [(v[0], "caption", 1, 1) for v in out.values()],
         )
     return out
 
@@ -661,6 +661,7 @@ def test_reconcile_readds_missing_vectors(env: Env) -> None:
     labels = sorted(label for _, label, _ in stored.values())
     assert reopened.resolve(labels) == (
         {label: (id_, "caption") for id_, label, _ in stored.values()},
+        {id_: (1, 1) for id_, _, _ in stored.values()},
         [],
     )
 
@@ -699,14 +700,14 @@ def test_reconcile_hides_labels_not_in_catalog(env: Env) -> None:
     managed = manager.open_for(embedder, 256)
     stored = store_texts(env, managed, embedder, range(10))
     stray = embedder.embed_texts(["a stray vector nobody recorded"], query=False)
-    managed.add([10_000], stray, [("f" * 32, "caption")])
+    managed.add([10_000], stray, [("f" * 32, "caption", 1, 1)])
     manager.close()
 
     manager = env.manager()
     reopened = manager.open_for(embedder, 256)
     assert 10_000 in reopened.index.hidden()
     assert 10_000 not in reopened.search(stray[0], 20)[0].tolist()
-    assert reopened.resolve([10_000]) == ({}, [10_000])
+    assert reopened.resolve([10_000]) == ({}, {}, [10_000])
     assert len(reopened) == 10
     assert reopened.search(stored[3][2], 1)[0].tolist() == [stored[3][1]]
 
@@ -724,7 +725,7 @@ def test_reconcile_follows_soft_deletes(env: Env) -> None:
     reopened = manager.open_for(embedder, 256)
     assert reopened.index.hidden() == {label}
     assert label not in reopened.search(vector, 10)[0].tolist()
-    assert reopened.resolve([label]) == ({}, [label])
+    assert reopened.resolve([label]) == ({}, {}, [label])
     manager.close()
     with env.catalog.transaction() as db:  # restored while closed
         env.catalog.set_deleted(db, id_, False)
@@ -732,7 +733,7 @@ def test_reconcile_follows_soft_deletes(env: Env) -> None:
     reopened = manager.open_for(embedder, 256)
     assert reopened.index.hidden() == set()
     assert reopened.search(vector, 1)[0].tolist() == [label]
-    assert reopened.resolve([label]) == ({label: (id_, "caption")}, [])
+    assert reopened.resolve([label]) == ({label: (id_, "caption")}, {id_: (1, 1)}, [])
 
 
 def test_reconcile_loses_entries_without_vector_file(env: Env) -> None:
@@ -756,6 +757,7 @@ def test_reconcile_loses_entries_without_vector_file(env: Env) -> None:
     assert env.catalog.entries_by_id([gone_label, bad_label]) == []
     assert reopened.resolve([gone_label, bad_label, stored[4][1]]) == (
         {stored[4][1]: (stored[4][0], "caption")},
+        {stored[4][0]: (1, 1)},
         [gone_label, bad_label],
     )
     # The description is now missing a vector: a job embeds it again.
@@ -883,10 +885,11 @@ def test_rebuild_keeps_writes_made_during_it(env: Env) -> None:
     assert errors == []
     assert len(written) == 200
     rows = env.catalog.index_entries(managed.name)
-    assert managed.index.labels() == {row[0] for row in rows}
+    assert managed.index.labels() == {row.id for row in rows}
     assert managed.index.hidden() == set()
-    assert managed.resolve([row[0] for row in rows]) == (
-        {label: (image, method) for label, image, method, _ in rows},
+    assert managed.resolve([row.id for row in rows]) == (
+        {row.id: (row.image, row.method) for row in rows},
+        {row.image: (1, 1) for row in rows},
         [],
     )
     for _, label, vector in list(written.values())[::7]:

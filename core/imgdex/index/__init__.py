@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from imgdex.catalog import Catalog, vector_job_kind
+from imgdex.catalog import Catalog, IndexEntry, vector_job_kind
 from imgdex.errors import Conflict, NotFound
-from imgdex.index.labels import LabelMap
+from imgdex.index.labels import Key, LabelMap
 from imgdex.providers import Embedder, IndexBackend, Metric, VectorIndex
 from imgdex.storage import Storage, atomic_write
 
@@ -85,9 +85,10 @@ class ManagedIndex:
         self,
         ids: Sequence[int],
         vectors: npt.NDArray[np.float32],
-        keys: Sequence[tuple[str, str]],
+        keys: Sequence[Key],
     ) -> None:
-        """Add vectors under their labels; `keys` are their ``(image, method)``."""
+        """Add vectors under their labels; `keys` are their ``(image, method, width,
+        height)``."""
         with self.swap_lock:
             self.labels.add(ids, keys)  # mapped before a search can return them
             self.index.add(np.asarray(ids, dtype=np.int64), vectors)
@@ -107,8 +108,11 @@ class ManagedIndex:
                 self.index.unhide(list(ids))
                 self.dirty = True
 
-    def resolve(self, labels: Sequence[int]) -> tuple[dict[int, tuple[str, str]], list[int]]:
-        """``({label: (image, method)}, labels to ask the catalog about)``."""
+    def resolve(
+        self, labels: Sequence[int]
+    ) -> tuple[dict[int, tuple[str, str]], dict[str, tuple[int, int]], list[int]]:
+        """``({label: (image, method)}, {image: (width, height)}, labels to ask the catalog
+        about)``."""
         return self.labels.resolve(labels)
 
     def search(
@@ -224,47 +228,40 @@ class IndexManager:
         """Make the index hold exactly the catalog's vectors, hidden where deleted, and
         map its labels from the catalog."""
         rows = self.catalog.index_entries(managed.name)
-        recorded = {r[0] for r in rows}
-        soft_deleted = {r[0] for r in rows if r[3]}
+        recorded = {row.id for row in rows}
+        soft_deleted = {row.id for row in rows if row.image_deleted}
         present = managed.index.labels()
         hidden = managed.index.hidden()
-        missing = sorted(recorded - present)
-        readded, lost = self._readd(managed, missing)
+        readded, lost = self._readd(managed, [row for row in rows if row.id not in present])
         extra = present - recorded
         with managed.swap_lock:
             managed.hide(sorted(extra | (soft_deleted - hidden)))
             managed.unhide(sorted((hidden & recorded) - soft_deleted))
-            gone = set(lost)
             managed.labels.load(
-                (label, image, method, not deleted)
-                for label, image, method, deleted in rows
-                if label not in gone
+                (row.id, row.key, not row.image_deleted) for row in rows if row.id not in lost
             )
         report = {"readded": readded, "lost": len(lost), "removed": len(extra - hidden)}
         if any(report.values()):
             log.info("index %s reconciled: %s", managed.name, report)
         return report
 
-    def _readd(self, managed: ManagedIndex, labels: list[int]) -> tuple[int, list[int]]:
-        """Add the vectors of `labels` from their files; returns (how many, labels lost)."""
+    def _readd(self, managed: ManagedIndex, rows: list[IndexEntry]) -> tuple[int, set[int]]:
+        """Add the vectors of `rows` from their files; returns (how many, labels lost)."""
         readded, lost = 0, []
-        for start in range(0, len(labels), 1000):
-            entries = self.catalog.entries_by_id(labels[start : start + 1000])
+        for start in range(0, len(rows), 1000):
             ids, vectors, keys = [], [], []
-            for entry in entries:
+            for row in rows[start : start + 1000]:
                 try:
-                    vector = self.storage.read_vector(
-                        entry.image_sha256, managed.name, entry.method
-                    )
+                    vector = self.storage.read_vector(row.image, managed.name, row.method)
                 except (OSError, ValueError):
-                    lost.append(entry)
+                    lost.append(row)
                     continue
                 if vector.shape != (managed.info.dimension,):
-                    lost.append(entry)
+                    lost.append(row)
                     continue
-                ids.append(entry.id)
+                ids.append(row.id)
                 vectors.append(vector)
-                keys.append((entry.image_sha256, entry.method))
+                keys.append(row.key)
             if ids:
                 managed.add(ids, np.stack(vectors), keys)
                 readded += len(ids)
@@ -272,13 +269,11 @@ class IndexManager:
             # The vector file is gone: forget the entry and queue the item to be embedded
             # again.
             with self.catalog.transaction() as db:
-                self.catalog.delete_vector_entries(db, [entry.id for entry in lost])
-                for entry in lost:
-                    kind = vector_job_kind(entry.method)
-                    self.catalog.queue_jobs(
-                        db, kind, [managed.name], entry.image_sha256, entry.method
-                    )
-        return readded, [entry.id for entry in lost]
+                self.catalog.delete_vector_entries(db, [row.id for row in lost])
+                for row in lost:
+                    kind = vector_job_kind(row.method)
+                    self.catalog.queue_jobs(db, kind, [managed.name], row.image, row.method)
+        return readded, {row.id for row in lost}
 
     def rebuild(self, name: str) -> dict[str, int]:
         """Compact: build a fresh index from the ``.npy`` vectors and swap it in."""
@@ -297,7 +292,7 @@ class IndexManager:
                 self.backend.open(scratch, dimension=info.dimension, metric=info.metric),
             )
             # Fill the fresh index beside the old one, which keeps serving meanwhile.
-            self._readd(fresh, sorted(row[0] for row in self.catalog.index_entries(name)))
+            self._readd(fresh, self.catalog.index_entries(name))
             with managed.swap_lock:
                 self.reconcile(fresh)  # catch up with writes made during the build
                 fresh.index.save()

@@ -1,15 +1,18 @@
 """An index's labels mapped to what they embed, held in memory for search.
 
 A search turns each index's nearest labels (``vector_entries`` ids) into ``(image,
-method)`` pairs. Asking the catalog costs a query per search (0.14 ms for 50 labels in
-a warm process, 0.45 ms in a busy server); this map answers from three NumPy arrays
-sorted by label: 16 bytes of image id, a method code and a flag per label, about 27
-bytes per vector (2.6 MB per 100k), against hnswlib's 400 to 4,600 bytes per vector.
+method)`` pairs, and its page of results needs each image's size and whether it is still
+there. Asking the catalog costs two queries per search (0.4 ms in a busy server for 50
+labels and a page of 10); this map answers from NumPy arrays sorted by label: 16 bytes
+of image id, the image's width and height, a method code and a flag per label, 35 bytes
+per vector (3.5 MB per 100k), against hnswlib's 1.7 to 4.7 kB per vector at d = 384 to
+1152.
 
 The map is a cache of the catalog, never the record. It is filled from the catalog
 when the index opens and kept in step by `ManagedIndex`, under the same lock as the
 graph: an add is mapped before it is searchable, and a hidden label (a deleted image or
-description) is marked dead. A label the map cannot answer for (not mapped, dead, or an
+description) is marked dead before the deletion is acknowledged, so a search that starts
+after it never returns the label. A label the map cannot answer for (not mapped, dead, or an
 image id that is not 32 lowercase hex digits) is left to the catalog, so the answer is
 the catalog's in every case.
 """
@@ -18,12 +21,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["LabelMap"]
+__all__ = ["Key", "LabelMap"]
 
 _ID_BYTES = 16  # image ids are the first 32 hex digits of the SHA-256
 
@@ -33,15 +36,21 @@ class _State(NamedTuple):
 
     labels: npt.NDArray[np.int64]  # sorted over [:size]
     images: npt.NDArray[np.uint8]  # (capacity, 16)
+    sizes: npt.NDArray[np.uint32]  # (capacity, 2): width, height
     methods: npt.NDArray[np.uint16]
     alive: npt.NDArray[np.bool_]
     size: int
+
+    @property
+    def columns(self) -> tuple[npt.NDArray[Any], ...]:
+        return self.labels, self.images, self.sizes, self.methods, self.alive
 
 
 def _empty(capacity: int) -> _State:
     return _State(
         np.zeros(capacity, np.int64),
         np.zeros((capacity, _ID_BYTES), np.uint8),
+        np.zeros((capacity, 2), np.uint32),
         np.zeros(capacity, np.uint16),
         np.zeros(capacity, np.bool_),
         0,
@@ -58,8 +67,12 @@ def _image_bytes(image: str) -> bytes | None:
     return raw if raw.hex() == image else None  # only the canonical (lowercase) spelling
 
 
+Key = tuple[str, str, int, int]
+"""What a label embeds: ``(image, method, width, height)``."""
+
+
 class LabelMap:
-    """label -> (image, method) for the labels an index can return."""
+    """label -> (image, method) and the image's size, for the labels an index can return."""
 
     def __init__(self) -> None:
         self._state = _empty(0)
@@ -74,64 +87,45 @@ class LabelMap:
     @property
     def nbytes(self) -> int:
         state = self._state
-        return sum(a.nbytes for a in (state.labels, state.images, state.methods, state.alive))
+        return sum(a.nbytes for a in state.columns)
 
     # --- writing (callers hold the index's write lock as well) ------------------------
 
-    def load(self, rows: Iterable[tuple[int, str, str, bool]]) -> None:
-        """Replace the whole map with ``(label, image, method, alive)`` rows."""
+    def load(self, rows: Iterable[tuple[int, Key, bool]]) -> None:
+        """Replace the whole map with ``(label, key, alive)`` rows."""
         with self._lock:
-            labels, raw, methods, alive = self._encode(rows)
-            state = _empty(len(labels))
-            order = np.argsort(labels, kind="stable")
-            n = len(labels)
-            state.labels[:n] = labels[order]
-            state.images[:n] = raw[order]
-            state.methods[:n] = methods[order]
-            state.alive[:n] = alive[order]
-            self._state = state._replace(size=n)
+            columns = self._encode(rows)
+            order = np.argsort(columns[0], kind="stable")
+            self._state = _filled([c[order] for c in columns], len(order))
 
-    def add(self, labels: Sequence[int], keys: Sequence[tuple[str, str]]) -> None:
+    def add(self, labels: Sequence[int], keys: Sequence[Key]) -> None:
         """Map new labels (alive). Labels come in increasing order as a rule (catalog ids);
         a label mapped before is overwritten."""
         if len(labels) != len(keys):
-            raise ValueError("one (image, method) key per label")
+            raise ValueError("one key per label")
         if not len(labels):
             return
         with self._lock:
-            new, raw, methods, alive = self._encode(
-                (label, image, method, True)
-                for label, (image, method) in zip(labels, keys, strict=True)
-            )
+            new = self._encode((label, key, True) for label, key in zip(labels, keys, strict=True))
             old = self._state
-            n, k = old.size, len(new)
-            in_order = bool(np.all(new[1:] > new[:-1])) and (n == 0 or new[0] > old.labels[n - 1])
+            n, k, added = old.size, len(new[0]), new[0]
+            in_order = bool(np.all(added[1:] > added[:-1])) and (
+                n == 0 or k == 0 or added[0] > old.labels[n - 1]
+            )
             if in_order and n + k <= len(old.labels):
                 # Append in place beyond what readers look at, then publish the new size.
-                old.labels[n : n + k] = new
-                old.images[n : n + k] = raw
-                old.methods[n : n + k] = methods
-                old.alive[n : n + k] = alive
+                for column, values in zip(old.columns, new, strict=True):
+                    column[n : n + k] = values
                 self._state = old._replace(size=n + k)
                 return
-            labels_all = np.concatenate([old.labels[:n], new])
-            images_all = np.concatenate([old.images[:n], raw])
-            methods_all = np.concatenate([old.methods[:n], methods])
-            alive_all = np.concatenate([old.alive[:n], alive])
+            columns = [np.concatenate([c[:n], v]) for c, v in zip(old.columns, new, strict=True)]
             if not in_order:
                 # Sort, keeping the last occurrence of a label that came twice.
-                order = np.argsort(labels_all, kind="stable")
-                last = np.append(labels_all[order][1:] != labels_all[order][:-1], True)
-                order = order[last]
-                labels_all, images_all = labels_all[order], images_all[order]
-                methods_all, alive_all = methods_all[order], alive_all[order]
-            size = len(labels_all)
-            state = _empty(max(size, 2 * len(old.labels), 1024))
-            state.labels[:size] = labels_all
-            state.images[:size] = images_all
-            state.methods[:size] = methods_all
-            state.alive[:size] = alive_all
-            self._state = state._replace(size=size)
+                order = np.argsort(columns[0], kind="stable")
+                ordered = columns[0][order]
+                order = order[np.append(ordered[1:] != ordered[:-1], True)]
+                columns = [c[order] for c in columns]
+            self._state = _filled(columns, max(len(columns[0]), 2 * len(old.labels), 1024))
 
     def set_alive(self, labels: Sequence[int], alive: bool) -> None:
         """Mark labels searchable or not (hidden in the index); unknown labels are skipped."""
@@ -142,15 +136,12 @@ class LabelMap:
             pos, found = _find(state, np.asarray(labels, dtype=np.int64))
             state.alive[pos[found]] = alive
 
-    def _encode(
-        self, rows: Iterable[tuple[int, str, str, bool]]
-    ) -> tuple[
-        npt.NDArray[np.int64], npt.NDArray[np.uint8], npt.NDArray[np.uint16], npt.NDArray[np.bool_]
-    ]:
-        labels, images, methods, alive = [], [], [], []
-        for label, image, method, live in rows:
+    def _encode(self, rows: Iterable[tuple[int, Key, bool]]) -> list[npt.NDArray[Any]]:
+        """The columns of `rows` (in `_State` order), leaving out unmappable image ids."""
+        labels, images, sizes, methods, alive = [], [], [], [], []
+        for label, (image, method, width, height), live in rows:
             raw = _image_bytes(image)
-            if raw is None:
+            if raw is None or not (0 <= width < 2**32 and 0 <= height < 2**32):
                 continue  # not mappable: the catalog answers for this label
             code = self._method_codes.get(method)
             if code is None:
@@ -161,19 +152,24 @@ class LabelMap:
                 self._method_codes[method] = code
             labels.append(label)
             images.append(raw)
+            sizes.append((width, height))
             methods.append(code)
             alive.append(live)
-        return (
+        return [
             np.asarray(labels, dtype=np.int64),
             np.frombuffer(b"".join(images), dtype=np.uint8).reshape(-1, _ID_BYTES),
+            np.asarray(sizes, dtype=np.uint32).reshape(-1, 2),
             np.asarray(methods, dtype=np.uint16),
             np.asarray(alive, dtype=np.bool_),
-        )
+        ]
 
     # --- reading (any thread, no lock) -----------------------------------------------
 
-    def resolve(self, labels: Sequence[int]) -> tuple[dict[int, tuple[str, str]], list[int]]:
-        """``({label: (image, method)}, labels left to the catalog)``."""
+    def resolve(
+        self, labels: Sequence[int] | npt.NDArray[np.int64]
+    ) -> tuple[dict[int, tuple[str, str]], dict[str, tuple[int, int]], list[int]]:
+        """``({label: (image, method)}, {image: (width, height)}, labels left to the
+        catalog)``: dead labels are left to the catalog too."""
         state = self._state
         wanted = np.asarray(labels, dtype=np.int64)
         pos, found = _find(state, wanted)
@@ -182,15 +178,28 @@ class LabelMap:
         at = pos[found]
         hexed = state.images[at].tobytes().hex()
         width = 2 * _ID_BYTES
+        images = [hexed[i : i + width] for i in range(0, len(hexed), width)]
         names = self._method_names
-        out = {
-            label: (hexed[i * width : (i + 1) * width], names[code])
-            for i, (label, code) in enumerate(
-                zip(wanted[found].tolist(), state.methods[at].tolist(), strict=True)
+        entries = {
+            label: (image, names[code])
+            for label, image, code in zip(
+                wanted[found].tolist(), images, state.methods[at].tolist(), strict=True
             )
         }
-        missing = wanted[~found].tolist() if len(out) < len(wanted) else []
-        return out, missing
+        sizes = {
+            image: (w, h) for image, (w, h) in zip(images, state.sizes[at].tolist(), strict=True)
+        }
+        missing = wanted[~found].tolist() if len(entries) < len(wanted) else []
+        return entries, sizes, missing
+
+
+def _filled(columns: Sequence[npt.NDArray[Any]], capacity: int) -> _State:
+    """A state holding `columns` (in `_State` order, sorted by label) with room to grow."""
+    state = _empty(capacity)
+    size = len(columns[0])
+    for column, values in zip(state.columns, columns, strict=True):
+        column[:size] = values
+    return state._replace(size=size)
 
 
 def _find(

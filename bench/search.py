@@ -13,9 +13,9 @@ the graph. The server is then started on that directory with a `TableEmbedder` p
 whose query vector is looked up by key (text query ``"q17"``, or a 16x16 PNG whose pixels
 encode 17), so no model runs and every measured millisecond is the server's.
 
-Measured query by query and interleaved, so that every figure compared with another
-was taken side by side on the same machine (the cases of one modality take turns, each
-index and the fused search, and within a case each server):
+Measured interleaved in blocks of ``--block`` (10) queries, so that every figure compared
+with another was taken side by side on the same machine (the cases of one modality take
+turns, each index and the fused search, and within a case each server):
 - server: ``POST /api/search/text`` and ``/api/search/image`` (multipart) through uvicorn on
   a loopback port with a keep-alive client (``--client``: `http.client` with prepared
   bodies, or httpx), one index (``index``) and all three fused (no ``index``), p50/p99;
@@ -243,33 +243,44 @@ def measure_modality(
     row_of_image: dict[str, int],
     pngs: list[bytes],
 ) -> list[dict[str, Any]]:
-    """Every case of one modality (each index, then all fused), interleaved query by query
-    so that the fused/single ratios compare samples taken side by side. Within a case:
-    raw hnswlib (one index), then the server, the no-op floor and the baseline if any,
-    in alternating order."""
+    """Every case of one modality (each index, then all fused), interleaved in blocks of
+    `args.block` queries so that the fused/single ratios compare samples taken side by
+    side. Within a case: raw hnswlib (one index), then the server, the no-op floor and
+    the baseline if any, in alternating order, each answering a whole block in a row.
+
+    Blocks rather than single queries: a server process that has just been idle while
+    two others answered pays a wake-up (scheduler, cold caches) of 0.3-0.6 ms here on its
+    next request, which a client querying one server does not see. In a block only the
+    first query pays it; ``--block 1`` measures query by query."""
     cases = [Case(modality, d, list(clients)) for d in [*dims, None]]
     order = list(clients)
-    for i in range(args.queries):
-        shift = i % len(cases)
+    for b, start in enumerate(range(0, args.queries, args.block)):
+        block = range(start, min(start + args.block, args.queries))
+        shift = b % len(cases)
         for case in cases[shift:] + cases[:shift]:
             if case.dim is not None:
-                vector = queries[case.dim][i : i + 1]
-                t0 = time.perf_counter()
-                nearest, _ = raw[case.dim].knn_query(vector, k=args.top_k)
-                case.raw_t.append(time.perf_counter() - t0)
-                case.raw_found.append(np.searchsorted(labels[case.dim], nearest[0]).tolist())
-            for name in order if i % 2 == 0 else order[::-1]:
+                for i in block:
+                    vector = queries[case.dim][i : i + 1]
+                    t0 = time.perf_counter()
+                    nearest, _ = raw[case.dim].knn_query(vector, k=args.top_k)
+                    case.raw_t.append(time.perf_counter() - t0)
+                    found = np.searchsorted(labels[case.dim], nearest[0]).tolist()
+                    case.raw_found.append(found)
+            for name in order if b % 2 == 0 else order[::-1]:
                 client = clients[name]
-                if modality == "text":
-                    elapsed, response = client.text(i, case.index, args.top_k)
-                else:
-                    elapsed, response = client.image(pngs[i], case.index, args.top_k)
-                case.times[name].append(elapsed)
-                if name == "floor":
-                    continue
-                case.found[name].append([row_of_image[r["sha256"]] for r in response["results"]])
-                if case.dim is None and len(response["indexes_searched"]) != len(dims):
-                    raise RuntimeError(f"fused search answered by {response['indexes_searched']}")
+                for i in block:
+                    if modality == "text":
+                        elapsed, response = client.text(i, case.index, args.top_k)
+                    else:
+                        elapsed, response = client.image(pngs[i], case.index, args.top_k)
+                    case.times[name].append(elapsed)
+                    if name == "floor":
+                        continue
+                    rows = [row_of_image[r["sha256"]] for r in response["results"]]
+                    case.found[name].append(rows)
+                    if case.dim is None and len(response["indexes_searched"]) != len(dims):
+                        searched = response["indexes_searched"]
+                        raise RuntimeError(f"fused search answered by {searched}")
     return [summarize(args, case, truth) for case in cases]
 
 
@@ -498,6 +509,12 @@ def main(argv: list[str] | None = None) -> int:
         help="a directory holding another version's imgdex package, served side by side",
     )
     parser.add_argument(
+        "--block",
+        type=int,
+        default=10,
+        help="queries each server answers in a row before the next takes over (default 10)",
+    )
+    parser.add_argument(
         "--client",
         choices=("stdlib", "httpx"),
         default="stdlib",
@@ -528,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
                 "top_k": args.top_k,
                 "seed": args.seed,
                 "client": args.client,
+                "block": args.block,
                 "baseline": str(args.baseline) if args.baseline else None,
                 "generator": GENERATOR,
                 "hnsw": {"M": 16, "ef_construction": 200},

@@ -1,13 +1,12 @@
 """Text and image search: fan out to every index that can answer, then fuse.
 
-Each index embeds the query and runs its vector search in one model-pool call; with
-several indexes these calls run concurrently. Whichever call ends last then, in its own
-thread, maps every index's labels to images (from the index's in-memory label map, the
-catalog answering for what it lacks), filters them
-(``methods``), collapses each index's hits to the best hit per image (searching an index
-again with a larger k when too few images survive), fuses, pages and decorates the page
-with image facts and the matched description texts. A search costs one worker hop per
-index and none more; an image given as file bytes is decoded in that same call.
+Each index embeds the query, runs its vector search, maps the labels found to images
+(from the index's in-memory label map; the catalog answers for what a map lacks),
+filters them (``methods``) and collapses them to the best hit per image, searching again
+with a larger k when too few images survive, all in one model-pool call; with several
+indexes these calls run concurrently. The call that ends last fuses, pages and decorates
+the page with image facts and the matched description texts. A search costs one worker
+hop per index and none more; an image given as file bytes is decoded in that same call.
 """
 
 from __future__ import annotations
@@ -44,17 +43,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Candidates:
-    """One index's nearest labels (best first), and what it takes to search it deeper."""
+    """One index's outcome: its hits collapsed to the best per image (best first), and the
+    sizes of the live images among them; or why it could not answer."""
 
     slot: EmbedderSlot
     error: str | None = None
-    index: ManagedIndex | None = None
-    vector: npt.NDArray[np.float32] | None = None
-    k: int = 0
-    total: int = 0
-    labels: list[int] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-    hits: list[Hit] = field(default_factory=list)  # collapsed, once resolved
+    hits: list[Hit] = field(default_factory=list)
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class Searcher:
@@ -138,8 +133,6 @@ class Searcher:
         """`prepare` (decoding an image query) runs in the worker calls before `embed`;
         its errors fail the request, where `embed`'s fail only that index."""
         library = self.library
-        # The rank window: how many labels each index is asked for at first.
-        window = max(3 * (options.offset + options.top_k), self.config.min_candidates)
         found: list[_Candidates | None] = [_loading(slot) for slot in slots]
         todo = [i for i, c in enumerate(found) if c is None]
         if not todo:
@@ -150,11 +143,12 @@ class Searcher:
         lock = threading.Lock()
 
         def search(i: int) -> SearchResponse | None:
-            # One index per call, concurrently (hnswlib releases the GIL); the call that
-            # ends last answers for all of them, so the answer needs no further hop.
+            # One index per call, concurrently: while one call maps its labels to images
+            # (Python, holding the GIL), the others' vector searches run (hnswlib releases
+            # it). The call that ends last answers for all, so the answer needs no hop.
             nonlocal left
             try:
-                found[i] = self._knn(slots[i], embed, window, prepare)
+                found[i] = self._candidates(slots[i], embed, options, prepare)
             finally:
                 with lock:
                     left -= 1
@@ -167,31 +161,58 @@ class Searcher:
         answers = await asyncio.gather(*(library.run_model(search, i) for i in todo))
         return next(a for a in answers if a is not None)
 
-    def _knn(
-        self, slot: EmbedderSlot, embed: Embed, k: int, prepare: Callable[[], None] | None
+    def _candidates(
+        self,
+        slot: EmbedderSlot,
+        embed: Embed,
+        options: SearchOptions,
+        prepare: Callable[[], None] | None,
     ) -> _Candidates:
-        """Embed the query and search one index (in a model-pool thread)."""
+        """Embed the query, search one index and collapse its hits to the best hit per
+        image (in a model-pool thread).
+
+        The index is asked for a rank window of ``max(3 x (offset + top_k),
+        search.min_candidates)`` labels. If fewer images than the page needs survive (several
+        vectors per image, or the ``methods`` filter), it is searched again with 4 x k,
+        until enough images are found or the index is exhausted.
+        """
         if prepare is not None:
             prepare()
+        need = options.offset + options.top_k
+        methods = set(options.methods) if options.methods else None
+        c = _Candidates(slot)
         try:
             vector = embed(slot)
             index = slot.ready_index()
             total = len(index)
-            k = min(total, k)
-            labels, scores = _search_index(index, vector, k)
+            k = min(total, max(3 * need, self.config.min_candidates))
+            while True:
+                labels, scores = _search_index(index, vector, k)
+                entries, sizes = self._entries(index, labels)
+                c.hits = collapse(_hits(slot.name, labels, scores, entries, methods))
+                c.sizes.update(sizes)
+                if len(c.hits) >= need or k >= total:
+                    return c
+                k = min(total, k * 4)
         except ImgdexError as exc:
             return _Candidates(slot, exc.detail)
-        return _Candidates(slot, None, index, vector, k, total, labels, scores)
+
+    def _entries(
+        self, index: ManagedIndex, labels: list[int]
+    ) -> tuple[dict[int, tuple[str, str]], dict[str, tuple[int, int]]]:
+        """``{label: (image, method)}`` and the live images' ``{image: (width, height)}``,
+        from the index's label map; the catalog answers for what the map cannot (a label
+        hidden since the search, say)."""
+        entries, sizes, unknown = index.resolve(labels)
+        if unknown:
+            entries.update(self.library.catalog.resolve_entries(unknown))
+        return entries, sizes
 
     def _answer(
         self, query: str | None, found: Sequence[_Candidates], options: SearchOptions
     ) -> SearchResponse:
-        """Resolve, collapse, fuse, page and decorate (in one worker thread)."""
+        """Fuse, page and decorate (in one worker thread)."""
         answered = [c for c in found if c.error is None]
-        sizes: dict[str, tuple[int, int]] = {}
-        if answered:
-            sizes = self._resolve(answered, options)
-            answered = [c for c in answered if c.error is None]
         if not answered:
             reasons = "; ".join(f"{c.slot.name}: {c.error}" for c in found)
             raise ServiceUnavailable(f"no index could answer: {reasons}", code="search_unavailable")
@@ -208,6 +229,9 @@ class Searcher:
         if options.min_score is not None:
             fused = [r for r in fused if r.score >= options.min_score]
         page = fused[options.offset : need]
+        sizes: dict[str, tuple[int, int]] = {}
+        for c in answered:
+            sizes.update(c.sizes)
         return SearchResponse(
             query=query,
             fusion=fusion if len(answered) > 1 else "single",
@@ -224,56 +248,6 @@ class Searcher:
             ],
             results=self._decorate(page, sizes),
         )
-
-    def _resolve(
-        self, found: Sequence[_Candidates], options: SearchOptions
-    ) -> dict[str, tuple[int, int]]:
-        """Map every index's labels to images with one catalog query and collapse them.
-
-        An index whose collapsed hits are fewer than the page needs (several vectors per
-        image, or the ``methods`` filter) is searched again with 4 x k, until enough
-        images are found or the index is exhausted. Returns the sizes of the images the
-        label maps know to be live.
-        """
-        need = options.offset + options.top_k
-        methods = set(options.methods) if options.methods else None
-        entries, sizes = self._entries(found)
-        for c in found:
-            while True:
-                c.hits = collapse(_hits(c, entries, methods))
-                if len(c.hits) >= need or c.k >= c.total:
-                    break
-                assert c.index is not None and c.vector is not None
-                c.k = min(c.total, c.k * 4)
-                try:
-                    c.labels, c.scores = _search_index(c.index, c.vector, c.k)
-                except ImgdexError as exc:
-                    c.error, c.hits = exc.detail, []
-                    break
-                more, more_sizes = self._entries([c])
-                entries.update(more)
-                sizes.update(more_sizes)
-        return sizes
-
-    def _entries(
-        self, found: Sequence[_Candidates]
-    ) -> tuple[dict[int, tuple[str, str]], dict[str, tuple[int, int]]]:
-        """``{label: (image, method)}`` and ``{image: (width, height)}`` from each index's
-        label map; what a map cannot answer for (a label hidden since the search, say)
-        goes to the catalog, in one query for all indexes: labels are vector_entries ids,
-        unique across indexes."""
-        entries: dict[int, tuple[str, str]] = {}
-        sizes: dict[str, tuple[int, int]] = {}
-        ask: list[int] = []
-        for c in found:
-            assert c.index is not None
-            known, known_sizes, unknown = c.index.resolve(c.labels)
-            entries.update(known)
-            sizes.update(known_sizes)
-            ask += unknown
-        if ask:
-            entries.update(self.library.catalog.resolve_entries(ask))
-        return entries, sizes
 
     def _decorate(
         self, page: Sequence[FusedResult], sizes: dict[str, tuple[int, int]]
@@ -362,11 +336,14 @@ def _search_index(
 
 
 def _hits(
-    found: _Candidates, entries: dict[int, tuple[str, str]], methods: set[str] | None
+    name: str,
+    labels: list[int],
+    scores: list[float],
+    entries: dict[int, tuple[str, str]],
+    methods: set[str] | None,
 ) -> list[Hit]:
-    name = found.slot.name
     hits = []
-    for label, score in zip(found.labels, found.scores, strict=True):
+    for label, score in zip(labels, scores, strict=True):
         entry = entries.get(label)
         if entry is None:  # gone from the catalog meanwhile
             continue

@@ -177,18 +177,20 @@ class LabelMap:
             found &= state.alive[pos]
         at = pos[found]
         hexed = state.images[at].tobytes().hex()
-        width = 2 * _ID_BYTES
-        images = [hexed[i : i + width] for i in range(0, len(hexed), width)]
         names = self._method_names
-        entries = {
-            label: (image, names[code])
-            for label, image, code in zip(
-                wanted[found].tolist(), images, state.methods[at].tolist(), strict=True
-            )
-        }
-        sizes = {
-            image: (w, h) for image, (w, h) in zip(images, state.sizes[at].tolist(), strict=True)
-        }
+        entries: dict[int, tuple[str, str]] = {}
+        sizes: dict[str, tuple[int, int]] = {}
+        start = 0
+        for label, code, (width, height) in zip(
+            wanted[found].tolist(),
+            state.methods[at].tolist(),
+            state.sizes[at].tolist(),
+            strict=True,
+        ):
+            image = hexed[start : start + 2 * _ID_BYTES]
+            start += 2 * _ID_BYTES
+            entries[label] = (image, names[code])
+            sizes[image] = (width, height)
         missing = wanted[~found].tolist() if len(entries) < len(wanted) else []
         return entries, sizes, missing
 
@@ -209,6 +211,6 @@ def _find(
     size = state.size
     if size == 0:
         return np.zeros(len(wanted), np.intp), np.zeros(len(wanted), np.bool_)
-    pos = np.searchsorted(state.labels[:size], wanted)
-    pos = np.minimum(pos, size - 1)
+    pos = state.labels[:size].searchsorted(wanted)
+    np.minimum(pos, size - 1, out=pos)
     return pos, state.labels[pos] == wanted

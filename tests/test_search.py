@@ -269,13 +269,13 @@ def test_too_few_images_in_the_rank_window_searches_deeper(
         describe(client, shas["purple"], "vlm2", "harbour boats")
         words_index = client.app.state.library.indexes.get("toy_words_v1")
         calls: list[int] = []
-        resolve = words_index.resolve
+        search = words_index.search
 
-        def counted(ids: Sequence[int]) -> Any:
-            calls.append(len(ids))
-            return resolve(ids)
+        def counted(vector: Any, k: int) -> Any:
+            calls.append(k)
+            return search(vector, k)
 
-        monkeypatch.setattr(words_index, "resolve", counted)
+        monkeypatch.setattr(words_index, "search", counted)
         for index in ("toy_words_v1", None):
             calls.clear()
             body = text(client, query="harbour", index=index, methods=["vlm2"], top_k=2)

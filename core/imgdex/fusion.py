@@ -21,9 +21,11 @@ __all__ = ["FusedResult", "Hit", "collapse", "fuse"]
 Fusion = Literal["rrf", "max"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Hit:
-    """One vector matched in one index."""
+    """One vector matched in one index. Not frozen: a search builds up to 50 per index,
+    and a frozen dataclass's ``__init__`` (``object.__setattr__`` per field) costs 5 x
+    as much. Treat it as immutable."""
 
     image: str
     score: float  # raw similarity in that index

@@ -49,6 +49,7 @@ class _Candidates:
     slot: EmbedderSlot
     error: str | None = None
     hits: list[Hit] = field(default_factory=list)
+    total: int = 0  # images found, `hits` may hold only the first
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
@@ -141,6 +142,7 @@ class Searcher:
             return self._answer(query, [c for c in found if c is not None], options)
         left = len(todo)
         lock = threading.Lock()
+        single = len(slots) == 1  # then only the page's hits are built
 
         def search(i: int) -> SearchResponse | None:
             # One index per call, concurrently: while one call maps its labels to images
@@ -148,7 +150,7 @@ class Searcher:
             # it). The call that ends last answers for all, so the answer needs no hop.
             nonlocal left
             try:
-                found[i] = self._candidates(slots[i], embed, options, prepare)
+                found[i] = self._candidates(slots[i], embed, options, prepare, single)
             finally:
                 with lock:
                     left -= 1
@@ -167,6 +169,7 @@ class Searcher:
         embed: Embed,
         options: SearchOptions,
         prepare: Callable[[], None] | None,
+        single: bool = False,
     ) -> _Candidates:
         """Embed the query, search one index and collapse its hits to the best hit per
         image (in a model-pool thread).
@@ -174,13 +177,15 @@ class Searcher:
         The index is asked for a rank window of ``max(3 x (offset + top_k),
         search.min_candidates)`` labels. If fewer images than the page needs survive (several
         vectors per image, or the ``methods`` filter), it is searched again with 4 x k,
-        until enough images are found or the index is exhausted.
+        until enough images are found or the index is exhausted. With `single`, only the
+        page's hits are built (`total` still counts all the images found).
         """
         if prepare is not None:
             prepare()
         need = options.offset + options.top_k
         methods = set(options.methods) if options.methods else None
         c = _Candidates(slot)
+        name = slot.name
         try:
             vector = embed(slot)
             index = slot.ready_index()
@@ -188,10 +193,18 @@ class Searcher:
             k = min(total, max(3 * need, self.config.min_candidates))
             while True:
                 labels, scores = _search_index(index, vector, k)
-                entries, sizes = self._entries(index, labels)
-                c.hits = collapse(_hits(slot.name, labels, scores, entries, methods))
-                c.sizes.update(sizes)
-                if len(c.hits) >= need or k >= total:
+                ranked = index.rank(labels, scores, methods, need if single else None)
+                if ranked is not None:  # the label map answered for every label
+                    c.hits = [Hit(image, score, name, m) for image, score, m in ranked.hits]
+                    c.total = ranked.total
+                    c.sizes.update(ranked.sizes)
+                else:
+                    entries, sizes = self._entries(index, labels.tolist())
+                    hits = _hits(name, labels.tolist(), scores.tolist(), entries, methods)
+                    c.hits = collapse(hits)
+                    c.total = len(c.hits)
+                    c.sizes.update(sizes)
+                if c.total >= need or k >= total:
                     return c
                 k = min(total, k * 4)
         except ImgdexError as exc:
@@ -241,7 +254,7 @@ class Searcher:
                 IndexSearched(
                     index=c.slot.name,
                     model=c.slot.provider.model,
-                    result_count=len(c.hits),
+                    result_count=c.total,
                     error=c.error,
                 )
                 for c in found
@@ -328,11 +341,10 @@ def _loading(slot: EmbedderSlot) -> _Candidates | None:
 
 def _search_index(
     index: ManagedIndex, vector: npt.NDArray[np.float32], k: int
-) -> tuple[list[int], list[float]]:
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     if k <= 0:
-        return [], []
-    labels, scores = index.search(vector, k)
-    return labels.tolist(), scores.tolist()
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    return index.search(vector, k)
 
 
 def _hits(

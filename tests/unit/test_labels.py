@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import threading
 
+import numpy as np
 import pytest
 
-from imgdex.index.labels import Key, LabelMap
+from imgdex.fusion import Hit, collapse
+from imgdex.index.labels import Key, LabelMap, Ranked
 
 
 def image(n: int) -> str:
@@ -154,3 +156,73 @@ def test_readers_never_see_a_wrong_answer_while_labels_are_added() -> None:
             t.join()
     assert errors == []
     assert resolve(labels, list(range(20_000)))[1] == []
+
+
+def reference(
+    labels: LabelMap, found: list[int], scores: list[float], methods: set[str] | None
+) -> list[Hit]:
+    """The general path: resolve each label, filter, collapse (imgdex.fusion)."""
+    entries, _, missing = labels.resolve(found)
+    assert missing == []
+    hits = [
+        Hit(entries[label][0], score, "ix", entries[label][1])
+        for label, score in zip(found, scores, strict=True)
+        if methods is None or entries[label][1] in methods
+    ]
+    return collapse(hits)
+
+
+def test_rank_is_resolve_and_collapse_in_numpy() -> None:
+    rng = np.random.default_rng(7)
+    labels = LabelMap()
+    n = 400
+    methods = ["image", "caption", "human", "vlm1"]
+    # Few images, several labels each; scores on a coarse grid so that ties occur.
+    keys = [key(int(rng.integers(0, 60)), methods[int(rng.integers(0, 4))]) for _ in range(n)]
+    labels.add(list(range(1, n + 1)), keys)
+    exact = declined = 0
+    for trial in range(600):
+        size = int(rng.integers(0, 80))
+        found = rng.choice(np.arange(1, n + 1), size=size, replace=False)
+        scores = np.sort(np.round(rng.random(size), 2).astype(np.float32))[::-1]
+        wanted = None if trial % 3 else set(rng.choice(methods, 2, replace=False).tolist())
+        limit = None if trial % 2 else int(rng.integers(1, 15))
+        ranked = labels.rank(found, scores, wanted, limit)
+        expected = reference(labels, found.tolist(), scores.tolist(), wanted)
+        if ranked is None:
+            # Declined only for a tie between two hits of one image.
+            declined += 1
+            by_image: dict[str, list[float]] = {}
+            for label, score in zip(found.tolist(), scores.tolist(), strict=True):
+                image, method = labels.resolve([label])[0][label]
+                if wanted is None or method in wanted:
+                    by_image.setdefault(image, []).append(score)
+            assert any(s.count(max(s)) > 1 for s in by_image.values())
+            continue
+        exact += 1
+        assert ranked.total == len(expected)
+        assert [(h.image, h.score, h.method) for h in expected[:limit]] == ranked.hits
+        assert set(ranked.sizes) == {image for image, _, _ in ranked.hits}
+        assert all(ranked.sizes[image] == labels.resolve([label])[1][image]
+                   for label in found.tolist() for image in [labels.resolve([label])[0][label][0]]
+                   if image in ranked.sizes)  # fmt: skip
+    assert exact > 400 and declined > 10
+
+
+def test_rank_declines_what_the_map_cannot_answer() -> None:
+    labels = LabelMap()
+    labels.add([1, 2, 3], [key(1), key(2), key(3)])
+    scores = np.array([0.9, 0.8], np.float32)
+    assert labels.rank(np.array([1, 9]), scores) is None  # not mapped
+    assert labels.rank(np.array([1, 3]), scores[::-1]) is None  # not best first
+    labels.set_alive([2], False)
+    assert labels.rank(np.array([1, 2]), scores) is None  # hidden since
+    assert labels.rank(np.array([3, 1]), scores) == Ranked(
+        [(image(3), 0.8999999761581421, "image"), (image(1), 0.800000011920929, "image")],
+        {image(3): (103, 7), image(1): (101, 3)},
+        2,
+    )
+    assert labels.rank(np.array([], np.int64), np.array([], np.float32)) == Ranked([], {}, 0)
+    assert LabelMap().rank(np.array([1]), scores[:1]) is None
+    assert labels.rank(np.array([3, 1]), scores, {"caption"}) == Ranked([], {}, 0)
+    assert labels.rank(np.array([3, 1]), scores, {"unknown"}) == Ranked([], {}, 0)

@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from imgdex.catalog import Catalog, IndexEntry, vector_job_kind
 from imgdex.errors import Conflict, NotFound
-from imgdex.index.labels import Key, LabelMap
+from imgdex.index.labels import Key, LabelMap, Ranked
 from imgdex.providers import Embedder, IndexBackend, Metric, VectorIndex
 from imgdex.storage import Storage, atomic_write
 
@@ -107,6 +107,17 @@ class ManagedIndex:
                 self.labels.set_alive(ids, True)
                 self.index.unhide(list(ids))
                 self.dirty = True
+
+    def rank(
+        self,
+        labels: npt.NDArray[np.int64],
+        scores: npt.NDArray[np.float32],
+        methods: Collection[str] | None = None,
+        limit: int | None = None,
+    ) -> Ranked | None:
+        """Search results collapsed to the best hit per image, from the label map alone;
+        None when the map cannot answer exactly (see `LabelMap.rank`)."""
+        return self.labels.rank(labels, scores, methods, limit)
 
     def resolve(
         self, labels: Sequence[int]

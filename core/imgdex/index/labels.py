@@ -20,13 +20,13 @@ the catalog's in every case.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Key", "LabelMap"]
+__all__ = ["Key", "LabelMap", "Ranked"]
 
 _ID_BYTES = 16  # image ids are the first 32 hex digits of the SHA-256
 
@@ -193,6 +193,70 @@ class LabelMap:
             sizes[image] = (width, height)
         missing = wanted[~found].tolist() if len(entries) < len(wanted) else []
         return entries, sizes, missing
+
+    def rank(
+        self,
+        labels: npt.NDArray[np.int64],
+        scores: npt.NDArray[np.float32],
+        methods: Collection[str] | None = None,
+        limit: int | None = None,
+    ) -> Ranked | None:
+        """One index's search results (best first) collapsed to the best hit per image
+        and ordered by score, then image id, as `imgdex.fusion.collapse` orders them;
+        `methods` keeps only hits of those methods, `limit` builds only the first images.
+
+        None when the map cannot answer exactly: a label is not mapped or dead, the
+        scores are not in descending order, or two hits of one image tie on the best
+        score (which hit explains the image is then the caller's tie-break to make).
+        """
+        n = len(labels)
+        if not n:
+            return Ranked([], {}, 0)
+        state = self._state
+        pos, found = _find(state, np.asarray(labels, dtype=np.int64))
+        if not state.size or not found.all() or not state.alive[pos].all():
+            return None
+        scores = np.asarray(scores, dtype=np.float32)
+        steps = scores[1:] - scores[:-1]
+        if np.any(steps > 0):
+            return None
+        codes = state.methods[pos].tolist()
+        score_list = scores.tolist()
+        hexed = state.images[pos].tobytes().hex()
+        width = 2 * _ID_BYTES
+        allowed = None
+        if methods is not None:
+            allowed = {self._method_codes[m] for m in methods if m in self._method_codes}
+        first: dict[str, int] = {}  # image -> its best (first) hit
+        for i, code in enumerate(codes):
+            if allowed is not None and code not in allowed:
+                continue
+            image = hexed[i * width : (i + 1) * width]
+            best = first.get(image)
+            if best is None:
+                first[image] = i
+            elif score_list[best] == score_list[i]:
+                return None  # ties with the image's best hit
+        order = list(first.items())
+        if np.any(steps == 0):  # equal scores: those images go by image id
+            order.sort(key=lambda item: (-score_list[item[1]], item[0]))
+        names = self._method_names
+        sizes = state.sizes[pos].tolist()
+        hits = []
+        found_sizes: dict[str, tuple[int, int]] = {}
+        for image, i in order[:limit]:
+            hits.append((image, score_list[i], names[codes[i]]))
+            width_, height = sizes[i]
+            found_sizes[image] = (width_, height)
+        return Ranked(hits, found_sizes, len(order))
+
+
+class Ranked(NamedTuple):
+    """`LabelMap.rank`'s answer."""
+
+    hits: list[tuple[str, float, str]]  # (image, score, method), best first
+    sizes: dict[str, tuple[int, int]]  # of the images in `hits`
+    total: int  # images among the labels (after the methods filter), in `hits` or not
 
 
 def _filled(columns: Sequence[npt.NDArray[Any]], capacity: int) -> _State:

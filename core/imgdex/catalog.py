@@ -489,15 +489,26 @@ class Catalog:
 
     def index_entries(self, index: str) -> list[IndexEntry]:
         """Every entry of an index, by label, with its image's size and deletion flag."""
-        return [
-            IndexEntry(int(id_), image, method, int(width), int(height), bool(deleted))
-            for id_, image, method, width, height, deleted in self._read(
-                "SELECT v.id, v.image_sha256, v.method, i.width, i.height, i.is_deleted "
-                "FROM vector_entries v JOIN images i ON i.sha256 = v.image_sha256 "
-                "WHERE v.index_name = ? ORDER BY v.id",
-                (index,),
-            )
-        ]
+        return [entry for batch in self.index_entry_batches(index) for entry in batch]
+
+    def index_entry_batches(self, index: str, size: int = 2000) -> Iterator[list[IndexEntry]]:
+        """`index_entries` a batch at a time, so that a large index is never held as
+        millions of Python objects at once (memory the process would keep after freeing
+        them). Each batch is its own query, from the last label on (no statement stays
+        open between batches, so the caller may write meanwhile); entries added during
+        the iteration with higher labels are included."""
+        after = -1
+        while rows := self._read(
+            "SELECT v.id, v.image_sha256, v.method, i.width, i.height, i.is_deleted "
+            "FROM vector_entries v JOIN images i ON i.sha256 = v.image_sha256 "
+            "WHERE v.index_name = ? AND v.id > ? ORDER BY v.id LIMIT ?",
+            (index, after, size),
+        ):
+            yield [
+                IndexEntry(int(id_), image, method, int(width), int(height), bool(deleted))
+                for id_, image, method, width, height, deleted in rows
+            ]
+            after = int(rows[-1][0])
 
     def entries_by_id(self, ids: Iterable[int]) -> list[VectorEntry]:
         out: list[VectorEntry] = []

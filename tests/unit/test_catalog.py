@@ -377,6 +377,23 @@ def test_index_labels(catalog: Catalog) -> None:
     assert catalog.index_entries("absent") == []
 
 
+def test_index_entry_batches_page_by_label_and_allow_writes_between(catalog: Catalog) -> None:
+    images = [add_image(catalog, n) for n in range(7)]
+    labels = [add_entry(catalog, i, "image", "img_v1") for i in images]
+    add_entry(catalog, images[0], "image", "other_v1")
+    batches = catalog.index_entry_batches("img_v1", size=3)
+    first = next(batches)
+    assert [e.id for e in first] == labels[:3]
+    # This thread's connection writes between two batches (no statement is left open).
+    with catalog.transaction() as db:
+        catalog.delete_vector_entries(db, [labels[3]])
+    late = add_entry(catalog, images[1], "caption", "img_v1")
+    rest = [e.id for batch in batches for e in batch]
+    assert rest == [*labels[4:], late]
+    assert [len(b) for b in catalog.index_entry_batches("img_v1", size=3)] == [3, 3, 1]
+    assert list(catalog.index_entry_batches("absent")) == []
+
+
 # --- jobs ------------------------------------------------------------------------
 
 

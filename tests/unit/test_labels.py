@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
 from imgdex.fusion import Hit, collapse
+from imgdex.index import labels as labels_module
 from imgdex.index.labels import Key, LabelMap, Ranked
 
 
@@ -108,6 +110,37 @@ def test_load_replaces_the_map() -> None:
     assert resolve(labels, [1, 4, 9]) == ({9: key(9, "caption")}, [1, 4])
     labels.add([12], [key(12)])  # grows from a loaded map
     assert resolve(labels, [12, 9]) == ({12: key(12), 9: key(9, "caption")}, [])
+
+
+def test_load_reads_rows_a_chunk_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A generator is consumed in chunks; labels out of order and chunks of several
+    methods and deletion flags come out as if loaded at once."""
+    monkeypatch.setattr(labels_module, "_LOAD_CHUNK", 4)
+    order = [17, 3, 11, 5, 2, 13, 7, 19, 23, 29, 31]  # 11 rows: chunks of 4, 4, 3
+    taken: list[int] = []
+
+    def rows() -> Iterator[tuple[int, Key, bool]]:
+        for n in order:
+            taken.append(n)
+            yield n, key(n, "caption" if n % 3 else "image"), n != 13
+
+    labels = LabelMap()
+    labels.load(rows())
+    assert taken == order and len(labels) == 10
+    alive = {n: key(n, "caption" if n % 3 else "image") for n in order if n != 13}
+    assert resolve(labels, sorted(order)) == (alive, [13])
+    labels.load(iter(()))  # nothing: an empty map
+    assert len(labels) == 0 and resolve(labels, [3]) == ({}, [3])
+    # More rows than expected: the arrays grow; a label given twice keeps its last key.
+    many = [(n, key(n), True) for n in range(1, 2501)] + [(7, key(8, "caption"), True)]
+    labels.load(many, expected=10)
+    assert len(labels) == 2500
+    assert resolve(labels, [1, 7, 2500, 2501]) == (
+        {1: key(1), 7: key(8, "caption"), 2500: key(2500)},
+        [2501],
+    )
+    labels.add([2600], [key(2600)])  # and grows on from there
+    assert resolve(labels, [2600, 2]) == ({2600: key(2600), 2: key(2)}, [])
 
 
 def test_add_checks_one_key_per_label() -> None:

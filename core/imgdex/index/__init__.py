@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,27 +237,55 @@ class IndexManager:
 
     def reconcile(self, managed: ManagedIndex) -> dict[str, int]:
         """Make the index hold exactly the catalog's vectors, hidden where deleted, and
-        map its labels from the catalog."""
-        rows = self.catalog.index_entries(managed.name)
-        recorded = {row.id for row in rows}
-        soft_deleted = {row.id for row in rows if row.image_deleted}
+        map its labels from the catalog.
+
+        The catalog's entries are read once, a batch at a time, straight into the label
+        map and a few integer arrays: at a million vectors, a list of entries would take
+        hundreds of MB that the process keeps after freeing them."""
         present = managed.index.labels()
         hidden = managed.index.hidden()
-        readded, lost = self._readd(managed, [row for row in rows if row.id not in present])
-        extra = present - recorded
+        recorded: list[npt.NDArray[np.int64]] = []
+        soft_deleted: list[npt.NDArray[np.int64]] = []
+        missing: list[IndexEntry] = []
+
+        def entries() -> Iterator[tuple[int, Key, bool]]:
+            for batch in self.catalog.index_entry_batches(managed.name):
+                recorded.append(np.fromiter((r.id for r in batch), np.int64, len(batch)))
+                soft_deleted.append(np.fromiter((r.id for r in batch if r.image_deleted), np.int64))
+                missing.extend(r for r in batch if r.id not in present)
+                for r in batch:
+                    yield r.id, r.key, not r.image_deleted
+
         with managed.swap_lock:
-            managed.hide(sorted(extra | (soft_deleted - hidden)))
-            managed.unhide(sorted((hidden & recorded) - soft_deleted))
-            managed.labels.load(
-                (row.id, row.key, not row.image_deleted) for row in rows if row.id not in lost
-            )
-        report = {"readded": readded, "lost": len(lost), "removed": len(extra - hidden)}
+            managed.labels.load(entries(), expected=len(present))
+        # Vectors the graph lacks (not saved before a crash) come back from their files;
+        # those whose file is gone too are forgotten, and re-embedded.
+        readded, lost_rows = self._readd(managed, missing)
+        self._forget(managed.name, lost_rows)
+        lost = [row.id for row in lost_rows]
+        known = np.concatenate([np.empty(0, np.int64), *recorded])
+        deleted = np.concatenate([np.empty(0, np.int64), *soft_deleted])
+        in_graph = np.fromiter(present, np.int64, len(present))
+        was_hidden = np.fromiter(hidden, np.int64, len(hidden))
+        extra = np.setdiff1d(in_graph, known)
+        with managed.swap_lock:
+            managed.labels.set_alive(sorted(lost), False)  # the catalog forgot them
+            managed.hide(np.union1d(extra, np.setdiff1d(deleted, was_hidden)).tolist())
+            managed.unhide(np.setdiff1d(np.intersect1d(was_hidden, known), deleted).tolist())
+        report = {
+            "readded": readded,
+            "lost": len(lost),
+            "removed": len(np.setdiff1d(extra, was_hidden)),
+        }
         if any(report.values()):
             log.info("index %s reconciled: %s", managed.name, report)
         return report
 
-    def _readd(self, managed: ManagedIndex, rows: list[IndexEntry]) -> tuple[int, set[int]]:
-        """Add the vectors of `rows` from their files; returns (how many, labels lost)."""
+    def _readd(
+        self, managed: ManagedIndex, rows: Sequence[IndexEntry]
+    ) -> tuple[int, list[IndexEntry]]:
+        """Add the vectors of `rows` from their files; returns (how many, the rows whose
+        file is gone or unreadable), which the caller hands to `_forget`."""
         readded, lost = 0, []
         for start in range(0, len(rows), 1000):
             ids, vectors, keys = [], [], []
@@ -276,15 +304,18 @@ class IndexManager:
             if ids:
                 managed.add(ids, np.stack(vectors), keys)
                 readded += len(ids)
-        if lost:
-            # The vector file is gone: forget the entry and queue the item to be embedded
-            # again.
-            with self.catalog.transaction() as db:
-                self.catalog.delete_vector_entries(db, [row.id for row in lost])
-                for row in lost:
-                    kind = vector_job_kind(row.method)
-                    self.catalog.queue_jobs(db, kind, [managed.name], row.image, row.method)
-        return readded, {row.id for row in lost}
+        return readded, lost
+
+    def _forget(self, index: str, lost: Sequence[IndexEntry]) -> None:
+        """The vector files of `lost` are gone: forget their entries and queue the items to
+        be embedded again."""
+        if not lost:
+            return
+        with self.catalog.transaction() as db:
+            self.catalog.delete_vector_entries(db, [row.id for row in lost])
+            for row in lost:
+                kind = vector_job_kind(row.method)
+                self.catalog.queue_jobs(db, kind, [index], row.image, row.method)
 
     def rebuild(self, name: str) -> dict[str, int]:
         """Compact: build a fresh index from the ``.npy`` vectors and swap it in."""
@@ -303,7 +334,10 @@ class IndexManager:
                 self.backend.open(scratch, dimension=info.dimension, metric=info.metric),
             )
             # Fill the fresh index beside the old one, which keeps serving meanwhile.
-            self._readd(fresh, self.catalog.index_entries(name))
+            lost: list[IndexEntry] = []
+            for batch in self.catalog.index_entry_batches(name):
+                lost += self._readd(fresh, batch)[1]
+            self._forget(name, lost)
             with managed.swap_lock:
                 self.reconcile(fresh)  # catch up with writes made during the build
                 fresh.index.save()

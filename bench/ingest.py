@@ -4,7 +4,9 @@ The photos are photo-like (smooth colour fields at several scales plus sensor no
 `_common.photo`), 4:3, from 1 to 12 megapixels, saved as JPEG (quality 90, about 0.3
 bytes per pixel like a phone photo) and PNG (about 2 bytes per pixel). Each set is
 uploaded with ``POST /api/images/`` to the real server under uvicorn on a loopback port,
-by one client and by two concurrent clients, with:
+by one client and by two concurrent clients (multipart bodies built before the clock
+starts and sent with http.client on a keep-alive connection per client; ``--client
+httpx`` encodes while timed, as the first published figures were taken), with:
 
 - ``null``: one `NullEmbedder` (an 8x8 crop hashed into a vector: the models are not
   the bottleneck, so this measures the pipeline: HTTP, hashing, decoding, thumbnail,
@@ -20,6 +22,11 @@ image, and both files written with fsync into a directory renamed into place. Be
 library loop awaits `Library.ingest` (what the upload endpoint awaits) in its own
 process with the null embedder: the core's pipeline without HTTP. Peak RSS is VmHWM of
 the server's and of the loops' processes (VmHWM).
+
+The pipelines take turns for ``--rounds`` rounds (3): the raw loop, the library loop,
+then each server (a fresh data directory every time). Each row reports its median round.
+Every pipeline first handles one photo of each size and format, not measured (a
+process's first large image costs 30-60 ms more than the next).
 """
 
 from __future__ import annotations
@@ -27,13 +34,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import http.client
 import io
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +52,7 @@ import httpx
 from _common import (
     BenchServer,
     encode,
+    multipart,
     photo,
     proc_memory,
     server_config,
@@ -77,11 +88,11 @@ def make_photos(root: Path, sizes: list[int], per_size: dict[str, int], tag: str
 # --- the raw loop (runs in its own process) ----------------------------------------------
 
 
-def raw_loop(files: list[Path], out: Path) -> dict[str, Any]:
+def raw_loop(files: list[Path], out: Path, warm: list[Path]) -> dict[str, Any]:
     from PIL import Image, ImageOps
 
     times = []
-    for path in files:
+    for path in [*warm, *files]:
         t0 = time.perf_counter()
         data = path.read_bytes()
         full = hashlib.sha256(data).hexdigest()
@@ -112,6 +123,7 @@ def raw_loop(files: list[Path], out: Path) -> dict[str, Any]:
         os.fsync(fd)
         os.close(fd)
         times.append(time.perf_counter() - t0)
+    times = times[len(warm) :]  # the warm-up is not measured
     return {
         "seconds": sum(times),
         "per_image_s": times,
@@ -119,7 +131,7 @@ def raw_loop(files: list[Path], out: Path) -> dict[str, Any]:
     }
 
 
-def library_loop(files: list[Path], out: Path) -> dict[str, Any]:
+def library_loop(files: list[Path], out: Path, warm: list[Path]) -> dict[str, Any]:
     """`Library.ingest` (what the upload endpoint awaits) with the null embedder, no HTTP."""
     from _embedders import build_plugins
 
@@ -137,7 +149,8 @@ def library_loop(files: list[Path], out: Path) -> dict[str, Any]:
     library = Library(config, host)
 
     async def ingest_all() -> float:
-        await library.ingest(encode(photo(64, 48, 1), "PNG"))  # opens the index
+        for path in warm:  # opens the index, warms the decoders (not measured)
+            await library.ingest(path.read_bytes())
         t0 = time.perf_counter()
         for path in files:
             response = await library.ingest(path.read_bytes())
@@ -155,11 +168,13 @@ def library_loop(files: list[Path], out: Path) -> dict[str, Any]:
     }
 
 
-def run_loop(kind: str, files: list[Path], root: Path) -> dict[str, Any]:
+def run_loop(kind: str, files: list[Path], root: Path, warm: list[Path]) -> dict[str, Any]:
     """The raw loop or the library loop, in a fresh process (for its own peak RSS)."""
     out = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=root))
     listing = out / "files.json"
-    listing.write_text(json.dumps([str(p) for p in files]))
+    listing.write_text(
+        json.dumps({"files": [str(p) for p in files], "warm": [str(p) for p in warm]})
+    )
     try:
         proc = subprocess.run(
             [sys.executable, __file__, f"--{kind}-loop", str(listing), str(out / "store")],
@@ -173,28 +188,105 @@ def run_loop(kind: str, files: list[Path], root: Path) -> dict[str, Any]:
     return result
 
 
+def _median_round(results: list[dict[str, Any]], formats: list[str]) -> dict[str, Any]:
+    """One pipeline's rounds as one result: per format the median round's seconds (and
+    every round's), all errors, the highest peak RSS."""
+    out: dict[str, Any] = {}
+    for fmt in formats:
+        seconds = sorted(r[fmt]["seconds"] for r in results)
+        out[fmt] = {
+            "seconds": statistics.median(seconds),
+            "round_seconds": [r[fmt]["seconds"] for r in results],
+            "errors": [e for r in results for e in r[fmt].get("errors", [])],
+        }
+        peaks = [r[fmt]["peak_rss"] for r in results if "peak_rss" in r[fmt]]
+        if peaks:
+            out[fmt]["peak_rss"] = max(peaks)
+    peaks = [r["peak_rss"] for r in results if "peak_rss" in r]
+    if peaks:
+        out["peak_rss"] = max(peaks)
+    return out
+
+
 # --- the server ------------------------------------------------------------------------
 
 
-async def upload_all(url: str, payloads: list[tuple[str, bytes]], clients: int) -> list[str]:
-    errors: list[str] = []
-    queue = list(enumerate(payloads))
-    async with httpx.AsyncClient(base_url=url, timeout=600) as http:
+class Uploads:
+    """A set of files to upload, ready to send.
 
-        async def worker() -> None:
-            while queue:
-                _, (name, data) = queue.pop(0)
-                media = MEDIA["PNG" if name.endswith(".png") else "JPEG"][1]
-                r = await http.post("/api/images/", files={"file": (name, data, media)})
-                if r.status_code != 201 or r.json()["errors"]:
-                    errors.append(f"{name}: HTTP {r.status_code} {r.text[:200]}")
+    With the light client (the default) each request's multipart body is built here,
+    before the clock starts, and sent with `http.client` from a thread per client: the
+    measured time is the server's and the transport's, not the client's encoding, which
+    on two shared cores is CPU taken from the server. ``client="httpx"`` encodes while
+    timed, as the figures of 2026-11-23 were taken."""
 
-        await asyncio.gather(*(worker() for _ in range(clients)))
-    return errors
+    def __init__(self, payloads: list[tuple[str, bytes]], client: str = "light") -> None:
+        self.client = client
+        self.payloads = payloads
+        self.bodies = [] if client == "httpx" else [multipart(self._fields(*p)) for p in payloads]
+
+    @staticmethod
+    def _fields(name: str, data: bytes) -> dict[str, tuple[str, bytes, str] | str]:
+        return {"file": (name, data, MEDIA["PNG" if name.endswith(".png") else "JPEG"][1])}
+
+    async def send(self, url: str, clients: int) -> list[str]:
+        """Upload everything from `clients` concurrent workers; returns the errors."""
+        errors: list[str] = []
+        queue = list(range(len(self.payloads)))
+
+        def check(i: int, status: int, body: bytes) -> None:
+            if status != 201 or json.loads(body)["errors"]:
+                errors.append(f"{self.payloads[i][0]}: HTTP {status} {body[:200]!r}")
+
+        if self.client == "httpx":
+            async with httpx.AsyncClient(base_url=url, timeout=600) as session:
+
+                async def httpx_worker() -> None:
+                    while queue:
+                        i = queue.pop(0)
+                        files = self._fields(*self.payloads[i])
+                        r = await session.post("/api/images/", files=files)
+                        check(i, r.status_code, r.content)
+
+                await asyncio.gather(*(httpx_worker() for _ in range(clients)))
+            return errors
+        host, port = url.removeprefix("http://").split(":")
+        lock = threading.Lock()
+
+        def worker() -> None:
+            # http.client hands the prepared body to the kernel in one sendall; an
+            # asyncio client paces a 23 MB body through its event loop, which on two
+            # shared cores showed up as the server's receive time.
+            conn = http.client.HTTPConnection(host, int(port), timeout=600)
+            try:
+                while True:
+                    with lock:
+                        if not queue:
+                            return
+                        i = queue.pop(0)
+                    body, content_type = self.bodies[i]
+                    conn.request("POST", "/api/images/", body, {"Content-Type": content_type})
+                    answer = conn.getresponse()
+                    data = answer.read()
+                    with lock:
+                        check(i, answer.status, data)
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=worker) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        await asyncio.to_thread(lambda: [t.join() for t in threads])
+        return errors
 
 
 def run_server(
-    root: Path, plugin: str, clients: int, sets: dict[str, list[Path]]
+    root: Path,
+    plugin: str,
+    clients: int,
+    sets: dict[str, list[Path]],
+    warm: list[Path],
+    client: str = "light",
 ) -> dict[str, Any]:
     data = Path(tempfile.mkdtemp(prefix=f"ingest-{plugin}-", dir=root))
     spec = {"config": server_config(data), "plugins": [{"kind": plugin}]}
@@ -203,12 +295,13 @@ def run_server(
         with BenchServer(spec, root) as server:
             server.settle()
             # Warm-up (first-request paths, codecs, worker threads), as the loops get.
-            warm = [(f"warm.{MEDIA[f][0]}", encode(photo(64, 48, 1), f)) for f in MEDIA]
-            asyncio.run(upload_all(server.url, warm, 1))
+            warm_up = Uploads([(p.name, p.read_bytes()) for p in warm], client)
+            asyncio.run(warm_up.send(server.url, 1))
+            server.settle(timeout=120)
             for fmt, files in sets.items():
-                payloads = [(p.name, p.read_bytes()) for p in files]
+                uploads = Uploads([(p.name, p.read_bytes()) for p in files], client)
                 t0 = time.perf_counter()
-                errors = asyncio.run(upload_all(server.url, payloads, clients))
+                errors = asyncio.run(uploads.send(server.url, clients))
                 elapsed = time.perf_counter() - t0
                 out[fmt] = {"seconds": elapsed, "errors": errors}
                 server.settle(timeout=120)  # the enricher's follow-up work, if any
@@ -228,6 +321,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plugins", default="null,toy", help="server embedders: null, toy")
     parser.add_argument("--clients", default="1,2", help="concurrent uploaders")
     parser.add_argument("--cache", type=Path, help="keep the generated photos here")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="pipelines take turns this many times (medians)"
+    )
+    parser.add_argument(
+        "--client",
+        choices=("light", "httpx"),
+        default="light",
+        help="uploader: prepared bodies on a light connection, or httpx (encodes while timed)",
+    )
     parser.add_argument("--quick", action="store_true", help="1 and 3 MP only (smoke test)")
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/ingest.json)")
     parser.add_argument("--raw-loop", nargs=2, help=argparse.SUPPRESS)
@@ -235,11 +337,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for loop, fn in ((args.raw_loop, raw_loop), (args.library_loop, library_loop)):
         if loop:
-            files = [Path(p) for p in json.loads(Path(loop[0]).read_text())]
-            print(json.dumps(fn(files, Path(loop[1]))))
+            listing = json.loads(Path(loop[0]).read_text())
+            files, warm = ([Path(p) for p in listing[k]] for k in ("files", "warm"))
+            print(json.dumps(fn(files, Path(loop[1]), warm)))
             return 0
     if args.quick:
         args.sizes, args.jpeg, args.png, args.plugins, args.clients = "1,3", 2, 1, "null", "1"
+        args.rounds = 1
     sizes = [int(s) for s in args.sizes.split(",")]
     plugins = args.plugins.split(",")
     clients = [int(c) for c in args.clients.split(",")]
@@ -253,6 +357,12 @@ def main(argv: list[str] | None = None) -> int:
             {fmt: make_photos(root, sizes, {fmt: c}, f"set{k}") for fmt, c in counts.items() if c}
             for k in range(n_sets)
         ]
+        # One photo of each size and format, uploaded first by every pipeline and not
+        # measured: the first large image a process decodes (and, in the server, the
+        # first multipart part spooled to disk) costs 30-60 ms more than the next.
+        warm = [
+            p for fmt, c in counts.items() if c for p in make_photos(root, sizes, {fmt: 1}, "warm")
+        ]
         facts = {
             fmt: {
                 "images": len(files),
@@ -261,19 +371,30 @@ def main(argv: list[str] | None = None) -> int:
             }
             for fmt, files in sets[0].items()
         }
-        raw = {fmt: run_loop("raw", files, root) for fmt, files in sets[0].items()}
-        runs.append({"pipeline": "raw loop", "clients": 1, **raw})
-        print("  raw loop done", flush=True)
-        lib = {fmt: run_loop("library", files, root) for fmt, files in sets[1].items()}
-        runs.append({"pipeline": "Library.ingest, null", "clients": 1, **lib})
-        print("  library loop done", flush=True)
-        k = 2
-        for plugin in plugins:
-            for c in clients:
-                result = run_server(root, plugin, c, sets[k])
-                runs.append({"pipeline": f"server, {plugin}", "clients": c, **result})
-                print(f"  server {plugin} x{c} done", flush=True)
-                k += 1
+        # The pipelines take turns, round after round (a fresh data directory for each
+        # server, so the same photos are new to it), and each reports its median round:
+        # on two shared cores one pass of each, one after another, moved the ratios by
+        # 0.15 between runs.
+        rounds: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for r in range(args.rounds):
+            rounds.setdefault(("raw loop", 1), []).append(
+                {fmt: run_loop("raw", files, root, warm) for fmt, files in sets[0].items()}
+            )
+            rounds.setdefault(("Library.ingest, null", 1), []).append(
+                {fmt: run_loop("library", files, root, warm) for fmt, files in sets[1].items()}
+            )
+            k = 2
+            for plugin in plugins:
+                for c in clients:
+                    result = run_server(root, plugin, c, sets[k], warm, args.client)
+                    rounds.setdefault((f"server, {plugin}", c), []).append(result)
+                    k += 1
+            print(f"  round {r + 1}/{args.rounds} done", flush=True)
+        runs = [
+            {"pipeline": pipeline, "clients": c, **_median_round(results, list(facts))}
+            for (pipeline, c), results in rounds.items()
+        ]
+        raw = runs[0]
     rows = []
     for run in runs:
         for fmt, fact in facts.items():
@@ -332,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
                 "per_size": counts,
                 "plugins": plugins,
                 "clients": clients,
+                "client": args.client,
+                "rounds": args.rounds,
             },
             "photos": facts,
             "runs": runs,

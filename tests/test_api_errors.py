@@ -284,3 +284,109 @@ def test_bad_list_parameters(imgdex_client: Client) -> None:
         r = imgdex_client.get("/api/images", params=params)
         assert r.status_code == 400, (params, r.text)
         assert r.json()["detail"]
+
+
+# --- the upload form, read straight into memory (imgdex.api.uploads) ---------------------
+
+
+def raw_form(parts: list[tuple[str, str | None, bytes]], boundary: str = "b0und4ry") -> bytes:
+    """A multipart body by hand: (name, filename or None, content) per part."""
+    out = b""
+    for name, filename, content in parts:
+        disposition = f'form-data; name="{name}"'
+        if filename is not None:
+            disposition += f'; filename="{filename}"'
+        out += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode()
+        out += content + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+def post_form(client: Client, body: bytes, content_type: str | None = None) -> Any:
+    headers = {"Content-Type": content_type or "multipart/form-data; boundary=b0und4ry"}
+    return client.post("/api/images", content=body, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("label", "body", "content_type", "code", "words"),
+    [
+        (
+            "two file parts",
+            raw_form([("file", "a.png", image_bytes("red")), ("file", "b.png", image_bytes())]),
+            None,
+            "bad_multipart",
+            "one 'file' part",
+        ),
+        (
+            "no closing boundary",
+            raw_form([("file", "a.png", image_bytes("red"))])[:-12],
+            None,
+            "bad_multipart",
+            "multipart",
+        ),
+        ("empty body", b"", None, "bad_multipart", "multipart"),
+        (
+            "no boundary parameter",
+            raw_form([("file", "a.png", image_bytes("red"))]),
+            "multipart/form-data",
+            "not_multipart",
+            "multipart/form-data",
+        ),
+        (
+            "source too long",
+            raw_form([("source", None, b"x" * 5000), ("file", "a.png", image_bytes("red"))]),
+            None,
+            "bad_multipart",
+            "'source'",
+        ),
+        (
+            "source not UTF-8",
+            raw_form([("source", None, b"\xff\xfe"), ("file", "a.png", image_bytes("red"))]),
+            None,
+            "bad_multipart",
+            "'source'",
+        ),
+        ("only text parts", raw_form([("source", None, b"album")]), None, "missing_file", "'file'"),
+        (
+            "too many parts",
+            raw_form([("x", None, b"1")] * 40 + [("file", "a.png", image_bytes("red"))]),
+            None,
+            "bad_multipart",
+            "parts",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 40 else "",
+)
+def test_malformed_upload_forms(
+    imgdex_client: Client,
+    label: str,
+    body: bytes,
+    content_type: str | None,
+    code: str,
+    words: str,
+) -> None:
+    assert_error(post_form(imgdex_client, body, content_type), 400, code, words)
+    assert_nothing_stored(imgdex_client)
+
+
+def test_a_large_upload_arrives_whole_with_its_fields(imgdex_client: Client) -> None:
+    """A file of many received chunks (well past the 1 MiB where Litestar spooled to disk)
+    is stored byte for byte; unknown fields are ignored, ``source`` is kept."""
+    big = image_bytes("green", (1200, 900), "BMP")
+    assert len(big) > 3 * 2**20
+    parts = [("note", None, b"ignored"), ("source", None, b" trip 2026 "), ("file", "b.bmp", big)]
+    body = raw_form(parts)
+    r = post_form(imgdex_client, body)
+    assert r.status_code == 201, r.text
+    sha = r.json()["sha256"]
+    assert r.json()["file_size"] == len(big)
+    assert imgdex_client.get(f"/api/images/{sha}/file").content == big
+    assert imgdex_client.get(f"/api/images/{sha}").json()["source"] == "trip 2026"
+
+
+def test_the_upload_form_is_documented(imgdex_client: Client) -> None:
+    spec = imgdex_client.get("/docs/openapi.json").json()
+    body = spec["paths"]["/api/images"]["post"]["requestBody"]
+    schema = body["content"]["multipart/form-data"]["schema"]
+    assert body["required"] is True and schema["required"] == ["file"]
+    assert schema["properties"]["file"] == {"type": "string", "format": "binary"}
+    assert schema["properties"]["source"]["type"] == "string"

@@ -343,8 +343,11 @@ class Library:
 
     # --- images -------------------------------------------------------------------
 
-    async def ingest(self, data: bytes, source: str | None = None) -> UploadResponse:
-        """Store an image (once per content) and embed it with every image embedder."""
+    async def ingest(self, data: bytes | bytearray, source: str | None = None) -> UploadResponse:
+        """Store an image (once per content) and embed it with every image embedder.
+
+        A `bytearray` (an upload read into a buffer) is copied to `bytes` in the worker
+        thread, not on the event loop."""
         stored = await self.run_io(self._store_image, data, source)
         row = stored.row
         embeddings: list[EmbeddingInfo] = []
@@ -396,9 +399,10 @@ class Library:
             raise NotFound(f"image {id_} not found", code="image_not_found")
         return row
 
-    def _store_image(self, data: bytes, source: str | None) -> _Stored:
+    def _store_image(self, data: bytes | bytearray, source: str | None) -> _Stored:
         if not data:
             raise BadRequest("the uploaded file is empty", code="empty_file")
+        data = bytes(data)
         full = sha256_hex(data)
         id_ = image_id(full)
         with self._lock_for(id_):

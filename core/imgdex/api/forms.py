@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from litestar.datastructures import UploadFile
 
-__all__ = ["ImageSearchForm", "UploadForm"]
+__all__ = ["ImageSearchForm"]
 
 
 @dataclass
@@ -21,9 +21,3 @@ class ImageSearchForm:
     methods: str | None = None  # comma-separated
     min_score: str | None = None
     fusion: str | None = None
-
-
-@dataclass
-class UploadForm:
-    file: UploadFile
-    source: str | None = None

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import UploadFile
-from litestar.params import FromPath, FromQuery, JSONBody, MultipartBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import File
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
@@ -23,9 +23,9 @@ from imgdex.schemas import (
 )
 
 from .deps import LibraryDep
-from .forms import UploadForm
+from .uploads import read_form, upload_operation
 
-__all__ = ["ImagesController", "UploadForm", "read_upload"]
+__all__ = ["ImagesController", "read_upload"]
 
 _IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -44,16 +44,24 @@ class ImagesController(Controller):
     path = "/api/images"
     tags = ["images"]
 
-    @post("/", status_code=HTTP_201_CREATED, summary="Upload an image")
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        summary="Upload an image",
+        operation_class=upload_operation(
+            "file", {"source": "where the image comes from (an album, a folder)"}
+        ),
+    )
     async def upload(
-        self,
-        library: LibraryDep,
-        data: MultipartBody[UploadForm],
+        self, library: LibraryDep, request: Request[Any, Any, Any]
     ) -> Response[UploadResponse]:
-        """Store an image once per content and embed it with every enabled image model."""
-        payload = await read_upload(data.file)
-        source = data.source.strip()[:200] if data.source and data.source.strip() else None
-        result = await library.ingest(payload, source)
+        """Store an image once per content and embed it with every enabled image model.
+
+        The body is ``multipart/form-data`` with a ``file`` part and an optional
+        ``source``; it is read straight into memory (`imgdex.api.uploads`)."""
+        form = await read_form(request, "file", ("source",))
+        source = form.text("source")
+        result = await library.ingest(form.file, source[:200] if source else None)
         return Response(result, status_code=HTTP_200_OK if result.duplicate else HTTP_201_CREATED)
 
     @get("/", summary="List images")

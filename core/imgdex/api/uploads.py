@@ -1,0 +1,162 @@
+"""Multipart uploads read straight into memory.
+
+Litestar's form parsing writes every file part into a `SpooledTemporaryFile` that rolls
+over to disk above 1 MiB, with one thread hop per received chunk after that, and the
+handler then reads the file back: 1.3-1.4 ms per MB beyond receiving the body here (8.7
+ms for a 6 MB PNG), for bytes that the upload path needs in memory anyway. This reads
+the body as it arrives with the `multipart` package's push parser (the parser Litestar
+itself uses), appending the file part to one buffer: 0.17 ms per MB. The request size
+limit is still Litestar's (`Request.stream` enforces ``server.max_upload_bytes``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from litestar import Request
+from litestar.openapi.spec import (
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    Reference,
+    RequestBody,
+    Schema,
+)
+from multipart import (
+    MultipartSegment,
+    ParserError,
+    ParserLimitReached,
+    PushMultipartParser,
+    parse_options_header,
+)
+
+from imgdex.errors import BadRequest
+
+__all__ = ["Form", "read_form", "upload_operation"]
+
+_MAX_TEXT = 4096  # bytes of one text field
+_MAX_PARTS = 32
+
+
+@dataclass
+class Form:
+    """A multipart form: its one file part and its text fields."""
+
+    file: bytearray
+    filename: str
+    content_type: str | None
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def text(self, name: str) -> str | None:
+        """A text field, stripped; None when absent or blank."""
+        value = self.fields.get(name, "").strip()
+        return value or None
+
+
+async def read_form(
+    request: Request[Any, Any, Any], file_field: str, text_fields: Collection[str]
+) -> Form:
+    """Read a ``multipart/form-data`` body with one file part named `file_field`.
+
+    Text parts named in `text_fields` are kept (up to 4 kB each), others are skipped; a
+    4xx names what is wrong: not multipart, malformed, no file part, a second one, or a
+    text field too long."""
+    content_type = request.headers.get("content-type", "")
+    kind, options = parse_options_header(content_type)
+    boundary = options.get("boundary")
+    if kind != "multipart/form-data" or not boundary:
+        raise BadRequest(
+            f"send the {file_field!r} part as multipart/form-data (got Content-Type "
+            f"{content_type or 'none'!r})",
+            code="not_multipart",
+        )
+    file: bytearray | None = None
+    filename = ""
+    part_type: str | None = None
+    fields: dict[str, str] = {}
+    buffer: bytearray | None = None
+    segment: MultipartSegment | None = None
+    try:
+        with PushMultipartParser(boundary, max_segment_count=_MAX_PARTS) as parser:
+            async for chunk in request.stream():
+                for event in parser.parse(chunk):
+                    if isinstance(event, MultipartSegment):
+                        segment, buffer = event, None
+                        if event.name == file_field:
+                            if event.filename is None:
+                                raise BadRequest(
+                                    f"{file_field!r} must be a file part (multipart/form-data)",
+                                    code="missing_file",
+                                )
+                            if file is not None:
+                                raise BadRequest(
+                                    f"send one {file_field!r} part, not several",
+                                    code="bad_multipart",
+                                )
+                            file = buffer = bytearray()
+                            filename, part_type = event.filename, event.content_type
+                        elif event.name in text_fields:
+                            buffer = bytearray()
+                    elif event is None:  # the end of a part
+                        if segment is not None and buffer is not None and buffer is not file:
+                            fields[segment.name] = _decode(segment, buffer)
+                        segment, buffer = None, None
+                    elif buffer is not None:
+                        buffer += event
+                        if buffer is not file and len(buffer) > _MAX_TEXT:
+                            assert segment is not None
+                            raise BadRequest(
+                                f"the form field {segment.name!r} is longer than {_MAX_TEXT} bytes",
+                                code="bad_multipart",
+                            )
+        # Leaving the block checks that the body ended with the closing boundary.
+    except ParserLimitReached:
+        raise BadRequest(
+            f"the form has more than {_MAX_PARTS} parts", code="bad_multipart"
+        ) from None
+    except ParserError as exc:
+        raise BadRequest(f"invalid multipart/form-data: {exc}", code="bad_multipart") from None
+    if file is None:
+        raise BadRequest(f"the form has no {file_field!r} file part", code="missing_file")
+    return Form(file, filename, part_type, fields)
+
+
+def _decode(segment: MultipartSegment, data: bytearray) -> str:
+    try:
+        return data.decode(segment.charset or "utf-8")
+    except (UnicodeDecodeError, LookupError):
+        raise BadRequest(
+            f"the form field {segment.name!r} is not valid {segment.charset or 'utf-8'} text",
+            code="bad_multipart",
+        ) from None
+
+
+def upload_operation(file_field: str, text_fields: dict[str, str]) -> type[Operation]:
+    """An OpenAPI operation documenting the multipart body that `read_form` reads (a
+    handler that reads the request itself has no ``data`` for Litestar to describe)."""
+    properties: dict[str, Reference | Schema] = {
+        file_field: Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY),
+        **{
+            name: Schema(type=OpenAPIType.STRING, description=description)
+            for name, description in text_fields.items()
+        },
+    }
+    body = RequestBody(
+        required=True,
+        content={
+            "multipart/form-data": OpenAPIMediaType(
+                schema=Schema(type=OpenAPIType.OBJECT, properties=properties, required=[file_field])
+            )
+        },
+    )
+
+    @dataclass
+    class _Operation(Operation):
+        def __post_init__(self) -> None:
+            if self.request_body is None:
+                self.request_body = body
+
+    return _Operation

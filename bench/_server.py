@@ -54,15 +54,15 @@ def floor_app(canned: dict[str, Any]) -> Any:
     """The cost of serving a search with no search in it, to split the server's overhead.
 
     ``POST /api/search/text`` is a Litestar handler with the same typed request body as
-    imgdex's, and ``POST /api/search/image`` one with imgdex's multipart form that reads
-    the file part; both return a canned response of the same size (HTTP + Litestar +
-    msgspec). ``/raw`` answers the same bytes from a bare ASGI callable (HTTP only).
+    imgdex's, and ``POST /api/search/image`` one that reads the multipart form as
+    imgdex's does (`imgdex.api.uploads.read_form`); both return a canned response of the
+    same size (HTTP + Litestar + msgspec). ``/raw`` answers the same bytes from a bare
+    ASGI callable (HTTP only).
     ``/health`` reports no models, so `BenchServer.start` sees it ready at once.
     """
-    from litestar import Litestar, get, post
-    from litestar.params import MultipartBody
+    from litestar import Litestar, Request, get, post
 
-    from imgdex.api.forms import ImageSearchForm
+    from imgdex.api.uploads import read_form
     from imgdex.schemas import SearchTextRequest
 
     body = json.dumps(canned).encode()
@@ -71,10 +71,11 @@ def floor_app(canned: dict[str, Any]) -> Any:
     async def text(data: SearchTextRequest) -> dict[str, Any]:
         return canned
 
+    fields = ("top_k", "offset", "index", "methods", "min_score", "fusion")
+
     @post("/api/search/image", status_code=200)
-    async def image(data: MultipartBody[ImageSearchForm]) -> dict[str, Any]:
-        await data.file.read()
-        await data.file.close()
+    async def image(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        await read_form(request, "file", fields)
         return canned
 
     @get("/health")
@@ -87,8 +88,7 @@ def floor_app(canned: dict[str, Any]) -> Any:
         openapi_config=None,
         signature_namespace={
             "SearchTextRequest": SearchTextRequest,
-            "ImageSearchForm": ImageSearchForm,
-            "MultipartBody": MultipartBody,
+            "Request": Request,
             "Any": Any,
         },
     )

@@ -241,6 +241,18 @@ def test_bad_image_searches(imgdex_client: Client) -> None:
     )
     assert_error(r, 400, "index_cannot_answer")
     assert_error(imgdex_client.post("/api/search/image", data={"top_k": "3"}), 400)
+    r = imgdex_client.post("/api/search/image", files={"file": (None, "text, not a file")})
+    assert_error(r, 400, "missing_file", "'file'")
+    body = raw_form([("file", "q.png", image_bytes("red")), ("top_k", None, b"2")])
+    headers = {"Content-Type": "multipart/form-data"}  # no boundary
+    r = imgdex_client.post("/api/search/image", content=body, headers=headers)
+    assert_error(r, 400, "not_multipart")
+    r = imgdex_client.post(
+        "/api/search/image",
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=b0und4ry"},
+    )
+    assert r.status_code == 200 and len(r.json()["results"]) <= 2
 
 
 @pytest.mark.parametrize(
@@ -390,3 +402,9 @@ def test_the_upload_form_is_documented(imgdex_client: Client) -> None:
     assert body["required"] is True and schema["required"] == ["file"]
     assert schema["properties"]["file"] == {"type": "string", "format": "binary"}
     assert schema["properties"]["source"]["type"] == "string"
+    body = spec["paths"]["/api/search/image"]["post"]["requestBody"]
+    schema = body["content"]["multipart/form-data"]["schema"]
+    assert schema["required"] == ["file"]
+    assert {"file", "top_k", "offset", "index", "methods", "min_score", "fusion"} == set(
+        schema["properties"]
+    )

@@ -287,14 +287,6 @@ def test_too_few_images_in_the_rank_window_searches_deeper(
             assert words["result_count"] == 2
 
 
-def test_image_search_form_has_evaluated_annotations() -> None:
-    # Litestar reads a form's type hints on every multipart request; string annotations
-    # (``from __future__ import annotations``) would be evaluated again each time.
-    from imgdex.api.forms import ImageSearchForm
-
-    assert not any(isinstance(a, str) for a in ImageSearchForm.__annotations__.values())
-
-
 def test_a_bad_image_fails_the_request_before_any_index_is_blamed(imgdex_client: Client) -> None:
     # The image is decoded in the search's worker call: a bad one is still the request's
     # error (415), never one index's, and comes before a bad `index`, as it always did.

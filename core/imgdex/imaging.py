@@ -40,7 +40,7 @@ def media_type(fmt: str) -> str:
     return _MEDIA_TYPES.get(fmt, f"image/{fmt.lower()}")
 
 
-def decode_image(data: bytes, policy: ImagesConfig) -> DecodedImage:
+def decode_image(data: bytes | bytearray, policy: ImagesConfig) -> DecodedImage:
     """Open, check and fully decode image bytes; raises a 4xx error naming the problem."""
     if not data:
         raise BadRequest("the uploaded file is empty", code="empty_file")

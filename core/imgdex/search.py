@@ -70,10 +70,12 @@ class Searcher:
 
         return await self._search(query, slots, embed, options)
 
-    async def search_image(self, image: Image | bytes, options: SearchOptions) -> SearchResponse:
+    async def search_image(
+        self, image: Image | bytes | bytearray, options: SearchOptions
+    ) -> SearchResponse:
         """Search by a decoded image, or by an image file's bytes (decoded in the search's
         own worker call, which saves a hop)."""
-        if not isinstance(image, bytes):
+        if not isinstance(image, bytes | bytearray):
             decoded = image
 
             def embed(slot: EmbedderSlot) -> npt.NDArray[np.float32]:
@@ -313,7 +315,7 @@ class Searcher:
 class _ImageQuery:
     """An image query given as file bytes, decoded once by the first call that needs it."""
 
-    def __init__(self, data: bytes, policy: ImagesConfig) -> None:
+    def __init__(self, data: bytes | bytearray, policy: ImagesConfig) -> None:
         self.data = data
         self.policy = policy
         self.image: Image | None = None

@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.datastructures import UploadFile
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import File
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from imgdex.errors import BadRequest
 from imgdex.imaging import media_type
 from imgdex.schemas import (
     DeleteResponse,
@@ -25,19 +23,9 @@ from imgdex.schemas import (
 from .deps import LibraryDep
 from .uploads import read_form, upload_operation
 
-__all__ = ["ImagesController", "read_upload"]
+__all__ = ["ImagesController"]
 
 _IMMUTABLE = "public, max-age=31536000, immutable"
-
-
-async def read_upload(file: Any) -> bytes:
-    """The bytes of a multipart file field; 400 when the field is not a file."""
-    if not isinstance(file, UploadFile):
-        raise BadRequest("'file' must be a file part (multipart/form-data)", code="missing_file")
-    try:
-        return await file.read()
-    finally:
-        await file.close()
 
 
 class ImagesController(Controller):

@@ -7,8 +7,8 @@ import binascii
 from typing import Any
 
 import msgspec
-from litestar import Controller, post
-from litestar.params import JSONBody, MultipartBody
+from litestar import Controller, Request, post
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK
 
 from imgdex.errors import BadRequest
@@ -20,10 +20,18 @@ from imgdex.schemas import (
 )
 
 from .deps import SearcherDep
-from .forms import ImageSearchForm
-from .images import read_upload
+from .uploads import Form, read_form, upload_operation
 
 __all__ = ["SearchController"]
+
+_IMAGE_FIELDS = {
+    "top_k": "results per page (default 10)",
+    "offset": "results to skip",
+    "index": "one index name, or several separated by commas (default: every index)",
+    "methods": "description methods to match, separated by commas",
+    "min_score": "drop results scoring below this",
+    "fusion": "rrf (default) or max",
+}
 
 
 class SearchController(Controller):
@@ -37,14 +45,19 @@ class SearchController(Controller):
         """Fan out to every enabled index that answers text (or ``index``) and fuse."""
         return await searcher.search_text(data.query, data)
 
-    @post("/image", status_code=HTTP_200_OK, summary="Search by image (multipart)")
-    async def image(
-        self, searcher: SearcherDep, data: MultipartBody[ImageSearchForm]
-    ) -> SearchResponse:
+    @post(
+        "/image",
+        status_code=HTTP_200_OK,
+        summary="Search by image (multipart)",
+        operation_class=upload_operation("file", _IMAGE_FIELDS),
+    )
+    async def image(self, searcher: SearcherDep, request: Request[Any, Any, Any]) -> SearchResponse:
+        """The query image as a ``file`` part; the options as text parts."""
         # The searcher is the only dependency: with two, Litestar resolves them in an
-        # anyio task group, which costs more per request than the search's own hop.
-        payload = await read_upload(data.file)
-        return await searcher.search_image(payload, _form_options(data))
+        # anyio task group, which costs more per request than the search's own hop. The
+        # form is read by `read_form`, not Litestar's form parsing (0.08 ms less a query).
+        form = await read_form(request, "file", _IMAGE_FIELDS)
+        return await searcher.search_image(form.file, _form_options(form))
 
     @post("/image/base64", status_code=HTTP_200_OK, summary="Search by image (base64 JSON)")
     async def image_base64(
@@ -59,15 +72,14 @@ def _split(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def _form_options(form: ImageSearchForm) -> SearchOptions:
+def _form_options(form: Form) -> SearchOptions:
     raw: dict[str, Any] = {}
     for key in ("top_k", "offset", "min_score", "fusion"):
-        value = getattr(form, key)
-        if value is not None and value.strip():
-            raw[key] = value.strip()
-    if (names := _split(form.index)) is not None:
+        if (value := form.text(key)) is not None:
+            raw[key] = value
+    if (names := _split(form.text("index"))) is not None:
         raw["index"] = names[0] if len(names) == 1 else names
-    if (methods := _split(form.methods)) is not None:
+    if (methods := _split(form.text("methods"))) is not None:
         raw["methods"] = methods
     try:
         return msgspec.convert(raw, SearchOptions, strict=False)

@@ -62,6 +62,7 @@ def floor_app(canned: dict[str, Any]) -> Any:
     """
     from litestar import Litestar, Request, get, post
 
+    from imgdex.api.search import IMAGE_SEARCH_FIELDS
     from imgdex.api.uploads import read_form
     from imgdex.schemas import SearchTextRequest
 
@@ -71,11 +72,9 @@ def floor_app(canned: dict[str, Any]) -> Any:
     async def text(data: SearchTextRequest) -> dict[str, Any]:
         return canned
 
-    fields = ("top_k", "offset", "index", "methods", "min_score", "fusion")
-
     @post("/api/search/image", status_code=200)
     async def image(request: Request[Any, Any, Any]) -> dict[str, Any]:
-        await read_form(request, "file", fields)
+        await read_form(request, "file", IMAGE_SEARCH_FIELDS)
         return canned
 
     @get("/health")

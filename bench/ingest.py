@@ -193,9 +193,8 @@ def _median_round(results: list[dict[str, Any]], formats: list[str]) -> dict[str
     every round's), all errors, the highest peak RSS."""
     out: dict[str, Any] = {}
     for fmt in formats:
-        seconds = sorted(r[fmt]["seconds"] for r in results)
         out[fmt] = {
-            "seconds": statistics.median(seconds),
+            "seconds": statistics.median(r[fmt]["seconds"] for r in results),
             "round_seconds": [r[fmt]["seconds"] for r in results],
             "errors": [e for r in results for e in r[fmt].get("errors", [])],
         }

@@ -381,8 +381,9 @@ def test_malformed_upload_forms(
 
 
 def test_a_large_upload_arrives_whole_with_its_fields(imgdex_client: Client) -> None:
-    """A file of many received chunks (well past the 1 MiB where Litestar spooled to disk)
-    is stored byte for byte; unknown fields are ignored, ``source`` is kept."""
+    """A file well past the 1 MiB where Litestar spooled to disk is stored byte for byte;
+    unknown fields are ignored, ``source`` is kept. (The test client delivers the body in
+    one message; tests/unit/test_uploads.py feeds it in small chunks.)"""
     big = image_bytes("green", (1200, 900), "BMP")
     assert len(big) > 3 * 2**20
     parts = [("note", None, b"ignored"), ("source", None, b" trip 2026 "), ("file", "b.bmp", big)]

@@ -22,9 +22,10 @@ from imgdex.schemas import (
 from .deps import SearcherDep
 from .uploads import Form, read_form, upload_operation
 
-__all__ = ["SearchController"]
+__all__ = ["IMAGE_SEARCH_FIELDS", "SearchController"]
 
-_IMAGE_FIELDS = {
+# The text parts of an image search form, with their OpenAPI descriptions.
+IMAGE_SEARCH_FIELDS = {
     "top_k": "results per page (default 10)",
     "offset": "results to skip",
     "index": "one index name, or several separated by commas (default: every index)",
@@ -49,14 +50,14 @@ class SearchController(Controller):
         "/image",
         status_code=HTTP_200_OK,
         summary="Search by image (multipart)",
-        operation_class=upload_operation("file", _IMAGE_FIELDS),
+        operation_class=upload_operation("file", IMAGE_SEARCH_FIELDS),
     )
     async def image(self, searcher: SearcherDep, request: Request[Any, Any, Any]) -> SearchResponse:
         """The query image as a ``file`` part; the options as text parts."""
         # The searcher is the only dependency: with two, Litestar resolves them in an
         # anyio task group, which costs more per request than the search's own hop. The
         # form is read by `read_form`, not Litestar's form parsing (0.08 ms less a query).
-        form = await read_form(request, "file", _IMAGE_FIELDS)
+        form = await read_form(request, "file", IMAGE_SEARCH_FIELDS)
         return await searcher.search_image(form.file, _form_options(form))
 
     @post("/image/base64", status_code=HTTP_200_OK, summary="Search by image (base64 JSON)")

@@ -46,8 +46,6 @@ class Form:
     """A multipart form: its one file part and its text fields."""
 
     file: bytearray
-    filename: str
-    content_type: str | None
     fields: dict[str, str] = field(default_factory=dict)
 
     def text(self, name: str) -> str | None:
@@ -74,8 +72,6 @@ async def read_form(
             code="not_multipart",
         )
     file: bytearray | None = None
-    filename = ""
-    part_type: str | None = None
     fields: dict[str, str] = {}
     buffer: bytearray | None = None
     segment: MultipartSegment | None = None
@@ -97,7 +93,6 @@ async def read_form(
                                     code="bad_multipart",
                                 )
                             file = buffer = bytearray()
-                            filename, part_type = event.filename, event.content_type
                         elif event.name in text_fields:
                             buffer = bytearray()
                     elif event is None:  # the end of a part
@@ -121,7 +116,7 @@ async def read_form(
         raise BadRequest(f"invalid multipart/form-data: {exc}", code="bad_multipart") from None
     if file is None:
         raise BadRequest(f"the form has no {file_field!r} file part", code="missing_file")
-    return Form(file, filename, part_type, fields)
+    return Form(file, fields)
 
 
 def _decode(segment: MultipartSegment, data: bytearray) -> str:

@@ -14,13 +14,14 @@ from typing import Any
 import httpx
 
 SCRIPT = """
-import sys, msgspec, uvicorn
+import sys, msgspec
 from imgdex.api import create_app
 from imgdex.config import decode_config
+from imgdex.server import serve
 from imgdex.testing import toy_plugins
 config = decode_config(open(sys.argv[1], "rb").read(), sys.argv[1])
 app = create_app(config, plugins=toy_plugins(), entry_points=False, preload=False)
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+serve(app, config.server, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """
 
 

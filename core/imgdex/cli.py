@@ -27,9 +27,8 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from imgdex.api import create_app
+    from imgdex.server import serve
 
     config = _config(args)
     app = create_app(config)
@@ -38,8 +37,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"(data in {config.data_path}; API docs at /docs)",
         flush=True,
     )
-    uvicorn.run(
+    serve(
         app,
+        config.server,
         host=config.server.host,
         port=config.server.port,
         log_level=args.log_level.lower(),
@@ -49,9 +49,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_model(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from imgdex.modelserver import create_model_app
+    from imgdex.server import serve
 
     # The model service's own --host/--port, not the core's `server:` section.
     config = load_config(args.config)
@@ -68,8 +67,9 @@ def cmd_serve_model(args: argparse.Namespace) -> int:
         f"http://{args.host}:{args.port} (GET /health)",
         flush=True,
     )
-    uvicorn.run(
+    serve(
         app,
+        config.server,
         host=args.host,
         port=args.port,
         log_level=args.log_level.lower(),

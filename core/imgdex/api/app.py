@@ -34,6 +34,7 @@ from .admin import AdminController
 from .deps import provide_library, provide_searcher
 from .errors import exception_handlers
 from .images import ImagesController
+from .request import request_class
 from .search import SearchController
 from .services import ServicesController
 from .system import SystemController
@@ -126,6 +127,7 @@ def create_app(
         },
         exception_handlers=exception_handlers,
         request_max_body_size=config.server.max_upload_bytes,
+        request_class=request_class(config.server.max_json_bytes),
         openapi_config=OpenAPIConfig(
             title="imgdex",
             version=imgdex.__version__,

@@ -20,6 +20,7 @@ from imgdex.schemas import (
 )
 
 from .deps import SearcherDep
+from .request import LARGE_JSON
 from .uploads import Form, read_form, upload_operation
 
 __all__ = ["IMAGE_SEARCH_FIELDS", "SearchController"]
@@ -60,7 +61,12 @@ class SearchController(Controller):
         form = await read_form(request, "file", IMAGE_SEARCH_FIELDS)
         return await searcher.search_image(form.file, _form_options(form))
 
-    @post("/image/base64", status_code=HTTP_200_OK, summary="Search by image (base64 JSON)")
+    @post(
+        "/image/base64",
+        status_code=HTTP_200_OK,
+        summary="Search by image (base64 JSON)",
+        opt=LARGE_JSON,  # the image is in the body: bounded like an upload
+    )
     async def image_base64(
         self, searcher: SearcherDep, data: JSONBody[SearchImageBase64Request]
     ) -> SearchResponse:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from litestar import Controller, get
 
 from imgdex.models import ModelSlot
 from imgdex.remote import ServiceManager
+from imgdex.server import counters
 from imgdex.status import IndexStatus
 
 from .deps import LibraryDep
@@ -85,6 +87,8 @@ class SystemController(Controller):
             counts = library.catalog.index_counts()
             stats["vector_count"] = sum(counts.values())
             stats["indexes"] = counts
+            # What the HTTP layer refused or dropped (disconnects, oversize heads, stalls).
+            stats["http"] = msgspec.structs.asdict(counters)
             return stats
 
         return await library.run_io(read)

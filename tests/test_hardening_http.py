@@ -107,9 +107,34 @@ def test_stalled_head_is_dropped(server: ServerProcess) -> None:
         data, took = read_until_closed(sock, TIMEOUT + 10)
     assert took < TIMEOUT + 3, "the half-sent head was kept open"
     assert data.startswith(b"HTTP/1.1 408"), data[:200]
+    with connect(server) as sock:  # the second request on a kept-alive connection
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        _, took = read_until_closed(sock, TIMEOUT + 10)
+    assert took < max(TIMEOUT, KEEP_ALIVE) + 3
     with connect(server) as silent:
         data, took = read_until_closed(silent, TIMEOUT + 10)
     assert data == b"" and took < TIMEOUT + 3, "a connection that sends nothing was kept open"
+
+
+def test_slow_head_is_dropped_at_the_deadline(server: ServerProcess) -> None:
+    """A head trickled a byte at a time (slowloris) has one deadline, not one per byte."""
+    with connect(server) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        start = time.monotonic()
+        answer = None
+        while answer is None and time.monotonic() - start < TIMEOUT + 5:
+            time.sleep(0.2)
+            try:
+                sock.sendall(b"a")
+                sock.settimeout(0.01)
+                answer = sock.recv(4096)  # the 408, or b"" once closed
+            except TimeoutError:
+                continue
+            except OSError:
+                answer = b""
+    assert answer is not None and time.monotonic() - start < TIMEOUT + 3
 
 
 def test_stalled_body_is_dropped(server: ServerProcess) -> None:

@@ -134,6 +134,11 @@ class HardenedProtocol(HttpToolsProtocol):
         self._timer = None
         if self.transport.is_closing():
             return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head behind a response still being written: once that one is
+            # done, uvicorn's keep-alive timeout closes an idle connection.
+            self._arm(self.limits.header_timeout, self._on_header_timeout)
+            return
         counters.header_timeouts += 1
         timeout = self.limits.header_timeout
         log.info("%s: no complete request head within %gs", self._peer(), timeout)
@@ -146,11 +151,14 @@ class HardenedProtocol(HttpToolsProtocol):
         self._timer = None
         if self.transport.is_closing():
             return
-        idle = self.loop.time() - self._last_body
-        # Reading paused: the app is slow to take the body, the client is not stalling.
-        if idle < self.limits.body_timeout or self.flow.read_paused:
-            if self.flow.read_paused:
-                self._last_body = self.loop.time()
+        now = self.loop.time()
+        if self.flow.read_paused:
+            # The app is slow to take the body, the client is not stalling: start over.
+            self._last_body = now
+            self._arm(self.limits.body_timeout, self._on_body_timeout)
+            return
+        idle = now - self._last_body
+        if idle < self.limits.body_timeout:  # body arrived since the timer was armed
             self._arm(self.limits.body_timeout - idle, self._on_body_timeout)
             return
         counters.body_timeouts += 1
@@ -167,6 +175,10 @@ class HardenedProtocol(HttpToolsProtocol):
         """Answer with the JSON error shape and close, whatever the parser's state."""
         self._refused = True
         self._disarm()
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A response is being written on this connection: ours would corrupt it.
+            self.transport.close()
+            return
         body = msgspec.json.encode({"status_code": status, "error": code, "detail": detail})
         head = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:

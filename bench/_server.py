@@ -19,16 +19,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def main() -> None:
-    import uvicorn
     from _embedders import build_plugins
 
     from imgdex.api import create_app
-    from imgdex.config import decode_config
+    from imgdex.config import ServerConfig, decode_config
+    from imgdex.server import serve
 
     spec = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
     port = int(sys.argv[2])
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     app: Any
+    limits = ServerConfig()
     if "floor" in spec:
         app = floor_app(spec["floor"])
     else:
@@ -40,8 +41,11 @@ def main() -> None:
             background=spec.get("background", True),
             preload=spec.get("preload", True),
         )
-    uvicorn.run(
+        limits = config.server
+    # The floor too runs under imgdex's own protocol, so it measures the same HTTP layer.
+    serve(
         app,
+        limits,
         host="127.0.0.1",
         port=port,
         log_level="warning",

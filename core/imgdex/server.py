@@ -72,6 +72,17 @@ class HardenedProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
+        self._feed(data)
+        # Timers start only for what is still incomplete after this read, so a request
+        # that arrives whole in one read arms none.
+        if self._timer is None and not self.transport.is_closing():
+            if not self._in_head:
+                self._last_body = self.loop.time()
+                self._arm(self.limits.body_timeout, self._on_body_timeout)
+            elif self._head_bytes:
+                self._arm(self.limits.header_timeout, self._on_header_timeout)
+
+    def _feed(self, data: bytes) -> None:
         while data:
             if not self._in_head:
                 super().data_received(data)
@@ -97,17 +108,10 @@ class HardenedProtocol(HttpToolsProtocol):
 
     # --- parser callbacks --------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        if self._timer is None:  # a kept-alive connection starts its next request
-            self._arm(self.limits.header_timeout, self._on_header_timeout)
-
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._disarm()
+        self._disarm()  # the head deadline (the body timer is armed after this read)
         super().on_headers_complete()
-        self._last_body = self.loop.time()
-        self._arm(self.limits.body_timeout, self._on_body_timeout)
 
     def on_body(self, body: bytes) -> None:
         self._last_body = self.loop.time()

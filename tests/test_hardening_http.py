@@ -18,6 +18,8 @@ import httpx
 import msgspec
 import pytest
 
+from imgdex.config import decode_config
+from imgdex.errors import ConfigError
 from imgdex.testing import image_bytes, make_config
 
 from .serverproc import ServerProcess
@@ -249,3 +251,17 @@ def test_client_disconnect_is_counted_not_logged_as_error(tmp_path: Path) -> Non
     assert "disconnected prematurely" not in out
     assert "500" not in out and "Traceback" not in out, out[-2000:]
     assert disconnects == 3
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("max_header_bytes", 10),
+        ("max_json_bytes", 0),
+        ("header_timeout", 0),
+        ("max_connections", 0),
+    ],
+)
+def test_limits_that_would_refuse_everything_are_config_errors(key: str, value: int) -> None:
+    with pytest.raises(ConfigError, match=f"server.{key}"):
+        decode_config(msgspec.yaml.encode({"server": {key: value}}), "test")

@@ -45,18 +45,18 @@ class ServerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     max_upload_bytes: int = 200 * 1024 * 1024
     # JSON endpoints (searches, descriptions) never need big bodies: larger ones get 413
     # before they are read, so nothing large is ever decoded.
-    max_json_bytes: int = 1024 * 1024
+    max_json_bytes: Annotated[int, msgspec.Meta(gt=0)] = 1024 * 1024
     # Request line plus headers; past it the connection gets 431 and is closed before
     # the parser sees more.
-    max_header_bytes: int = 64 * 1024
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024
     # Seconds a client may take to send the request line and headers, and may stay
     # silent in the middle of a body; then the connection is dropped.
-    header_timeout: float = 30.0
-    body_timeout: float = 30.0
+    header_timeout: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    body_timeout: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     # Seconds an idle keep-alive connection stays open between requests.
-    keep_alive_timeout: int = 5
+    keep_alive_timeout: Annotated[int, msgspec.Meta(ge=1)] = 5
     # Open connections; one more is answered 503 and closed at once.
-    max_connections: int = 1000
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 1000
 
 
 class ImagesConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -40,6 +40,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 import imgdex
 from imgdex.api.errors import exception_handlers
+from imgdex.api.request import THREAD_DECODE_BYTES, request_class
 from imgdex.config import Config
 from imgdex.errors import BadRequest, ConfigError, ImgdexError, NotFound, ServiceUnavailable
 from imgdex.imaging import decode_image
@@ -322,6 +323,10 @@ async def embed_image(
     return _vectors_body(model, vectors, len(images), single=len(images) == 1)
 
 
+def _decode_texts(body: bytes) -> TextRequest:
+    return msgspec.json.decode(body, type=TextRequest)
+
+
 @post(
     "/embed/text",
     status_code=HTTP_200_OK,
@@ -335,7 +340,11 @@ async def embed_text(
     model = service.embedder(index, "text")
     body = await request.body()
     try:
-        data = msgspec.json.decode(body, type=TextRequest)
+        # A batch may legitimately be megabytes (MAX_ITEMS long texts): decode it off the loop.
+        if len(body) > THREAD_DECODE_BYTES:
+            data = await asyncio.to_thread(_decode_texts, body)
+        else:
+            data = _decode_texts(body)
     except msgspec.DecodeError as exc:
         raise BadRequest(
             f'expected JSON {{"text": ...}} or {{"texts": [...]}}: {exc}', code="invalid_json"
@@ -414,6 +423,8 @@ def create_model_app(
         state=State({"service": service, "api_key": api_key or None}),
         exception_handlers=exception_handlers,
         request_max_body_size=config.server.max_upload_bytes,
+        # Client disconnects are counted and logged as such, not as 500s.
+        request_class=request_class(config.server.max_json_bytes),
         logging_config=None,
         debug=False,
     )

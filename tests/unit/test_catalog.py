@@ -676,3 +676,28 @@ def test_no_vector_entry_for_a_soft_deleted_image(catalog: Catalog) -> None:
     with catalog.transaction() as db:
         catalog.set_deleted(db, a, True)
     assert add_entry(catalog, a, "image", "img_v1") is None
+
+
+def test_has_image_sees_deleted_rows_and_the_open_transaction(catalog: Catalog) -> None:
+    a = add_image(catalog, 1)
+    with catalog.transaction() as db:
+        catalog.set_deleted(db, a, True)
+        assert catalog.has_image(db, a)  # soft-deleted: the row is still there
+        b = add_image(catalog, 2, db=db)
+        assert catalog.has_image(db, b)  # written earlier in the same transaction
+        assert not catalog.has_image(db, make_id("absent"))
+        catalog.delete_image_rows(db, a)
+        assert not catalog.has_image(db, a)
+
+
+def test_drop_vector_jobs_leaves_describers_and_other_indexes(catalog: Catalog) -> None:
+    a = add_image(catalog, 1)
+    with catalog.transaction() as db:
+        catalog.queue_jobs(db, "embed_image", ["img_v1", "img_v2"], a, "image")
+        catalog.queue_jobs(db, "embed_text", ["img_v1"], a, "caption")
+        catalog.queue_jobs(db, "describe", ["img_v1"], a, "img_v1")  # a describer's target
+        catalog.drop_vector_jobs(db, "img_v1")
+    assert {(r[0], r[1]) for r in job_rows(catalog)} == {
+        ("embed_image", "img_v2"),
+        ("describe", "img_v1"),
+    }

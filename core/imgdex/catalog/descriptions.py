@@ -16,7 +16,7 @@ class DescriptionStore(Store):
 
     def get_descriptions(self, id_: str) -> list[DescriptionRow]:
         """An image's descriptions, oldest first, each with the indexes holding its vector."""
-        indexes = self.dialect.group_concat("v.index_name", ",")
+        indexes = self.dialect.list_agg("v.index_name", ",")
         rows = self._read(
             "SELECT d.method, d.content, d.created_at, d.updated_at, "
             f"(SELECT {indexes} FROM vector_entries v "

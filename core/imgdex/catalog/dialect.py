@@ -87,7 +87,7 @@ class Dialect(abc.ABC):
         """An expression ordering the rows of table alias `alias` oldest first."""
 
     @abc.abstractmethod
-    def group_concat(self, expr: str, separator: str) -> str:
+    def list_agg(self, expr: str, separator: str) -> str:
         """An aggregate joining `expr` over a group with `separator` (a literal)."""
 
     @abc.abstractmethod

@@ -160,7 +160,7 @@ class SqliteDialect(Dialect):
         """The rowid: SQLite assigns it in insertion order."""
         return f"{alias}.rowid"
 
-    def group_concat(self, expr: str, separator: str) -> str:
+    def list_agg(self, expr: str, separator: str) -> str:
         """SQLite's ``group_concat``."""
         return f"group_concat({expr}, '{separator}')"
 

@@ -50,8 +50,8 @@ class Engine:
         conn.execute("COMMIT")
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """All rows of one query, on this thread's connection (outside any transaction
-        it may hold open, it sees the last commit)."""
+        """All rows of one query, on this thread's connection (inside the transaction
+        this thread has open, if any)."""
         return self.connection().execute(sql, params).fetchall()
 
     def close(self) -> None:

@@ -701,3 +701,17 @@ def test_drop_vector_jobs_leaves_describers_and_other_indexes(catalog: Catalog) 
         ("embed_image", "img_v2"),
         ("describe", "img_v1"),
     }
+
+
+def test_narrow_stores_share_the_catalogs_database(catalog: Catalog) -> None:
+    with catalog.transaction() as db:
+        id_ = add_image(catalog, 1, db=db)
+        catalog.jobs.queue_jobs(db, "embed_image", ["img_v1"], id_, "image")
+    row = catalog.images.get_image(id_)
+    assert row is not None and row.sha256 == id_
+    (job,) = catalog.jobs.claim_jobs("embed_image", "img_v1", 10, now=1e9)
+    assert job.image_sha256 == id_
+    assert catalog.job_counts() == {("embed_image", "img_v1"): {"running": 1}}
+    # Each store answers for its own area only.
+    assert not hasattr(catalog.jobs, "get_image")
+    assert not hasattr(catalog.images, "claim_jobs")

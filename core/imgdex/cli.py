@@ -108,7 +108,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             progress[name] = Progress(
                 done=done, total=done + queued + failed, failed=failed, queued=queued
             )
-        roles = {name: (r[2], None) for name, r in catalog.index_roles().items()}
+        roles = {name: (r.role, None) for name, r in catalog.index_roles().items()}
         catalog.close()
     if (data / "vector_index").is_dir():
         on_disk = IndexManager.read_all_meta(data / "vector_index")

@@ -367,10 +367,7 @@ class Enricher:
         for (job, _), caption in zip(items, captions, strict=True):
             library.storage.put_description(job.image_sha256, method, caption)
             with library.catalog.transaction() as db:
-                exists = db.execute(
-                    "SELECT 1 FROM images WHERE sha256 = ?", (job.image_sha256,)
-                ).fetchone()
-                if exists:
+                if library.catalog.has_image(db, job.image_sha256):
                     library.catalog.upsert_description(db, job.image_sha256, method, caption)
                     library.queue_description_jobs(db, job.image_sha256, method)
                 library.catalog.finish_jobs(db, [job.id])
@@ -433,7 +430,7 @@ class Enricher:
         for (kind, target), jobs in failed.items():
             name = f"describer {target}" if kind == "describe" else target
             errors[name] = [
-                {"item": job.item, "error": error, "attempts": job.attempts} for job, error in jobs
+                {"item": f.job.item, "error": f.error, "attempts": f.job.attempts} for f in jobs
             ]
         return {
             "paused": self.paused,

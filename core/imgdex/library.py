@@ -18,7 +18,6 @@ import asyncio
 import functools
 import logging
 import os
-import sqlite3
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -29,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from imgdex.catalog import Catalog, ImageRow, VectorEntry, vector_job_kind
+from imgdex.catalog import Catalog, Connection, ImageRow, VectorEntry, vector_job_kind
 from imgdex.config import Config
 from imgdex.errors import BadRequest, Conflict, ImgdexError, NotFound
 from imgdex.imaging import DecodedImage, decode_image, make_thumbnail
@@ -380,7 +379,7 @@ class Library:
             errors=errors,
         )
 
-    def queue_image_jobs(self, db: sqlite3.Connection, id_: str) -> None:
+    def queue_image_jobs(self, db: Connection, id_: str) -> None:
         """Queue a new image's work for every enabled model (in the caller's transaction)."""
         targets = [slot.name for slot in self.embedder_slots(stores="image")]
         self.catalog.queue_jobs(db, "embed_image", targets, id_, IMAGE_METHOD)
@@ -607,12 +606,9 @@ class Library:
         """``{index: (role, note)}``: what each index does in a model upgrade."""
         out: dict[str, tuple[str | None, str | None]] = {}
         recorded = self.catalog.index_roles()
-        active = {
-            (family, plugin): name
-            for name, (family, plugin, role, _) in recorded.items()
-            if role == "active"
-        }
-        for name, (family, plugin, role, _) in recorded.items():
+        active = {(r.family, r.plugin): name for name, r in recorded.items() if r.role == "active"}
+        for name, r in recorded.items():
+            role = r.role
             note = None
             if role == "building":
                 old = self.upgrades.predecessor(name)
@@ -622,7 +618,7 @@ class Library:
                     else None
                 )
             elif role == "retired":
-                now = active.get((family, plugin))
+                now = active.get((r.family, r.plugin))
                 note = f"replaced by {now}" if now else "replaced"
                 note += f"; remove it with DELETE /api/admin/indexes/{name}"
             elif (new := self.upgrades.successor(name)) is not None:
@@ -682,7 +678,7 @@ class Library:
             self.hide_entries(old)
             return set()
 
-    def queue_description_jobs(self, db: sqlite3.Connection, id_: str, method: str) -> None:
+    def queue_description_jobs(self, db: Connection, id_: str, method: str) -> None:
         """Queue a new or changed description for every enabled text embedder."""
         targets = [slot.name for slot in self.embedder_slots(stores="text")]
         self.catalog.queue_jobs(db, "embed_text", targets, id_, method)

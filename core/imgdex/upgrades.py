@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from imgdex.catalog import vector_job_kind
+from imgdex.catalog import IndexRole, vector_job_kind
 from imgdex.models import EmbedderSlot
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def plan_upgrades(library: Library) -> None:
         embedder, plugin = slot.provider, slot.plugin.name
         settings = dict(config.plugins.get(plugin) or {})
         role = roles.get(name)
-        if role is not None and role[2] == "active":
+        if role is not None and role.role == "active":
             continue
         old = _active_of_family(roles, on_disk, counts, embedder.family, plugin, exclude=current)
         with catalog.transaction() as db:
@@ -77,12 +77,12 @@ def plan_upgrades(library: Library) -> None:
             if old not in roles:  # an index from before roles were recorded
                 catalog.set_index_role(db, old, "active", family=embedder.family, plugin=plugin)
         log.info("index %s is building; %s answers searches until it is complete", name, old)
-        old_settings = roles[old][3] if old in roles else None
+        old_settings = roles[old].settings if old in roles else None
         _open_predecessor(library, slot, old, old_settings or None)
 
 
 def _active_of_family(
-    roles: dict[str, tuple[str, str, str, dict[str, Any]]],
+    roles: dict[str, IndexRole],
     on_disk: dict[str, dict[str, Any]],
     counts: dict[str, int],
     family: str,
@@ -91,8 +91,8 @@ def _active_of_family(
     exclude: set[str],
 ) -> str | None:
     """The index currently answering for (`family`, `plugin`), if any."""
-    for name, (fam, plug, role, _) in sorted(roles.items()):
-        if role == "active" and fam == family and plug == plugin and name not in exclude:
+    for name, r in sorted(roles.items()):
+        if r.role == "active" and r.family == family and r.plugin == plugin and name not in exclude:
             return name
     # Indexes written before roles existed: their meta.json says model and version.
     for name, meta in sorted(on_disk.items()):
@@ -155,7 +155,7 @@ def try_take_over(library: Library, name: str) -> bool:
     catalog = library.catalog
     slot = library.embedders.get(name)
     roles = catalog.index_roles()
-    if slot is None or roles.get(name, ("", "", ""))[2] != "building":
+    if slot is None or name not in roles or roles[name].role != "building":
         return False
     kind = vector_job_kind(slot.provider.stores)
     catalog.plan(kind, name)
@@ -177,7 +177,7 @@ def try_take_over(library: Library, name: str) -> bool:
         catalog.set_index_role(db, name, "active")
         if old is not None:
             catalog.set_index_role(db, old, "retired")
-            db.execute("DELETE FROM jobs WHERE kind != 'describe' AND target = ?", (old,))
+            catalog.drop_vector_jobs(db, old)
     library.upgrades.serving_for.pop(name, None)
     library.upgrades.problems.pop(name, None)
     if old is not None:

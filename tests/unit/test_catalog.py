@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imgdex.catalog import Catalog, ImageRow
+from imgdex.catalog import Catalog, ImageRow, IndexEntry, IndexRole
 
 
 def make_id(n: int | str) -> str:
@@ -63,6 +63,16 @@ def add_entry(
         return cat.add_vector_entry(db, id_, method, "model", "1", index, content)
 
 
+def index_entries(cat: Catalog, index: str) -> list[IndexEntry]:
+    return [entry for batch in cat.index_entry_batches(index) for entry in batch]
+
+
+def index_labels(cat: Catalog, index: str) -> tuple[set[int], set[int]]:
+    """``(all labels, labels of soft-deleted images)`` recorded for an index."""
+    rows = index_entries(cat, index)
+    return {r.id for r in rows}, {r.id for r in rows if r.image_deleted}
+
+
 # --- schema ------------------------------------------------------------------------
 
 
@@ -74,13 +84,13 @@ def test_wal_mode(catalog: Catalog, tmp_path: Path) -> None:
 
 
 def test_connection_pragmas(catalog: Catalog) -> None:
-    conn = catalog._conn()
+    conn = catalog.engine.connection()
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
 
 
 def test_schema_indexes(catalog: Catalog) -> None:
-    rows = catalog._read("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'")
+    rows = catalog.engine.read("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'")
     indexes = {name: table for name, table in rows}
     expected = {
         "idx_images_created": "images",
@@ -98,10 +108,16 @@ def test_schema_indexes(catalog: Catalog) -> None:
 
 
 def test_schema_tables_and_version(catalog: Catalog) -> None:
-    tables = {r[0] for r in catalog._read("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"images", "descriptions", "vector_entries", "plugin_state", "meta"} <= tables
-    assert {"jobs", "index_roles"} <= tables
-    assert catalog._read("SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
+    tables = {
+        r[0] for r in catalog.engine.read("SELECT name FROM sqlite_master WHERE type='table'")
+    }
+    assert {"images", "descriptions", "vector_entries", "plugin_state"} <= tables
+    assert {"jobs", "index_roles", "schema_version"} <= tables
+    assert "meta" not in tables  # it held only the version, which schema_version records
+    assert catalog.engine.read("SELECT version FROM schema_version ORDER BY version") == [
+        (2,),
+        (3,),
+    ]
 
 
 def test_reopen_keeps_data(tmp_path: Path) -> None:
@@ -356,7 +372,6 @@ def test_resolve_entries(catalog: Catalog) -> None:
     resolved = catalog.resolve_entries([ea, eb, ec, 999_999])
     assert resolved == {ea: (a, "image"), eb: (b, "image"), ec: (a, "caption")}
     assert catalog.resolve_entries([]) == {}
-    assert [e.id for e in catalog.entries_by_id([ec, 999_999])] == [ec]
 
 
 def test_index_labels(catalog: Catalog) -> None:
@@ -366,15 +381,15 @@ def test_index_labels(catalog: Catalog) -> None:
     add_entry(catalog, c, "image", "other_v1")
     with catalog.transaction() as db:
         catalog.set_deleted(db, b, True)
-    assert catalog.index_labels("img_v1") == ({la, lb}, {lb})
-    assert catalog.index_labels("absent") == (set(), set())
-    assert catalog.index_entries("img_v1") == [
+    assert index_labels(catalog, "img_v1") == ({la, lb}, {lb})
+    assert index_labels(catalog, "absent") == (set(), set())
+    assert index_entries(catalog, "img_v1") == [
         (la, a, "image", 64, 48, False),
         (lb, b, "image", 64, 48, True),
     ]
-    assert catalog.index_entries("img_v1")[1].key == (b, "image", 64, 48)
+    assert index_entries(catalog, "img_v1")[1].key == (b, "image", 64, 48)
     assert catalog.image_sizes(None, [a, b, "absent"]) == {a: (64, 48), b: (64, 48)}
-    assert catalog.index_entries("absent") == []
+    assert index_entries(catalog, "absent") == []
 
 
 def test_index_entry_batches_page_by_label_and_allow_writes_between(catalog: Catalog) -> None:
@@ -400,7 +415,7 @@ def test_index_entry_batches_page_by_label_and_allow_writes_between(catalog: Cat
 def job_rows(cat: Catalog) -> list[tuple[str, str, str, str, str, int]]:
     return [
         (k, t, i, m, s, a)
-        for k, t, i, m, s, a in cat._read(
+        for k, t, i, m, s, a in cat.engine.read(
             "SELECT kind, target, image_sha256, method, state, attempts FROM jobs ORDER BY id"
         )
     ]
@@ -467,7 +482,9 @@ def test_failures_back_off_then_fail_and_retry_requeues(catalog: Catalog) -> Non
     assert catalog.fail_job(job.id, "late", retry_at=None) == ""  # not running: untouched
     catalog.set_status(id_, "failed", "boom again")
     failed = catalog.failed_jobs()[("embed_image", "img_v1")]
-    assert [(j.image_sha256, j.attempts, e) for j, e in failed] == [(id_, 2, "boom again")]
+    assert [(f.job.image_sha256, f.job.attempts, f.error) for f in failed] == [
+        (id_, 2, "boom again")
+    ]
     assert catalog.next_due("embed_image", "img_v1") is None
 
     assert catalog.retry_failed() == 1
@@ -548,7 +565,9 @@ def test_failed_where_held_and_index_roles(catalog: Catalog) -> None:
             db, "img_v1", "active", family="img", plugin="toy", settings={"version": "1"}
         )
         catalog.set_index_role(db, "img_v1", "retired")  # the rest is kept
-    assert catalog.index_roles() == {"img_v1": ("img", "toy", "retired", {"version": "1"})}
+    assert catalog.index_roles() == {
+        "img_v1": IndexRole("img_v1", "img", "toy", "retired", {"version": "1"})
+    }
     with catalog.transaction() as db:
         assert catalog.forget_index(db, "img_v1") == 1
         catalog.forget_index(db, "img_v2")
@@ -625,7 +644,7 @@ def test_concurrent_writers(catalog: Catalog) -> None:
     assert errors == []
     assert len(catalog.all_image_ids()) == 400
     assert catalog.index_counts() == {"img_v1": 400}
-    labels, _ = catalog.index_labels("img_v1")
+    labels, _ = index_labels(catalog, "img_v1")
     assert len(labels) == 400
 
 
@@ -657,3 +676,42 @@ def test_no_vector_entry_for_a_soft_deleted_image(catalog: Catalog) -> None:
     with catalog.transaction() as db:
         catalog.set_deleted(db, a, True)
     assert add_entry(catalog, a, "image", "img_v1") is None
+
+
+def test_has_image_sees_deleted_rows_and_the_open_transaction(catalog: Catalog) -> None:
+    a = add_image(catalog, 1)
+    with catalog.transaction() as db:
+        catalog.set_deleted(db, a, True)
+        assert catalog.has_image(db, a)  # soft-deleted: the row is still there
+        b = add_image(catalog, 2, db=db)
+        assert catalog.has_image(db, b)  # written earlier in the same transaction
+        assert not catalog.has_image(db, make_id("absent"))
+        catalog.delete_image_rows(db, a)
+        assert not catalog.has_image(db, a)
+
+
+def test_drop_vector_jobs_leaves_describers_and_other_indexes(catalog: Catalog) -> None:
+    a = add_image(catalog, 1)
+    with catalog.transaction() as db:
+        catalog.queue_jobs(db, "embed_image", ["img_v1", "img_v2"], a, "image")
+        catalog.queue_jobs(db, "embed_text", ["img_v1"], a, "caption")
+        catalog.queue_jobs(db, "describe", ["img_v1"], a, "img_v1")  # a describer's target
+        catalog.drop_vector_jobs(db, "img_v1")
+    assert {(r[0], r[1]) for r in job_rows(catalog)} == {
+        ("embed_image", "img_v2"),
+        ("describe", "img_v1"),
+    }
+
+
+def test_narrow_stores_share_the_catalogs_database(catalog: Catalog) -> None:
+    with catalog.transaction() as db:
+        id_ = add_image(catalog, 1, db=db)
+        catalog.jobs.queue_jobs(db, "embed_image", ["img_v1"], id_, "image")
+    row = catalog.images.get_image(id_)
+    assert row is not None and row.sha256 == id_
+    (job,) = catalog.jobs.claim_jobs("embed_image", "img_v1", 10, now=1e9)
+    assert job.image_sha256 == id_
+    assert catalog.job_counts() == {("embed_image", "img_v1"): {"running": 1}}
+    # Each store answers for its own area only.
+    assert not hasattr(catalog.jobs, "get_image")
+    assert not hasattr(catalog.images, "claim_jobs")

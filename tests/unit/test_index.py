@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from imgdex.catalog import Catalog
+from imgdex.catalog import Catalog, IndexEntry
 from imgdex.config import IndexConfig
 from imgdex.errors import Conflict, NotFound
 from imgdex.index import IndexManager, ManagedIndex
@@ -30,6 +30,10 @@ from imgdex.testing import ColorEmbedder, WordEmbedder
 Vectors = npt.NDArray[np.float32]
 
 BACKENDS: dict[str, Callable[[], IndexBackend]] = {"hnswlib": HnswBackend, "flat": FlatBackend}
+
+
+def index_entries(catalog: Catalog, index: str) -> list[IndexEntry]:
+    return [entry for batch in catalog.index_entry_batches(index) for entry in batch]
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -754,14 +758,14 @@ def test_reconcile_loses_entries_without_vector_file(env: Env) -> None:
         gone_label,
         bad_label,
     }
-    assert env.catalog.entries_by_id([gone_label, bad_label]) == []
+    assert env.catalog.resolve_entries([gone_label, bad_label]) == {}
     assert reopened.resolve([gone_label, bad_label, stored[4][1]]) == (
         {stored[4][1]: (stored[4][0], "caption")},
         {stored[4][0]: (1, 1)},
         [gone_label, bad_label],
     )
     # The description is now missing a vector: a job embeds it again.
-    jobs = env.catalog._read("SELECT kind, target, image_sha256, method, state FROM jobs")
+    jobs = env.catalog.engine.read("SELECT kind, target, image_sha256, method, state FROM jobs")
     assert sorted(jobs) == sorted(
         ("embed_text", managed.name, id_, "caption", "queued") for id_ in (gone_id, bad_id)
     )
@@ -884,7 +888,7 @@ def test_rebuild_keeps_writes_made_during_it(env: Env) -> None:
     thread.join(60)
     assert errors == []
     assert len(written) == 200
-    rows = env.catalog.index_entries(managed.name)
+    rows = index_entries(env.catalog, managed.name)
     assert managed.index.labels() == {row.id for row in rows}
     assert managed.index.hidden() == set()
     assert managed.resolve([row.id for row in rows]) == (

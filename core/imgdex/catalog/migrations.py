@@ -1,0 +1,58 @@
+"""Schema versions: the dialect's numbered migrations, applied at start-up.
+
+``schema_version`` holds one row per applied migration. Each migration runs in its own
+write transaction together with its row, so two processes opening the catalog at once
+apply it once, and a kill mid-way leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+from imgdex.catalog.engine import Engine
+
+__all__ = ["CatalogTooNew", "current_version", "migrate"]
+
+_VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_version ("
+    "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+)
+
+
+class CatalogTooNew(RuntimeError):
+    """The catalog was migrated by a newer imgdex than this one."""
+
+
+def current_version(engine: Engine) -> int:
+    """The highest applied migration (0 for a catalog without any)."""
+    rows = engine.read("SELECT MAX(version) FROM schema_version")
+    return int(rows[0][0] or 0)
+
+
+def migrate(engine: Engine) -> list[int]:
+    """Apply the migrations the catalog lacks, oldest first; returns their versions."""
+    dialect = engine.dialect
+    migrations = sorted(dialect.migrations(), key=lambda m: m.version)
+    latest = migrations[-1].version if migrations else 0
+    with engine.transaction() as db:
+        db.execute(_VERSION_TABLE)
+    if (found := current_version(engine)) > latest:
+        raise CatalogTooNew(
+            f"the catalog is at schema version {found}, this imgdex knows up to {latest}: "
+            "upgrade imgdex"
+        )
+    applied: list[int] = []
+    for migration in migrations:
+        with engine.transaction() as db:
+            done = db.execute(
+                "SELECT 1 FROM schema_version WHERE version = ?", (migration.version,)
+            ).fetchone()
+            if done:
+                continue
+            for statement in migration.statements:
+                db.execute(statement)
+            db.execute(
+                "INSERT INTO schema_version (version, name, applied_at) "
+                f"VALUES (?, ?, {dialect.now})",
+                (migration.version, migration.name),
+            )
+        applied.append(migration.version)
+    return applied

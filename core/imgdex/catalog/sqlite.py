@@ -1,0 +1,169 @@
+"""The SQLite dialect: connection pragmas, SQLite's SQL fragments and its schema DDL.
+
+The only module of the catalog that may use SQLite-only constructs (a test checks).
+WAL mode, one connection per thread, and ``BEGIN IMMEDIATE`` write transactions so
+that concurrent writers queue on SQLite's lock instead of failing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Sequence
+from typing import cast
+
+from imgdex.catalog.dialect import Connection, Dialect, Migration
+
+__all__ = ["SqliteDialect"]
+
+# The schema that catalogs before numbered migrations had (`meta.schema_version` = 2).
+# Numbering continues from there, so that version 2 names the same schema in both, and
+# every statement is idempotent: an older catalog gets what it lacks, as it always did.
+_BASELINE = (
+    """CREATE TABLE IF NOT EXISTS images (
+    sha256       TEXT PRIMARY KEY,           -- first 32 hex chars of the SHA-256
+    sha256_full  TEXT NOT NULL,              -- all 64, to detect 128-bit collisions
+    width        INTEGER NOT NULL,
+    height       INTEGER NOT NULL,
+    file_size    INTEGER NOT NULL,
+    format       TEXT NOT NULL,
+    filename     TEXT NOT NULL,              -- name of the original inside its directory
+    created_at   DATETIME NOT NULL DEFAULT (datetime('now')),
+    source       TEXT,
+    status       TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'ready', 'failed')),
+    error        TEXT,
+    is_deleted   INTEGER NOT NULL DEFAULT 0,
+    deleted_at   DATETIME
+)""",
+    """CREATE TABLE IF NOT EXISTS descriptions (
+    image_sha256 TEXT NOT NULL REFERENCES images(sha256) ON DELETE CASCADE,
+    method       TEXT NOT NULL,
+    content      TEXT NOT NULL,
+    created_at   DATETIME NOT NULL DEFAULT (datetime('now')),
+    updated_at   DATETIME NOT NULL DEFAULT (datetime('now')),
+    PRIMARY KEY (image_sha256, method)
+)""",
+    # AUTOINCREMENT: an id is a label in a vector index and must never be reused.
+    """CREATE TABLE IF NOT EXISTS vector_entries (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,  -- the label in the vector index
+    image_sha256  TEXT NOT NULL REFERENCES images(sha256) ON DELETE CASCADE,
+    method        TEXT NOT NULL,                      -- 'image' or a description method
+    model         TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    index_name    TEXT NOT NULL,
+    created_at    DATETIME NOT NULL DEFAULT (datetime('now')),
+    UNIQUE (image_sha256, method, index_name)
+)""",
+    """CREATE TABLE IF NOT EXISTS plugin_state (
+    name       TEXT PRIMARY KEY,
+    enabled    INTEGER NOT NULL,
+    updated_at DATETIME NOT NULL DEFAULT (datetime('now'))
+)""",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS jobs (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind         TEXT NOT NULL CHECK (kind IN ('embed_image', 'embed_text', 'describe')),
+    target       TEXT NOT NULL,                      -- index name, or describer method
+    image_sha256 TEXT NOT NULL REFERENCES images(sha256) ON DELETE CASCADE,
+    method       TEXT NOT NULL,                      -- 'image' or a description method
+    state        TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'failed')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_run_at  REAL NOT NULL DEFAULT 0,            -- unix time; back-off after failures
+    error        TEXT,
+    created_at   DATETIME NOT NULL DEFAULT (datetime('now')),
+    updated_at   DATETIME NOT NULL DEFAULT (datetime('now')),
+    UNIQUE (kind, target, image_sha256, method)
+)""",
+    # Which index of a model family answers searches: 'active' (the one that does),
+    # 'building' (a new model version filling up behind the active one) or 'retired'
+    # (replaced, kept on disk until an admin removes it).
+    """CREATE TABLE IF NOT EXISTS index_roles (
+    name       TEXT PRIMARY KEY,
+    family     TEXT NOT NULL,
+    plugin     TEXT NOT NULL,
+    role       TEXT NOT NULL CHECK (role IN ('active', 'building', 'retired')),
+    settings   TEXT NOT NULL DEFAULT '{}',           -- the plugin section that built it
+    updated_at DATETIME NOT NULL DEFAULT (datetime('now'))
+)""",
+    "CREATE INDEX IF NOT EXISTS idx_images_created ON images(created_at)",
+    "CREATE INDEX IF NOT EXISTS idx_images_source ON images(source)",
+    "CREATE INDEX IF NOT EXISTS idx_images_status ON images(status)",
+    "CREATE INDEX IF NOT EXISTS idx_images_deleted ON images(is_deleted)",
+    "CREATE INDEX IF NOT EXISTS idx_desc_method ON descriptions(method)",
+    "CREATE INDEX IF NOT EXISTS idx_vector_index ON vector_entries(index_name, id)",
+    "CREATE INDEX IF NOT EXISTS idx_vector_sha256 ON vector_entries(image_sha256)",
+    "CREATE INDEX IF NOT EXISTS idx_jobs_claim ON jobs(kind, target, state, next_run_at)",
+    "CREATE INDEX IF NOT EXISTS idx_jobs_image ON jobs(image_sha256)",
+)
+
+_MIGRATIONS = (
+    Migration(2, "baseline", _BASELINE),
+    # `meta` held only the schema version, which `schema_version` records now.
+    Migration(3, "version moves to schema_version", ("DROP TABLE IF EXISTS meta",)),
+)
+
+_CLAIM = (
+    "UPDATE jobs SET state = 'running', updated_at = datetime('now') WHERE id IN "
+    "(SELECT j.id FROM jobs j JOIN images i ON i.sha256 = j.image_sha256 "
+    " WHERE j.kind = ? AND j.target = ? AND j.state = 'queued' "
+    " AND j.next_run_at <= ? AND i.is_deleted = 0 ORDER BY j.id LIMIT ?) "
+    # Claimers never collide: the write transaction (BEGIN IMMEDIATE) holds the
+    # database's one write lock while it selects and marks.
+    "RETURNING id, image_sha256, method, attempts"
+)
+
+
+class SqliteDialect(Dialect):
+    """SQLite 3.35+ (``RETURNING``), in WAL mode."""
+
+    name = "sqlite"
+    error = sqlite3.Error
+    begin = "BEGIN IMMEDIATE"
+    now = "datetime('now')"
+
+    def connect(self, target: str) -> Connection:
+        """A connection in autocommit mode (transactions are explicit), WAL, foreign keys."""
+        conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL survives any process kill; a power cut may lose the last commits,
+        # which start-up reconciliation re-derives from the files on disk.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        # Reads of a large catalog through the page cache cost read() calls; mapped
+        # pages are shared by every connection (docs/benchmarks.md).
+        conn.execute("PRAGMA mmap_size=268435456")
+        return conn
+
+    def close(self, conn: Connection) -> None:
+        """Close a connection; one already broken is let go."""
+        with contextlib.suppress(sqlite3.Error):
+            cast(sqlite3.Connection, conn).close()
+
+    def journal_mode(self, conn: Connection) -> str:
+        """``wal`` once `connect` has set it."""
+        return str(conn.execute("PRAGMA journal_mode").fetchone()[0])
+
+    def migrations(self) -> Sequence[Migration]:
+        """The SQLite schema, version 2 (the baseline) on."""
+        return _MIGRATIONS
+
+    def upsert(self, conflict: str, updates: str) -> str:
+        """``ON CONFLICT (...) DO UPDATE SET ...``."""
+        return f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
+
+    def insert_ignore(self) -> str:
+        """``ON CONFLICT DO NOTHING``."""
+        return "ON CONFLICT DO NOTHING"
+
+    def insertion_order(self, alias: str) -> str:
+        """The rowid: SQLite assigns it in insertion order."""
+        return f"{alias}.rowid"
+
+    def list_agg(self, expr: str, separator: str) -> str:
+        """SQLite's ``group_concat``."""
+        return f"group_concat({expr}, '{separator}')"
+
+    def claim_jobs(self) -> str:
+        """One UPDATE ... RETURNING inside the caller's write transaction."""
+        return _CLAIM

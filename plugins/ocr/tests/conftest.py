@@ -7,8 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from imgdex_ocr import OcrConfig, OcrDescriber
 from PIL import Image, ImageDraw, ImageFont
+
+from imgdex_ocr import OcrConfig, OcrDescriber
 
 LATIN_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 # Debian's fonts-noto-cjk (the Makefile installs it when missing).

@@ -9,14 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import imgdex_ocr
 import pytest
-from imgdex_ocr import OcrDescriber
 from litestar.testing import TestClient
 
+import imgdex_ocr
 from imgdex import Config, Describer, PluginSettings
 from imgdex.errors import ConfigError
 from imgdex.testing import make_config, toy_plugins
+from imgdex_ocr import OcrDescriber
 
 
 def entry_point() -> importlib.metadata.EntryPoint:

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from PIL import Image
+
 from imgdex_ocr import (
     ModelLoadError,
     OcrConfig,
@@ -15,7 +17,6 @@ from imgdex_ocr import (
     find_models,
     reading_order,
 )
-from PIL import Image
 
 Render = Callable[..., Image.Image]
 

@@ -61,6 +61,13 @@ def bundled_model_dir() -> Path:
     return Path(spec.origin).parent / "models"
 
 
+def _default_model_dir() -> Path | str:
+    try:
+        return bundled_model_dir()
+    except ModelLoadError:  # reported by `load`; the describer still registers
+        return "rapidocr"
+
+
 def find_models(directory: Path) -> ModelFiles:
     """The det/rec/cls ONNX files in `directory`, by name; raise naming what is missing."""
     if not directory.is_dir():
@@ -118,7 +125,8 @@ class OcrDescriber(Describer):
     def __init__(self, config: OcrConfig) -> None:
         self.config = config
         self.model_dir = Path(config.model).expanduser() if config.model else None
-        self.model = str(self.model_dir) if self.model_dir else "rapidocr bundled PP-OCR"
+        # A directory, so that `imgdex plugins` finds the files without loading them.
+        self.model = str(self.model_dir or _default_model_dir())
         self._engine: Any = None
         self._lock = threading.Lock()
 

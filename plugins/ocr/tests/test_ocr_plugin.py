@@ -47,6 +47,9 @@ def test_registers_one_describer_without_loading_it(tmp_path: Path) -> None:
     (describer,) = record.describers
     assert isinstance(describer, OcrDescriber)
     assert describer.method == "ocr" and not describer.loaded
+    # A directory, so `imgdex plugins` can tell the files are there without loading them.
+    assert describer.model == str(imgdex_ocr.bundled_model_dir())
+    assert (Path(describer.model) / "PP-OCRv6_rec_small.onnx").is_file()
     assert describer.config.min_confidence == 0.5
 
 

@@ -13,7 +13,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install serve test lint bench clean
 
+# Debian packages the tests need: a CJK font for the OCR plugin's rendered Chinese text.
+APT_PACKAGES := fonts-noto-cjk
+
 $(STAMP): pyproject.toml $(PLUGINS)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -q && apt-get install -y $$missing; fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"

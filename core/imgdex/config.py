@@ -67,7 +67,7 @@ class ImagesConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     # Images are decoded for models at reduced scale (JPEG draft mode) but never below
     # this shortest side, so models see at least this much detail.
     decode_min_side: int = 1024
-    formats: tuple[str, ...] = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+    formats: tuple[str, ...] = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF")
 
 
 class IndexConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -66,7 +66,10 @@ def find_problem(model: str) -> str | None:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return None
-    found = try_to_load_from_cache(model, "config.json")
+    try:
+        found = try_to_load_from_cache(model, "config.json")
+    except Exception:  # not a valid repo id (spaces, too long...): cannot be on the hub
+        return f"model {model!r} is neither a local directory nor a Hugging Face repo id"
     if isinstance(found, str):
         return None
     return (

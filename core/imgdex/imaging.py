@@ -16,10 +16,27 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from imgdex.config import ImagesConfig
 from imgdex.errors import BadRequest, UnprocessableImage, UnsupportedMedia
 
-__all__ = ["DecodedImage", "decode_image", "make_thumbnail"]
+__all__ = ["DecodedImage", "decode_image", "make_thumbnail", "register_heif"]
 
-_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tiff"}
-_MEDIA_TYPES = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "TIFF": "image/tiff"}
+_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tiff", "HEIF": "heic"}
+_MEDIA_TYPES = {
+    "JPEG": "image/jpeg",
+    "MPO": "image/jpeg",
+    "TIFF": "image/tiff",
+    "HEIF": "image/heic",
+}
+
+
+def register_heif() -> None:
+    """Teach Pillow HEIC/HEIF (format ``HEIF``) through pillow-heif; idempotent."""
+    if "HEIF" in Image.OPEN:
+        return
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+
+
+register_heif()
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The ``imgdex`` command: serve, serve-model, plugins and import."""
+"""The ``imgdex`` command: serve, serve-model, plugins, models and import."""
 
 from __future__ import annotations
 
@@ -165,6 +165,15 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from imgdex.cli_models import download_missing, list_models
+
+    config = _config(args)
+    if args.action == "download":
+        return download_missing(config)
+    return list_models(config, as_json=args.json)
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -256,6 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.add_argument("--data-dir")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
     plugins.set_defaults(func=cmd_plugins)
+
+    models = sub.add_parser(
+        "models",
+        help="where each enabled model's weights are; `download` fetches the missing ones",
+        description="List every model the enabled plugins load (local directory, Hugging "
+        "Face cache, or missing) with its size; exits 1 when one is missing. `imgdex models "
+        "download` fetches every missing hub model into the Hugging Face cache.",
+    )
+    models.add_argument("action", nargs="?", choices=["list", "download"], default="list")
+    models.add_argument("--config")
+    models.add_argument("--json", action="store_true", help="machine-readable listing")
+    models.set_defaults(func=cmd_models)
 
     imp = sub.add_parser(
         "import",

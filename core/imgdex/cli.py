@@ -8,11 +8,15 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from imgdex.config import Config, load_config
 from imgdex.errors import ConfigError
+
+if TYPE_CHECKING:
+    from imgdex.status import PluginInfo
 
 __all__ = ["main"]
 
@@ -79,63 +83,20 @@ def cmd_serve_model(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from imgdex.catalog import Catalog, vector_job_kind
-    from imgdex.hub import find_problem
-    from imgdex.index import IndexManager
-    from imgdex.plugins import PluginHost
-    from imgdex.status import Progress, plugin_infos
+    from imgdex.serverquery import ask_plugins
 
     config = _config(args)
-    host = PluginHost(config)
-    host.load_entry_points()
-    data = config.data_path
-    states: dict[str, bool] = {}
-    counts: dict[str, int] = {}
-    on_disk: dict[str, dict[str, object]] = {}
-    progress: dict[str, Progress] = {}
-    roles: dict[str, tuple[str | None, str | None]] = {}
-    if (data / "imgdex.db").is_file():
-        catalog = Catalog(data / "imgdex.db")
-        states, counts = catalog.plugin_states(), catalog.index_counts()
-        # Background jobs per index, as the server's /api/admin/jobs counts them.
-        jobs, hidden = catalog.job_counts(), catalog.soft_deleted_counts()
-        for _, embedder in host.embedders():
-            name = embedder.index_name
-            left = jobs.get((vector_job_kind(embedder.stores), name), {})
-            done = counts.get(name, 0) - hidden.get(name, 0)
-            queued = left.get("queued", 0) + left.get("running", 0)
-            failed = left.get("failed", 0)
-            progress[name] = Progress(
-                done=done, total=done + queued + failed, failed=failed, queued=queued
-            )
-        roles = {name: (r[2], None) for name, r in catalog.index_roles().items()}
-        catalog.close()
-    if (data / "vector_index").is_dir():
-        on_disk = IndexManager.read_all_meta(data / "vector_index")
-    # Say which model files are missing without loading any model.
-    model_states: dict[str, tuple[str, str | None]] = {}
-    for _, embedder in host.embedders():
-        problem = find_problem(embedder.model) if embedder.model else None
-        model_states[embedder.index_name] = ("missing" if problem else "not_loaded", problem)
-    for _, describer in host.describers():
-        problem = find_problem(describer.model) if describer.model else None
-        state = "missing" if problem else "not_loaded"
-        model_states[f"describer {describer.method}"] = (state, problem)
-    infos = plugin_infos(
-        list(host.records.values()),
-        enabled={
-            r.name: r.state == "loaded" and states.get(r.name, r.configured_enabled)
-            for r in host.records.values()
-        },
-        counts=counts,
-        on_disk=on_disk,
-        model_states=model_states,
-        progress=progress,
-        roles=roles,
-    )
+    # A running server on this data directory knows what loaded and what failed; the
+    # files are the fallback when none is up.
+    infos, why = ask_plugins(config)
+    if infos is None:
+        infos = _plugins_from_files(config)
+        why = f"from files, {why}"
     if args.json:
+        print(f"imgdex plugins: {why}", file=sys.stderr)
         print(json.dumps(msgspec.to_builtins(infos), indent=2))
         return 0
+    print(f"({why})")
     for info in infos:
         flag = "enabled" if info.enabled else "disabled"
         if info.state == "failed":
@@ -172,6 +133,63 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "download":
         return download_missing(config)
     return list_models(config, as_json=args.json)
+
+
+def _plugins_from_files(config: Config) -> list[PluginInfo]:
+    """The plugin report from the installed plugins and the data directory's files."""
+    from imgdex.catalog import Catalog, vector_job_kind
+    from imgdex.hub import find_problem
+    from imgdex.index import IndexManager
+    from imgdex.plugins import PluginHost
+    from imgdex.status import Progress, plugin_infos
+
+    host = PluginHost(config)
+    host.load_entry_points()
+    data = config.data_path
+    states: dict[str, bool] = {}
+    counts: dict[str, int] = {}
+    on_disk: dict[str, dict[str, object]] = {}
+    progress: dict[str, Progress] = {}
+    roles: dict[str, tuple[str | None, str | None]] = {}
+    if (data / "imgdex.db").is_file():
+        catalog = Catalog(data / "imgdex.db")
+        states, counts = catalog.plugin_states(), catalog.index_counts()
+        # Background jobs per index, as the server's /api/admin/jobs counts them.
+        jobs, hidden = catalog.job_counts(), catalog.soft_deleted_counts()
+        for _, embedder in host.embedders():
+            name = embedder.index_name
+            left = jobs.get((vector_job_kind(embedder.stores), name), {})
+            done = counts.get(name, 0) - hidden.get(name, 0)
+            queued = left.get("queued", 0) + left.get("running", 0)
+            failed = left.get("failed", 0)
+            progress[name] = Progress(
+                done=done, total=done + queued + failed, failed=failed, queued=queued
+            )
+        roles = {name: (r[2], None) for name, r in catalog.index_roles().items()}
+        catalog.close()
+    if (data / "vector_index").is_dir():
+        on_disk = IndexManager.read_all_meta(data / "vector_index")
+    # Say which model files are missing without loading any model.
+    model_states: dict[str, tuple[str, str | None]] = {}
+    for _, embedder in host.embedders():
+        problem = find_problem(embedder.model) if embedder.model else None
+        model_states[embedder.index_name] = ("missing" if problem else "not_loaded", problem)
+    for _, describer in host.describers():
+        problem = find_problem(describer.model) if describer.model else None
+        state = "missing" if problem else "not_loaded"
+        model_states[f"describer {describer.method}"] = (state, problem)
+    return plugin_infos(
+        list(host.records.values()),
+        enabled={
+            r.name: r.state == "loaded" and states.get(r.name, r.configured_enabled)
+            for r in host.records.values()
+        },
+        counts=counts,
+        on_disk=on_disk,
+        model_states=model_states,
+        progress=progress,
+        roles=roles,
+    )
 
 
 def cmd_import(args: argparse.Namespace) -> int:

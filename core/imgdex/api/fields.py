@@ -26,6 +26,7 @@ FIELDS = {
     "content": "The description text",
     "count": "Vectors stored",
     "created_at": "When it was created (ISO 8601, UTC)",
+    "data_dir_id": "Which data directory the server serves (a digest of its path)",
     "updated_at": "When it last changed (ISO 8601, UTC)",
     "deleted_at": "When it was soft-deleted, if it was",
     "describers": "Describers the plugin provides",

@@ -45,7 +45,8 @@ def list_models(config: Config, *, as_json: bool) -> int:
         for m in models:
             where = m.path if m.path else (m.problem or "")
             print(f"{m.role:<24} {m.location:<9} {_size(m.size_bytes):>9}  {m.model}")
-            print(f"    {where}")
+            if where and where != m.model:
+                print(f"    {where}")
         missing = [m for m in models if m.location == "missing"]
         if missing:
             print(f"{len(missing)} missing: `imgdex models download` fetches those from the hub")

@@ -401,11 +401,15 @@ def test_the_upload_form_is_documented(imgdex_client: Client) -> None:
     body = spec["paths"]["/api/images"]["post"]["requestBody"]
     schema = body["content"]["multipart/form-data"]["schema"]
     assert body["required"] is True and schema["required"] == ["file"]
-    assert schema["properties"]["file"] == {"type": "string", "format": "binary"}
+    assert schema["properties"]["file"] == {
+        "type": "string",
+        "format": "binary",
+        "description": "The image file",
+    }
     assert schema["properties"]["source"]["type"] == "string"
     body = spec["paths"]["/api/search/image"]["post"]["requestBody"]
     schema = body["content"]["multipart/form-data"]["schema"]
     assert schema["required"] == ["file"]
-    assert {"file", "top_k", "offset", "index", "methods", "min_score", "fusion"} == set(
+    assert {"file", "top_k", "offset", "index", "methods", "min_score", "fusion", "weights"} == set(
         schema["properties"]
     )

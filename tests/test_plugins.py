@@ -247,9 +247,7 @@ def test_index_of_another_model_is_never_mixed(tmp_path: Path, imgdex_app_factor
     with TestClient(imgdex_app_factory(config, plugins=plugins)) as client:
         body = upload(client, image_bytes("green"))
         assert body["status"] == "pending"
-        assert body["errors"][0]["error"].startswith(
-            "toy_color_v1: model unavailable: index toy_color_v1 holds"
-        )
+        assert body["errors"][0]["error"].startswith("model unavailable: index toy_color_v1 holds")
         indexes = {i["index"]: i for i in client.get("/api/indexes").json()["indexes"]}
         assert indexes["toy_color_v1"]["state"] == "failed"
         assert "never mixed" in indexes["toy_color_v1"]["error"]

@@ -1,4 +1,4 @@
-"""The ``imgdex`` command: serve, serve-model, plugins and import."""
+"""The ``imgdex`` command: serve, serve-model, plugins, models and import."""
 
 from __future__ import annotations
 
@@ -8,11 +8,15 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from imgdex.config import Config, load_config
 from imgdex.errors import ConfigError
+
+if TYPE_CHECKING:
+    from imgdex.status import PluginInfo
 
 __all__ = ["main"]
 
@@ -79,13 +83,66 @@ def cmd_serve_model(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from imgdex.serverquery import ask_plugins
+
+    config = _config(args)
+    # A running server on this data directory knows what loaded and what failed; the
+    # files are the fallback when none is up.
+    infos, why = ask_plugins(config)
+    if infos is None:
+        infos = _plugins_from_files(config)
+        why = f"from files, {why}"
+    if args.json:
+        print(f"imgdex plugins: {why}", file=sys.stderr)
+        print(json.dumps(msgspec.to_builtins(infos), indent=2))
+        return 0
+    print(f"({why})")
+    for info in infos:
+        flag = "enabled" if info.enabled else "disabled"
+        if info.state == "failed":
+            flag = "FAILED"
+        kinds = ", ".join(info.kinds) or "-"
+        dist = f"{info.distribution or ''} {info.version or ''}".strip()
+        print(f"{info.name:<14} {flag:<9} {kinds:<22} {dist}")
+        if info.error:
+            print(f"    error: {info.error}")
+        for ix in info.indexes:
+            dim = ix.dimension if ix.dimension is not None else "?"
+            model = f"{ix.model} v{ix.model_version}"
+            print(f"    index {ix.index:<22} {model}  dim={dim}  vectors={ix.count}")
+            if ix.progress is not None and (ix.progress.queued or ix.progress.failed):
+                p = ix.progress
+                print(
+                    f"        jobs: {p.done}/{p.total} done, {p.queued} queued, {p.failed} failed"
+                )
+            if ix.role and ix.role != "active":
+                print(f"        role: {ix.role}")
+            if ix.error:
+                print(f"        {ix.state}: {ix.error}")
+        for d in info.describers:
+            print(f"    describer {d.method:<18} {d.model}")
+            if d.error:
+                print(f"        {d.state}: {d.error}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from imgdex.cli_models import download_missing, list_models
+
+    config = _config(args)
+    if args.action == "download":
+        return download_missing(config)
+    return list_models(config, as_json=args.json)
+
+
+def _plugins_from_files(config: Config) -> list[PluginInfo]:
+    """The plugin report from the installed plugins and the data directory's files."""
     from imgdex.catalog import Catalog, vector_job_kind
     from imgdex.hub import find_problem
     from imgdex.index import IndexManager
     from imgdex.plugins import PluginHost
     from imgdex.status import Progress, plugin_infos
 
-    config = _config(args)
     host = PluginHost(config)
     host.load_entry_points()
     data = config.data_path
@@ -121,7 +178,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         problem = find_problem(describer.model) if describer.model else None
         state = "missing" if problem else "not_loaded"
         model_states[f"describer {describer.method}"] = (state, problem)
-    infos = plugin_infos(
+    return plugin_infos(
         list(host.records.values()),
         enabled={
             r.name: r.state == "loaded" and states.get(r.name, r.configured_enabled)
@@ -133,36 +190,6 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         progress=progress,
         roles=roles,
     )
-    if args.json:
-        print(json.dumps(msgspec.to_builtins(infos), indent=2))
-        return 0
-    for info in infos:
-        flag = "enabled" if info.enabled else "disabled"
-        if info.state == "failed":
-            flag = "FAILED"
-        kinds = ", ".join(info.kinds) or "-"
-        dist = f"{info.distribution or ''} {info.version or ''}".strip()
-        print(f"{info.name:<14} {flag:<9} {kinds:<22} {dist}")
-        if info.error:
-            print(f"    error: {info.error}")
-        for ix in info.indexes:
-            dim = ix.dimension if ix.dimension is not None else "?"
-            model = f"{ix.model} v{ix.model_version}"
-            print(f"    index {ix.index:<22} {model}  dim={dim}  vectors={ix.count}")
-            if ix.progress is not None and (ix.progress.queued or ix.progress.failed):
-                p = ix.progress
-                print(
-                    f"        jobs: {p.done}/{p.total} done, {p.queued} queued, {p.failed} failed"
-                )
-            if ix.role and ix.role != "active":
-                print(f"        role: {ix.role}")
-            if ix.error:
-                print(f"        {ix.state}: {ix.error}")
-        for d in info.describers:
-            print(f"    describer {d.method:<18} {d.model}")
-            if d.error:
-                print(f"        {d.state}: {d.error}")
-    return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -256,6 +283,18 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.add_argument("--data-dir")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
     plugins.set_defaults(func=cmd_plugins)
+
+    models = sub.add_parser(
+        "models",
+        help="where each enabled model's weights are; `download` fetches the missing ones",
+        description="List every model the enabled plugins load (local directory, Hugging "
+        "Face cache, or missing) with its size; exits 1 when one is missing. `imgdex models "
+        "download` fetches every missing hub model into the Hugging Face cache.",
+    )
+    models.add_argument("action", nargs="?", choices=["list", "download"], default="list")
+    models.add_argument("--config")
+    models.add_argument("--json", action="store_true", help="machine-readable listing")
+    models.set_defaults(func=cmd_models)
 
     imp = sub.add_parser(
         "import",

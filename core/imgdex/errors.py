@@ -17,6 +17,7 @@ __all__ = [
     "ServiceUnavailable",
     "UnprocessableImage",
     "UnsupportedMedia",
+    "reason_of",
 ]
 
 
@@ -74,3 +75,11 @@ class ConfigError(ImgdexError):
     """The configuration file or environment is invalid; raised at start-up."""
 
     code = "config_error"
+
+
+def reason_of(detail: str, name: str) -> str:
+    """`detail` without a leading ``"<name>: "``, for places that name the index (or
+    model) themselves: a model slot's errors start with its name, and an answer saying
+    ``"siglip2_image_v1: siglip2_image_v1: model unavailable"`` helps nobody."""
+    prefix = f"{name}: "
+    return detail[len(prefix) :] if detail.startswith(prefix) else detail

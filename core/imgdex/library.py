@@ -30,7 +30,7 @@ import numpy.typing as npt
 
 from imgdex.catalog import Catalog, Connection, ImageRow, VectorEntry, vector_job_kind
 from imgdex.config import Config
-from imgdex.errors import BadRequest, Conflict, ImgdexError, NotFound
+from imgdex.errors import BadRequest, Conflict, ImgdexError, NotFound, reason_of
 from imgdex.imaging import DecodedImage, decode_image, make_thumbnail
 from imgdex.index import IndexManager
 from imgdex.index.labels import Key
@@ -196,6 +196,8 @@ class Library:
         if enabled:
             self.plan_all()  # backfill whatever it missed while disabled
             self.on_work()
+        # The set of image indexes an image must be in to be ready has changed.
+        self.catalog.resettle(self.settle_targets())
         return record
 
     def embedder_slots(
@@ -327,6 +329,7 @@ class Library:
                 if not isinstance(outcome, ImgdexError):
                     log.error("%s: %s", slot.name, outcome, exc_info=outcome)
                 message = outcome.detail if isinstance(outcome, ImgdexError) else str(outcome)
+                message = reason_of(message, slot.name)  # `index` names it already
                 failed.append(
                     EmbeddingError(index=slot.name, model=slot.provider.model, error=message)
                 )
@@ -639,7 +642,7 @@ class Library:
         content = content.strip()
         if not content:
             raise BadRequest("the description content is empty", code="empty_description")
-        have = await self.run_io(self._put_description, id_, method, content)
+        have, replaced = await self.run_io(self._put_description, id_, method, content)
         slots = [s for s in self.embedder_slots(stores="text") if s.name not in have]
         done, failed = await self._fan_out(
             slots, lambda slot: self._embed_description(slot, id_, method, content)
@@ -657,10 +660,12 @@ class Library:
             embeddings=embeddings,
             embedding_count=len(embeddings),
             errors=failed,
+            replaced=replaced,
         )
 
-    def _put_description(self, id_: str, method: str, content: str) -> set[str]:
-        """Write the description; returns the indexes that already hold its vector."""
+    def _put_description(self, id_: str, method: str, content: str) -> tuple[set[str], bool]:
+        """Write the description; returns the indexes that already hold its vector and
+        whether a description of this method was there before."""
         with self._lock_for(id_):
             row = self._get_row(id_)
             if row.is_deleted:
@@ -668,15 +673,16 @@ class Library:
                     f"image {id_} is deleted; upload it again to restore it", code="image_deleted"
                 )
             old = self.catalog.vector_entries_of(None, id_, method)
-            if self.catalog.get_description(id_, method) == content:
-                return {e.index_name for e in old}
+            before = self.catalog.get_description(id_, method)
+            if before == content:
+                return {e.index_name for e in old}, True
             self.storage.put_description(id_, method, content)
             with self.catalog.transaction() as db:
                 self.catalog.upsert_description(db, id_, method, content)
                 self.catalog.delete_vector_entries(db, [e.id for e in old])
                 self.queue_description_jobs(db, id_, method)
             self.hide_entries(old)
-            return set()
+            return set(), before is not None
 
     def queue_description_jobs(self, db: Connection, id_: str, method: str) -> None:
         """Queue a new or changed description for every enabled text embedder."""

@@ -104,6 +104,8 @@ class DescriptionResponse(Struct, kw_only=True, frozen=True):
     embeddings: list[EmbeddingInfo]
     embedding_count: int
     errors: list[EmbeddingError] = msgspec.field(default_factory=list)
+    # True when the image already had a description of this method (now overwritten).
+    replaced: bool = False
 
 
 class DeleteResponse(Struct, kw_only=True, frozen=True):

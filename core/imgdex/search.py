@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from imgdex.errors import BadRequest, Conflict, ImgdexError, NotFound, ServiceUnavailable
+from imgdex.errors import (
+    BadRequest,
+    Conflict,
+    ImgdexError,
+    NotFound,
+    ServiceUnavailable,
+    reason_of,
+)
 from imgdex.fusion import FusedResult, Hit, collapse, fuse
 from imgdex.imaging import decode_image
 from imgdex.models import EmbedderSlot
@@ -136,6 +143,15 @@ class Searcher:
         """`prepare` (decoding an image query) runs in the worker calls before `embed`;
         its errors fail the request, where `embed`'s fail only that index."""
         library = self.library
+        if options.weights:
+            # A misspelt index in `weights` would otherwise just weigh nothing, silently.
+            unknown = sorted(set(options.weights) - set(library.embedders))
+            if unknown:
+                raise BadRequest(
+                    f"weights: unknown index {', '.join(map(repr, unknown))} "
+                    f"(available: {sorted(library.embedders)})",
+                    code="unknown_index",
+                )
         found: list[_Candidates | None] = [_loading(slot) for slot in slots]
         todo = [i for i, c in enumerate(found) if c is None]
         if not todo:
@@ -210,7 +226,7 @@ class Searcher:
                     return c
                 k = min(total, k * 4)
         except ImgdexError as exc:
-            return _Candidates(slot, exc.detail)
+            return _Candidates(slot, reason_of(exc.detail, name))
 
     def _entries(
         self, index: ManagedIndex, labels: list[int]
@@ -337,7 +353,7 @@ def _loading(slot: EmbedderSlot) -> _Candidates | None:
     try:
         slot.check_not_loading()
     except ImgdexError as exc:
-        return _Candidates(slot, exc.detail)
+        return _Candidates(slot, reason_of(exc.detail, slot.name))
     return None
 
 

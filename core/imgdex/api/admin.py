@@ -10,6 +10,7 @@ from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK
 
 from imgdex.errors import Conflict, NotFound
+from imgdex.serverquery import PluginsAnswer, data_dir_id
 from imgdex.status import PluginInfo
 from imgdex.storage import check_name
 from imgdex.upgrades import drop_stand_in
@@ -25,8 +26,11 @@ class AdminController(Controller):
     tags = ["admin"]
 
     @get("/plugins", summary="Installed plugins and their state")
-    async def plugins(self, library: LibraryDep) -> dict[str, list[PluginInfo]]:
-        return {"plugins": await library.run_io(library.plugin_report)}
+    async def plugins(self, library: LibraryDep) -> PluginsAnswer:
+        """``data_dir_id`` tells which data directory this server serves (for
+        ``imgdex plugins``, which asks the server of its own directory)."""
+        report = await library.run_io(library.plugin_report)
+        return PluginsAnswer(plugins=report, data_dir_id=data_dir_id(library.config.data_path))
 
     @post("/plugins/{name:str}/enable", status_code=HTTP_200_OK, summary="Enable a plugin")
     async def enable(self, library: LibraryDep, name: FromPath[str]) -> PluginInfo:

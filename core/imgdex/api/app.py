@@ -19,8 +19,6 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 
 import imgdex
 from imgdex.config import Config
@@ -32,6 +30,7 @@ from imgdex.search import Searcher
 
 from .admin import AdminController
 from .deps import provide_library, provide_searcher
+from .docs import docs_assets, finish_document, openapi_config
 from .errors import exception_handlers
 from .images import ImagesController
 from .request import request_class
@@ -112,13 +111,14 @@ def create_app(
             await asyncio.wait(tasks, timeout=30)
             await asyncio.to_thread(library.close)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             SystemController,
             ImagesController,
             SearchController,
             AdminController,
             ServicesController,
+            docs_assets(),
         ],
         lifespan=[lifespan],
         dependencies={
@@ -128,18 +128,13 @@ def create_app(
         exception_handlers=exception_handlers,
         request_max_body_size=config.server.max_upload_bytes,
         request_class=request_class(config.server.max_json_bytes),
-        openapi_config=OpenAPIConfig(
-            title="imgdex",
-            version=imgdex.__version__,
-            description="Self-hosted image library: content-addressed storage, descriptions, "
-            "pluggable embedding models and fused text/image search.",
-            path="/docs",
-            render_plugins=[SwaggerRenderPlugin(path="/")],
-        ),
+        openapi_config=openapi_config(imgdex.__version__),
         # Logging belongs to whoever runs the app (the CLI, uvicorn, a test runner).
         logging_config=None,
         debug=False,
     )
+    finish_document(app.openapi_schema)
+    return app
 
 
 async def _startup(library: Library, preload: bool) -> None:

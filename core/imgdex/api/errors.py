@@ -33,11 +33,17 @@ _CODES = {
 }
 
 
-def _json(status: int, code: str, detail: str, extra: Any = None) -> Response[dict[str, Any]]:
+def _json(
+    status: int,
+    code: str,
+    detail: str,
+    extra: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response[dict[str, Any]]:
     body: dict[str, Any] = {"status_code": status, "error": code, "detail": detail}
     if extra:
         body["extra"] = extra
-    return Response(body, status_code=status, media_type=MediaType.JSON)
+    return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
 def _imgdex_error(_: Request[Any, Any, Any], exc: ImgdexError) -> Response[dict[str, Any]]:
@@ -73,7 +79,9 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[
     detail = exc.detail
     if status == 413:
         detail = "the request body is larger than server.max_upload_bytes"
-    return _json(status, _CODES.get(status, "http_error"), detail)
+    # A 405 must say which methods the path allows (RFC 9110); Litestar puts it here.
+    headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"}
+    return _json(status, _CODES.get(status, "http_error"), detail, headers=headers or None)
 
 
 def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

@@ -33,6 +33,7 @@ IMAGE_SEARCH_FIELDS = {
     "methods": "description methods to match, separated by commas",
     "min_score": "drop results scoring below this",
     "fusion": "rrf (default) or max",
+    "weights": 'per-index fusion weights as a JSON object, e.g. {"siglip2_image_v1": 2}',
 }
 
 
@@ -88,6 +89,11 @@ def _form_options(form: Form) -> SearchOptions:
         raw["index"] = names[0] if len(names) == 1 else names
     if (methods := _split(form.text("methods"))) is not None:
         raw["methods"] = methods
+    if (weights := form.text("weights")) is not None:
+        try:
+            raw["weights"] = msgspec.json.decode(weights)
+        except msgspec.DecodeError:
+            raise BadRequest("weights: not a JSON object", code="invalid_request") from None
     try:
         return msgspec.convert(raw, SearchOptions, strict=False)
     except msgspec.ValidationError as exc:

@@ -133,7 +133,9 @@ def upload_operation(file_field: str, text_fields: dict[str, str]) -> type[Opera
     """An OpenAPI operation documenting the multipart body that `read_form` reads (a
     handler that reads the request itself has no ``data`` for Litestar to describe)."""
     properties: dict[str, Reference | Schema] = {
-        file_field: Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY),
+        file_field: Schema(
+            type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY, description="The image file"
+        ),
         **{
             name: Schema(type=OpenAPIType.STRING, description=description)
             for name, description in text_fields.items()

@@ -232,3 +232,24 @@ class JobStore(Store):
             params += list(ids)
         with self.engine.transaction() as db:
             return int(db.execute(sql, params).rowcount)
+
+    def resettle(self, targets: Sequence[str]) -> tuple[int, int]:
+        """Apply the status rule to every image after the set of `targets` changed (a
+        plugin enabled or disabled): an image is ready when no image-embedding job is left
+        for any target. Returns ``(now ready, back to pending)``; failed images stay."""
+        unfinished = (
+            "SELECT 1 FROM jobs j WHERE j.image_sha256 = images.sha256 "
+            f"AND j.kind = 'embed_image' AND j.target IN ({marks(len(targets))})"
+        )
+        with self.engine.transaction() as db:
+            pending = db.execute(
+                "UPDATE images SET status = 'pending' WHERE status = 'ready' "
+                f"AND is_deleted = 0 AND EXISTS ({unfinished})",
+                list(targets),
+            ).rowcount
+            ready = db.execute(
+                "UPDATE images SET status = 'ready', error = NULL WHERE status = 'pending' "
+                f"AND is_deleted = 0 AND NOT EXISTS ({unfinished})",
+                list(targets),
+            ).rowcount
+        return int(ready), int(pending)

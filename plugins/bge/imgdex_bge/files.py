@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from imgdex.hub import DOWNLOAD_HINT
 from imgdex_bge.errors import ModelLoadError
 
 __all__ = ["fingerprint", "read_config", "read_json", "resolve_model_dir", "weight_files"]
@@ -59,7 +60,7 @@ def _download(repo_id: str) -> Path:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(
             f"model {repo_id!r}: weights could not be found in the Hugging Face cache or "
-            f"downloaded ({type(exc).__name__}: {reason})"
+            f"downloaded ({type(exc).__name__}: {reason}); {DOWNLOAD_HINT}"
         ) from exc
     return folder
 

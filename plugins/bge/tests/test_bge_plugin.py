@@ -151,6 +151,7 @@ def test_unreachable_hub_model_says_which_and_why(
     assert "'imgdex-test/no-such-model'" in message
     assert "could not be found in the Hugging Face cache or downloaded" in message
     assert "HF_HUB_OFFLINE" in message  # the hub's own reason
+    assert "`imgdex models download`" in message and "`hf download REPO`" in message
 
 
 def test_model_directory_without_weights_says_so(tiny_model: Path, tmp_path: Path) -> None:

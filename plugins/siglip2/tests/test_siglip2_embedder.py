@@ -185,6 +185,10 @@ def test_uncached_repo_id_fails_clearly_offline() -> None:
         embedder.load()
     assert "'imgdex-tests/no-such-siglip'" in str(info.value)
     assert "HF_HUB_OFFLINE" in str(info.value)
+    # The hint names the command the installed huggingface_hub ships (`hf`, not
+    # `huggingface-cli`), and imgdex's own.
+    assert "`hf download REPO`" in str(info.value) and "huggingface-cli" not in str(info.value)
+    assert "`imgdex models download`" in str(info.value)
 
 
 def test_text_length_beyond_the_tower_fails(naflex_dir: Path) -> None:

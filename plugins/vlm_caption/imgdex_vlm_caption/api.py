@@ -50,6 +50,9 @@ def encode_jpeg(image: Image, max_side: int, quality: int = 90) -> bytes:
 class ApiCaptioner(Describer):
     """A describer that asks a remote OpenAI-compatible server for each caption."""
 
+    # No weights on this machine: `imgdex models` skips it.
+    loads_weights = False
+
     def __init__(self, settings: CaptionSettings) -> None:
         if settings.endpoint is None:  # resolve_settings guarantees it; keep mypy honest
             raise ValueError(f"{settings.method}: the api backend needs an endpoint")

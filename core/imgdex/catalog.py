@@ -555,14 +555,17 @@ class Catalog:
         """Queue `kind` work on ``(image, method)`` for each target, now.
 
         A job that exists already starts over (new content to embed, a restored image).
+        Nothing is queued for an image that is gone (hard-deleted by another thread
+        between the caller's read and this write).
         """
         for target in targets:
             db.execute(
-                "INSERT INTO jobs (kind, target, image_sha256, method) VALUES (?, ?, ?, ?) "
+                "INSERT INTO jobs (kind, target, image_sha256, method) SELECT ?, ?, ?, ? "
+                "WHERE EXISTS (SELECT 1 FROM images WHERE sha256 = ?) "
                 "ON CONFLICT (kind, target, image_sha256, method) DO UPDATE SET "
                 "state = 'queued', attempts = 0, next_run_at = 0, error = NULL, "
                 "updated_at = datetime('now')",
-                (kind, target, image, method),
+                (kind, target, image, method, image),
             )
 
     def plan(self, kind: JobKind, target: str, image: str | None = None) -> int:

@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -52,7 +52,9 @@ from imgdex.status import (
     IndexStatus,
     PluginInfo,
     Progress,
+    hide_model_path,
     index_status,
+    model_name,
     orphan_status,
     plugin_infos,
 )
@@ -62,7 +64,7 @@ from imgdex.upgrades import UpgradeState, plan_upgrades
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-__all__ = ["Library"]
+__all__ = ["Library", "OpenedFile"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,24 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 IMAGE_METHOD = "image"
+
+
+_READ_WHOLE = 1 << 20  # files up to this size are read in one go (thumbnails, most photos)
+
+
+@dataclass(frozen=True)
+class OpenedFile:
+    """A stored file opened for a reply: its bytes (`data`) when small, else the open
+    `file`, which whoever sends it closes."""
+
+    row: ImageRow
+    size: int
+    data: bytes | None = None
+    file: BinaryIO | None = None
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
 
 @dataclass(frozen=True)
@@ -265,8 +285,12 @@ class Library:
         """
         managed = slot.ready_index()
         embedder = slot.provider
-        for image, method, vector, _ in items:
-            self.storage.put_vector(image, managed.name, method, vector)
+        # An item whose image was hard-deleted meanwhile has no directory left: skip it.
+        items = [
+            item
+            for item in items
+            if self.storage.put_vector(item[0], managed.name, item[1], item[2])
+        ]
         ids: list[int] = []
         vectors: list[npt.NDArray[np.float32]] = []
         keys: list[Key] = []
@@ -329,12 +353,18 @@ class Library:
                     log.error("%s: %s", slot.name, outcome, exc_info=outcome)
                 message = outcome.detail if isinstance(outcome, ImgdexError) else str(outcome)
                 failed.append(
-                    EmbeddingError(index=slot.name, model=slot.provider.model, error=message)
+                    EmbeddingError(
+                        index=slot.name,
+                        model=model_name(slot.provider.model),
+                        error=hide_model_path(message, slot.provider.model) or message,
+                    )
                 )
             else:
                 done.append(
                     EmbeddingInfo(
-                        model=slot.provider.model, index=slot.name, dimension=slot.dimension or 0
+                        model=model_name(slot.provider.model),
+                        index=slot.name,
+                        dimension=slot.dimension or 0,
                     )
                 )
         if failed:
@@ -504,9 +534,16 @@ class Library:
             images=[_image_out(r, [], []) for r in rows], total=total, offset=offset, limit=limit
         )
 
-    async def file_path(self, id_: str, kind: str) -> tuple[ImageRow, Any]:
-        """The row and path of an image's original (``file``) or ``thumbnail``."""
-        row = await self.run_io(self._get_row, check_id(id_))
+    async def open_file(self, id_: str, kind: str) -> OpenedFile:
+        """Open an image's original (``file``) or ``thumbnail`` for reading.
+
+        The file is opened before anything is sent, and the reply reads from that open
+        descriptor: a hard delete or re-upload that moves the directory away meanwhile
+        cannot break a read in flight, and a file already gone is a 404."""
+        return await self.run_io(self._open_file, check_id(id_), kind)
+
+    def _open_file(self, id_: str, kind: str) -> OpenedFile:
+        row = self._get_row(id_)
         if row.is_deleted:
             raise NotFound(f"image {id_} is deleted", code="image_deleted")
         path = (
@@ -514,9 +551,18 @@ class Library:
             if kind == "file"
             else self.storage.thumbnail(id_)
         )
-        if not await self.run_io(path.is_file):
-            raise NotFound(f"the {kind} of image {id_} is missing on disk", code="file_missing")
-        return row, path
+        try:
+            file = open(path, "rb")  # noqa: SIM115 - the reply closes it when sent
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFound(
+                f"the {kind} of image {id_} is missing on disk", code="file_missing"
+            ) from None
+        size = os.fstat(file.fileno()).st_size
+        if size > _READ_WHOLE:
+            return OpenedFile(row=row, size=size, file=file)
+        with file:
+            data = file.read()
+        return OpenedFile(row=row, size=len(data), data=data)
 
     async def delete(self, id_: str, *, hard: bool) -> DeleteResponse:
         await self.run_io(self._delete, check_id(id_), hard)
@@ -649,7 +695,9 @@ class Library:
             slots, lambda slot: self._embed_description(slot, id_, method, content)
         )
         kept = [
-            EmbeddingInfo(model=s.provider.model, index=s.name, dimension=s.dimension or 0)
+            EmbeddingInfo(
+                model=model_name(s.provider.model), index=s.name, dimension=s.dimension or 0
+            )
             for s in self.embedder_slots(stores="text")
             if s.name in have
         ]

@@ -2,13 +2,46 @@
 
 from __future__ import annotations
 
+import functools
+import os
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from imgdex.plugins import PluginRecord
 
-__all__ = ["DescriberInfo", "IndexStatus", "PluginInfo", "plugin_infos"]
+__all__ = [
+    "DescriberInfo",
+    "IndexStatus",
+    "PluginInfo",
+    "hide_model_path",
+    "model_name",
+    "plugin_infos",
+]
+
+
+@functools.lru_cache(maxsize=256)
+def model_name(model: str) -> str:
+    """How a model is shown outside admin endpoints: its hub id as configured, or the
+    base name of a local directory (a path says where the box keeps its files)."""
+    if not model:
+        return model
+    local = (
+        os.path.isabs(model)
+        or model.startswith((".", "~"))
+        or model.count("/") > 1  # a hub id is "name" or "org/name"
+        or Path(model).expanduser().is_dir()
+    )
+    return (Path(model.rstrip("/")).name or model) if local else model
+
+
+def hide_model_path(text: str | None, model: str) -> str | None:
+    """`text` (a load error) with the model's local path replaced by its name."""
+    name = model_name(model)
+    if text is None or name == model:
+        return text
+    return text.replace(str(Path(model).expanduser()), name).replace(model, name)
 
 
 class Progress(msgspec.Struct, kw_only=True, frozen=True):
@@ -124,7 +157,7 @@ def index_status(
     dimension = embedder.dimension or (meta or {}).get("dimension")
     return IndexStatus(
         index=embedder.index_name,
-        model=embedder.model,
+        model=model_name(embedder.model),
         model_version=embedder.version,
         dimension=dimension,
         metric=embedder.metric,
@@ -133,7 +166,7 @@ def index_status(
         plugin=plugin,
         enabled=enabled,
         state=state[0],
-        error=state[1],
+        error=hide_model_path(state[1], embedder.model),
         count=count,
         progress=progress,
         role=role[0],
@@ -149,7 +182,7 @@ def orphan_status(
     retired = role[0] == "retired"
     return IndexStatus(
         index=str(meta.get("index")),
-        model=str(meta.get("model", "")),
+        model=model_name(str(meta.get("model", ""))),
         model_version=str(meta.get("model_version", "")),
         dimension=meta.get("dimension"),
         metric=str(meta.get("metric", "cosine")),

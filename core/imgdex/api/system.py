@@ -8,7 +8,7 @@ from litestar import Controller, get
 
 from imgdex.models import ModelSlot
 from imgdex.remote import ServiceManager
-from imgdex.status import IndexStatus
+from imgdex.status import IndexStatus, hide_model_path, model_name
 
 from .deps import LibraryDep
 
@@ -66,9 +66,9 @@ class SystemController(Controller):
                     {
                         "name": m.name,
                         "plugin": m.plugin.name,
-                        "model": m.provider.model,
+                        "model": model_name(m.provider.model),
                         "state": m.state,
-                        "error": m.error,
+                        "error": hide_model_path(m.error, m.provider.model),
                     }
                     for m in models
                 ],

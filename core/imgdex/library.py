@@ -58,7 +58,7 @@ from imgdex.status import (
     orphan_status,
     plugin_infos,
 )
-from imgdex.storage import Storage, check_id, check_name, image_id, sha256_hex
+from imgdex.storage import Storage, check_id, check_name, image_id, make_private, sha256_hex
 from imgdex.upgrades import UpgradeState, plan_upgrades
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class Library:
         self.config = config
         self.host = host
         data = config.data_path
-        data.mkdir(parents=True, exist_ok=True)
+        make_private(data, config.storage)
         self.storage = Storage(data / "storage")
         self.catalog = Catalog(data / "imgdex.db")
         backend = host.backend(config.index.backend)

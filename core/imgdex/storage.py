@@ -21,9 +21,18 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from imgdex.config import StorageConfig
 from imgdex.errors import BadRequest
 
-__all__ = ["ID_LENGTH", "Storage", "atomic_write", "check_id", "check_name", "image_id"]
+__all__ = [
+    "ID_LENGTH",
+    "Storage",
+    "atomic_write",
+    "check_id",
+    "check_name",
+    "image_id",
+    "make_private",
+]
 
 ID_LENGTH = 32
 _ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -71,6 +80,26 @@ def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def make_private(data: Path, storage: StorageConfig) -> None:
+    """Run with ``storage.umask`` and create the data directory with it; an existing
+    directory and catalog made under a laxer mask are tightened, so files inside (which
+    need the directory to be reached) are private too."""
+    # Process-wide on purpose: SQLite, hnswlib and Pillow create files of their own.
+    os.umask(storage.mask)
+    data.mkdir(parents=True, exist_ok=True, mode=storage.dir_mode)
+    for path, mode in (
+        (data, storage.dir_mode),
+        *((data / name, storage.file_mode) for name in _CATALOG_FILES),
+    ):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            current = path.stat().st_mode & 0o777
+            if current & storage.mask:
+                path.chmod(current & mode)
+
+
+_CATALOG_FILES = ("imgdex.db", "imgdex.db-wal", "imgdex.db-shm", "admin_token")
 
 
 def _mkdirs_under(base: Path, path: Path) -> None:

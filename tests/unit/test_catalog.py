@@ -657,3 +657,14 @@ def test_no_vector_entry_for_a_soft_deleted_image(catalog: Catalog) -> None:
     with catalog.transaction() as db:
         catalog.set_deleted(db, a, True)
     assert add_entry(catalog, a, "image", "img_v1") is None
+
+
+def test_queue_jobs_for_a_hard_deleted_image_queues_nothing(catalog: Catalog) -> None:
+    """A rebuild forgetting lost vectors raced a hard delete: the insert of the job for
+    the vanished image failed the foreign key and the rebuild answered 500."""
+    gone, kept = make_id("gone"), add_image(catalog, "kept")
+    with catalog.transaction() as db:
+        catalog.queue_jobs(db, "embed_image", ["idx"], gone, "image")
+        catalog.queue_jobs(db, "embed_image", ["idx"], kept, "image")
+    rows = catalog._read("SELECT image_sha256 FROM jobs")
+    assert rows == [(kept,)]

@@ -138,7 +138,7 @@ def test_existing_data_directory_is_tightened_and_umask_is_configurable(
         assert _mode(data / "imgdex.db") == 0o640
         thumbs = list(data.glob("storage/*/*/*/thumbnail.jpg"))
         assert thumbs and _mode(thumbs[0]) == 0o640
-    with pytest.raises(ConfigError, match="storage.umask"):
+    with pytest.raises(ConfigError, match=r"storage\.umask"):
         make_config(data, storage={"umask": "999"})
 
 

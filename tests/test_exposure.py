@@ -172,16 +172,27 @@ def test_head_answers_the_same_headers_without_a_body(imgdex_client: Client) -> 
     assert imgdex_client.head(f"/api/images/{'0' * 32}/file").status_code == 404
 
 
-def test_content_disposition_names_the_file_inline(imgdex_client: Client) -> None:
+def test_content_disposition_and_image_info_carry_the_original_name(
+    imgdex_client: Client,
+) -> None:
     from imgdex.api.images import content_disposition
 
-    sha = upload(imgdex_client, image_bytes("green", (80, 60)))["sha256"]
+    sha = upload(imgdex_client, image_bytes("green", (80, 60)), "Été à Paris.png")["sha256"]
+    assert imgdex_client.get(f"/api/images/{sha}").json()["filename"] == "Été à Paris.png"
     r = imgdex_client.get(f"/api/images/{sha}/file")
     assert r.headers["content-disposition"] == (
-        "inline; filename=\"image.png\"; filename*=UTF-8''image.png"
+        "inline; filename=\"_t_ _ Paris.png\"; filename*=UTF-8''%C3%89t%C3%A9%20%C3%A0%20Paris.png"
     )
-    assert content_disposition('été "1".jpg') == (
-        "inline; filename=\"_t_ _1_.jpg\"; filename*=UTF-8''%C3%A9t%C3%A9%20%221%22.jpg"
+    r = imgdex_client.get(f"/api/images/{sha}/thumbnail")
+    assert (
+        "filename*=UTF-8''%C3%89t%C3%A9%20%C3%A0%20Paris-thumbnail.jpg"
+        in (r.headers["content-disposition"])
+    )
+    # A browser's fake path or a client's directories are not part of the name.
+    sha = upload(imgdex_client, image_bytes("red", (80, 60)), "C:\\fakepath\\cat.png")["sha256"]
+    assert imgdex_client.get(f"/api/images/{sha}").json()["filename"] == "cat.png"
+    assert content_disposition('a "b".jpg') == (
+        "inline; filename=\"a _b_.jpg\"; filename*=UTF-8''a%20%22b%22.jpg"
     )
 
 

@@ -41,7 +41,7 @@ def vector_job_kind(what: str) -> JobKind:
     return "embed_image" if what == "image" else "embed_text"
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS images (
     status       TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'ready', 'failed')),
     error        TEXT,
     is_deleted   INTEGER NOT NULL DEFAULT 0,
-    deleted_at   DATETIME
+    deleted_at   DATETIME,
+    original_name TEXT                       -- the name it was uploaded as (version 3)
 );
 CREATE TABLE IF NOT EXISTS descriptions (
     image_sha256 TEXT NOT NULL REFERENCES images(sha256) ON DELETE CASCADE,
@@ -121,7 +122,7 @@ CREATE INDEX IF NOT EXISTS idx_jobs_image ON jobs(image_sha256);
 
 _IMAGE_COLUMNS = (
     "sha256, sha256_full, width, height, file_size, format, filename, created_at, source, "
-    "status, error, is_deleted, deleted_at"
+    "status, error, is_deleted, deleted_at, original_name"
 )
 
 
@@ -140,6 +141,7 @@ class ImageRow:
     error: str | None
     is_deleted: int
     deleted_at: str | None
+    original_name: str | None = None  # the uploaded file's own name, when it had one
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +203,9 @@ class Catalog:
         self._lock = threading.Lock()
         conn = self._conn()
         conn.executescript(_SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(images)")}
+        if "original_name" not in columns:  # a catalog from before version 3
+            conn.execute("ALTER TABLE images ADD COLUMN original_name TEXT")
         conn.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -295,11 +300,12 @@ class Catalog:
         filename: str,
         source: str | None,
         status: str,
+        original_name: str | None = None,
     ) -> None:
         db.execute(
             "INSERT INTO images (sha256, sha256_full, width, height, file_size, format, "
-            "filename, source, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (id_, full, width, height, file_size, fmt, filename, source, status),
+            "filename, source, status, original_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (id_, full, width, height, file_size, fmt, filename, source, status, original_name),
         )
 
     def set_status(self, id_: str, status: str, error: str | None = None) -> None:

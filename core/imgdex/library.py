@@ -373,12 +373,15 @@ class Library:
 
     # --- images -------------------------------------------------------------------
 
-    async def ingest(self, data: bytes | bytearray, source: str | None = None) -> UploadResponse:
-        """Store an image (once per content) and embed it with every image embedder.
+    async def ingest(
+        self, data: bytes | bytearray, source: str | None = None, name: str | None = None
+    ) -> UploadResponse:
+        """Store an image (once per content) and embed it with every image embedder;
+        `name` is the file's own name, kept for downloads (the first one uploaded wins).
 
         A `bytearray` (an upload read into a buffer) is copied to `bytes` in the worker
         thread, not on the event loop."""
-        stored = await self.run_io(self._store_image, data, source)
+        stored = await self.run_io(self._store_image, data, source, original_name(name))
         row = stored.row
         embeddings: list[EmbeddingInfo] = []
         errors: list[EmbeddingError] = []
@@ -429,7 +432,9 @@ class Library:
             raise NotFound(f"image {id_} not found", code="image_not_found")
         return row
 
-    def _store_image(self, data: bytes | bytearray, source: str | None) -> _Stored:
+    def _store_image(
+        self, data: bytes | bytearray, source: str | None, name: str | None = None
+    ) -> _Stored:
         if not data:
             raise BadRequest("the uploaded file is empty", code="empty_file")
         data = bytes(data)
@@ -457,6 +462,7 @@ class Library:
                     filename=filename,
                     source=source,
                     status="pending",
+                    original_name=name,
                 )
                 self.queue_image_jobs(db, id_)
             row = self.catalog.get_image(id_)
@@ -763,6 +769,16 @@ class Library:
         await self.run_io(delete)
 
 
+def original_name(name: str | None) -> str | None:
+    """A client's file name made safe to keep and to send back: no directories (a
+    browser may send ``C:\\fakepath\\x.jpg``), no control characters, 255 at most."""
+    if not name:
+        return None
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    clean = "".join(c for c in base if c.isprintable()).strip()[:255]
+    return clean if clean not in ("", ".", "..") else None
+
+
 def _progress(done: int, jobs: dict[str, int]) -> Progress:
     queued, running, failed = (jobs.get(k, 0) for k in ("queued", "running", "failed"))
     return Progress(
@@ -797,6 +813,7 @@ def _image_out(row: ImageRow, descriptions: Sequence[Any], indexes: list[str]) -
         status=row.status,
         is_deleted=row.is_deleted,
         deleted_at=row.deleted_at,
+        filename=row.original_name or row.filename,
         error=row.error,
         indexes=indexes,
         descriptions=[_description_out(d) for d in descriptions],

@@ -668,3 +668,16 @@ def test_queue_jobs_for_a_hard_deleted_image_queues_nothing(catalog: Catalog) ->
         catalog.queue_jobs(db, "embed_image", ["idx"], kept, "image")
     rows = catalog._read("SELECT image_sha256 FROM jobs")
     assert rows == [(kept,)]
+
+
+def test_a_catalog_from_before_original_names_gains_the_column(tmp_path: Path) -> None:
+    old = Catalog(tmp_path / "imgdex.db")
+    id_ = add_image(old, "old")
+    old._conn().execute("ALTER TABLE images DROP COLUMN original_name")  # as version 2 was
+    old.close()
+    reopened = Catalog(tmp_path / "imgdex.db")
+    try:
+        row = reopened.get_image(id_)
+        assert row is not None and row.original_name is None and row.filename == "image.png"
+    finally:
+        reopened.close()

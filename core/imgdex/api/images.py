@@ -53,7 +53,7 @@ class ImagesController(Controller):
         ``source``; it is read straight into memory (`imgdex.api.uploads`)."""
         form = await read_form(request, "file", ("source",))
         source = form.text("source")
-        result = await library.ingest(form.file, source[:200] if source else None)
+        result = await library.ingest(form.file, source[:200] if source else None, form.filename)
         return Response(result, status_code=HTTP_200_OK if result.duplicate else HTTP_201_CREATED)
 
     @get("/", summary="List images")
@@ -103,7 +103,12 @@ class ImagesController(Controller):
         """The stored bytes; ``HEAD`` answers the same headers without them."""
         opened = await library.open_file(sha256, "file")
         return _file_response(
-            request, library, opened, sha256, media_type(opened.row.format), opened.row.filename
+            request,
+            library,
+            opened,
+            sha256,
+            media_type(opened.row.format),
+            opened.row.original_name or opened.row.filename,
         )
 
     @route(
@@ -115,7 +120,7 @@ class ImagesController(Controller):
         self, library: LibraryDep, request: Request[Any, Any, Any], sha256: FromPath[str]
     ) -> Response[Any]:
         opened = await library.open_file(sha256, "thumbnail")
-        stem = opened.row.filename.rsplit(".", 1)[0]
+        stem = (opened.row.original_name or opened.row.filename).rsplit(".", 1)[0]
         return _file_response(
             request, library, opened, f"{sha256}-thumb", "image/jpeg", f"{stem}-thumbnail.jpg"
         )

@@ -18,6 +18,7 @@ __all__ = [
     "hide_model_path",
     "model_name",
     "plugin_infos",
+    "public_status",
 ]
 
 
@@ -34,6 +35,15 @@ def model_name(model: str) -> str:
         or Path(model).expanduser().is_dir()
     )
     return (Path(model.rstrip("/")).name or model) if local else model
+
+
+def public_status(status: IndexStatus) -> IndexStatus:
+    """An index's status as non-admins see it: model names, no local paths."""
+    return msgspec.structs.replace(
+        status,
+        model=model_name(status.model),
+        error=hide_model_path(status.error, status.model),
+    )
 
 
 def hide_model_path(text: str | None, model: str) -> str | None:
@@ -157,7 +167,7 @@ def index_status(
     dimension = embedder.dimension or (meta or {}).get("dimension")
     return IndexStatus(
         index=embedder.index_name,
-        model=model_name(embedder.model),
+        model=embedder.model,
         model_version=embedder.version,
         dimension=dimension,
         metric=embedder.metric,
@@ -166,7 +176,7 @@ def index_status(
         plugin=plugin,
         enabled=enabled,
         state=state[0],
-        error=hide_model_path(state[1], embedder.model),
+        error=state[1],
         count=count,
         progress=progress,
         role=role[0],
@@ -182,7 +192,7 @@ def orphan_status(
     retired = role[0] == "retired"
     return IndexStatus(
         index=str(meta.get("index")),
-        model=model_name(str(meta.get("model", ""))),
+        model=str(meta.get("model", "")),
         model_version=str(meta.get("model_version", "")),
         dimension=meta.get("dimension"),
         metric=str(meta.get("metric", "cosine")),

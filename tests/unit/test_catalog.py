@@ -101,7 +101,7 @@ def test_schema_tables_and_version(catalog: Catalog) -> None:
     tables = {r[0] for r in catalog._read("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"images", "descriptions", "vector_entries", "plugin_state", "meta"} <= tables
     assert {"jobs", "index_roles"} <= tables
-    assert catalog._read("SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
+    assert catalog._read("SELECT value FROM meta WHERE key = 'schema_version'") == [("3",)]
 
 
 def test_reopen_keeps_data(tmp_path: Path) -> None:

@@ -199,7 +199,8 @@ def test_put_image_two_ids_sharing_a_prefix(storage: Storage) -> None:
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 def test_vector_roundtrip(storage: Storage, dtype: type) -> None:
     vector = np.linspace(-1, 1, 384).astype(dtype)
-    storage.put_vector(ID, "bge_text_v1", "caption", vector)
+    storage.put_image(ID, "image.png", b"x", b"t")
+    assert storage.put_vector(ID, "bge_text_v1", "caption", vector)
     path = storage.vector_path(ID, "bge_text_v1", "caption")
     assert path == storage.image_dir(ID) / "embedding" / "bge_text_v1" / "caption.npy"
     back = storage.read_vector(ID, "bge_text_v1", "caption")

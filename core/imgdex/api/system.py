@@ -8,7 +8,7 @@ from litestar import Controller, get
 
 from imgdex.models import ModelSlot
 from imgdex.remote import ServiceManager
-from imgdex.status import IndexStatus, hide_model_path, model_name
+from imgdex.status import IndexStatus, hide_model_path, model_name, public_status
 
 from .deps import LibraryDep
 
@@ -91,4 +91,6 @@ class SystemController(Controller):
 
     @get("/api/indexes", summary="Available indexes")
     async def indexes(self, library: LibraryDep) -> dict[str, list[IndexStatus]]:
-        return {"indexes": await library.run_io(library.index_report)}
+        # Public: a model kept in a local directory is shown by name, not by path.
+        report = await library.run_io(library.index_report)
+        return {"indexes": [public_status(status) for status in report]}

@@ -11,6 +11,8 @@ from PIL import Image
 
 from imgdex.testing import image_bytes
 
+from .conftest import ADMIN
+
 Client = TestClient[Any]
 
 
@@ -187,7 +189,7 @@ def test_hard_delete_removes_files_rows_and_vectors(imgdex_client: Client) -> No
     )
     folder = data_dir(imgdex_client) / "storage" / sha[:2] / sha[2:4] / sha[4:]
     assert folder.is_dir()
-    r = imgdex_client.delete(f"/api/images/{sha}", params={"hard": "true"})
+    r = imgdex_client.delete(f"/api/images/{sha}", params={"hard": "true"}, headers=ADMIN)
     assert r.json()["hard"] is True
     assert not folder.exists()
     assert imgdex_client.get(f"/api/images/{sha}").status_code == 404

@@ -320,7 +320,7 @@ def test_admin_jobs_pause_rebuild_and_remove_index(imgdex_client: Client) -> Non
         upload(imgdex_client, image_bytes(c, pattern=i))["sha256"]
         for i, c in enumerate(["red", "green", "blue"])
     ]
-    imgdex_client.delete(f"/api/images/{shas[0]}", params={"hard": "true"})
+    imgdex_client.delete(f"/api/images/{shas[0]}", params={"hard": "true"}, headers=ADMIN)
     assert imgdex_client.post("/api/admin/jobs/pause", headers=ADMIN).json() == {"paused": True}
     assert imgdex_client.get("/api/admin/jobs", headers=ADMIN).json()["paused"] is True
     imgdex_client.post("/api/admin/jobs/resume", headers=ADMIN)

@@ -13,6 +13,8 @@ from litestar.testing import TestClient
 from imgdex.catalog import Catalog, IndexEntry
 from imgdex.testing import image_bytes, make_config
 
+from .conftest import ADMIN
+
 Client = TestClient[Any]
 
 
@@ -183,7 +185,7 @@ def test_weights_shift_rrf(imgdex_client: Client) -> None:
 def test_deleted_images_never_come_back(imgdex_client: Client) -> None:
     shas = library(imgdex_client)
     imgdex_client.delete(f"/api/images/{shas['red']}")
-    imgdex_client.delete(f"/api/images/{shas['blue']}", params={"hard": "true"})
+    imgdex_client.delete(f"/api/images/{shas['blue']}", params={"hard": "true"}, headers=ADMIN)
     body = text(imgdex_client, query="harbour", top_k=10)
     ids = {r["sha256"] for r in body["results"]}
     assert shas["red"] not in ids and shas["blue"] not in ids
@@ -230,7 +232,7 @@ def test_label_maps_follow_every_change_to_the_catalog(imgdex_client: Client) ->
     before = {name: index_entries(lib.catalog, name) for name in names}
     imgdex_client.delete(f"/api/images/{shas['red']}")  # soft: hidden, restorable
     imgdex_client.delete(f"/api/images/{shas['green']}")
-    imgdex_client.delete(f"/api/images/{shas['blue']}", params={"hard": "true"})
+    imgdex_client.delete(f"/api/images/{shas['blue']}", params={"hard": "true"}, headers=ADMIN)
     describe(imgdex_client, shas["purple"], "human", "a lighthouse on a rocky coast")
     describe(imgdex_client, shas["purple"], "human", "a lighthouse in a storm")
     r = imgdex_client.delete(f"/api/images/{shas['yellow']}/descriptions/vlm1")

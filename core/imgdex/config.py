@@ -27,6 +27,7 @@ __all__ = [
     "SearchConfig",
     "ServerConfig",
     "ServiceConfig",
+    "StorageConfig",
     "load_config",
 ]
 
@@ -133,8 +134,29 @@ class WorkerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     health_interval: Annotated[float, msgspec.Meta(gt=0)] = 60.0
 
 
+class StorageConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    # File-mode mask (octal, like a shell's umask) the server process runs with: "077"
+    # makes the data directory and everything in it 0700/0600, owner only (the library
+    # is private); "027" lets the group read. At start the data directory itself and
+    # the catalog files are set to it too.
+    umask: Annotated[str, msgspec.Meta(pattern=r"^0?[0-7]{1,3}$")] = "077"
+
+    @property
+    def mask(self) -> int:
+        return int(self.umask, 8)
+
+    @property
+    def dir_mode(self) -> int:
+        return 0o777 & ~self.mask
+
+    @property
+    def file_mode(self) -> int:
+        return 0o666 & ~self.mask
+
+
 class Config(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     data_dir: str = "./data"
+    storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     images: ImagesConfig = msgspec.field(default_factory=ImagesConfig)
     index: IndexConfig = msgspec.field(default_factory=IndexConfig)

@@ -228,7 +228,7 @@ def import_local(
             return
         try:
             with lock:  # one event loop, driven by one thread at a time
-                result = loop.run_until_complete(library.ingest(data, source))
+                result = loop.run_until_complete(library.ingest(data, source, Path(item.name).name))
         except ImgdexError as exc:
             report.add("rejected", item.name, exc.detail)
             return

@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -51,17 +51,19 @@ from imgdex.status import (
     IndexStatus,
     PluginInfo,
     Progress,
+    hide_model_path,
     index_status,
+    model_name,
     orphan_status,
     plugin_infos,
 )
-from imgdex.storage import Storage, check_id, check_name, image_id, sha256_hex
+from imgdex.storage import Storage, check_id, check_name, image_id, make_private, sha256_hex
 from imgdex.upgrades import UpgradeState, plan_upgrades
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-__all__ = ["Library"]
+__all__ = ["Library", "OpenedFile"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,24 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 IMAGE_METHOD = "image"
+
+
+_READ_WHOLE = 1 << 20  # files up to this size are read in one go (thumbnails, most photos)
+
+
+@dataclass(frozen=True)
+class OpenedFile:
+    """A stored file opened for a reply: its bytes (`data`) when small, else the open
+    `file`, which whoever sends it closes."""
+
+    row: ImageRow
+    size: int
+    data: bytes | None = None
+    file: BinaryIO | None = None
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
 
 @dataclass(frozen=True)
@@ -84,7 +104,7 @@ class Library:
         self.config = config
         self.host = host
         data = config.data_path
-        data.mkdir(parents=True, exist_ok=True)
+        make_private(data, config.storage)
         self.storage = Storage(data / "storage")
         self.catalog = Catalog(data / "imgdex.db")
         backend = host.backend(config.index.backend)
@@ -266,8 +286,12 @@ class Library:
         """
         managed = slot.ready_index()
         embedder = slot.provider
-        for image, method, vector, _ in items:
-            self.storage.put_vector(image, managed.name, method, vector)
+        # An item whose image was hard-deleted meanwhile has no directory left: skip it.
+        items = [
+            item
+            for item in items
+            if self.storage.put_vector(item[0], managed.name, item[1], item[2])
+        ]
         ids: list[int] = []
         vectors: list[npt.NDArray[np.float32]] = []
         keys: list[Key] = []
@@ -331,12 +355,18 @@ class Library:
                 message = outcome.detail if isinstance(outcome, ImgdexError) else str(outcome)
                 message = reason_of(message, slot.name)  # `index` names it already
                 failed.append(
-                    EmbeddingError(index=slot.name, model=slot.provider.model, error=message)
+                    EmbeddingError(
+                        index=slot.name,
+                        model=model_name(slot.provider.model),
+                        error=hide_model_path(message, slot.provider.model) or message,
+                    )
                 )
             else:
                 done.append(
                     EmbeddingInfo(
-                        model=slot.provider.model, index=slot.name, dimension=slot.dimension or 0
+                        model=model_name(slot.provider.model),
+                        index=slot.name,
+                        dimension=slot.dimension or 0,
                     )
                 )
         if failed:
@@ -345,12 +375,15 @@ class Library:
 
     # --- images -------------------------------------------------------------------
 
-    async def ingest(self, data: bytes | bytearray, source: str | None = None) -> UploadResponse:
-        """Store an image (once per content) and embed it with every image embedder.
+    async def ingest(
+        self, data: bytes | bytearray, source: str | None = None, name: str | None = None
+    ) -> UploadResponse:
+        """Store an image (once per content) and embed it with every image embedder;
+        `name` is the file's own name, kept for downloads (the first one uploaded wins).
 
         A `bytearray` (an upload read into a buffer) is copied to `bytes` in the worker
         thread, not on the event loop."""
-        stored = await self.run_io(self._store_image, data, source)
+        stored = await self.run_io(self._store_image, data, source, original_name(name))
         row = stored.row
         embeddings: list[EmbeddingInfo] = []
         errors: list[EmbeddingError] = []
@@ -401,7 +434,9 @@ class Library:
             raise NotFound(f"image {id_} not found", code="image_not_found")
         return row
 
-    def _store_image(self, data: bytes | bytearray, source: str | None) -> _Stored:
+    def _store_image(
+        self, data: bytes | bytearray, source: str | None, name: str | None = None
+    ) -> _Stored:
         if not data:
             raise BadRequest("the uploaded file is empty", code="empty_file")
         data = bytes(data)
@@ -429,6 +464,7 @@ class Library:
                     filename=filename,
                     source=source,
                     status="pending",
+                    original_name=name,
                 )
                 self.queue_image_jobs(db, id_)
             row = self.catalog.get_image(id_)
@@ -506,9 +542,16 @@ class Library:
             images=[_image_out(r, [], []) for r in rows], total=total, offset=offset, limit=limit
         )
 
-    async def file_path(self, id_: str, kind: str) -> tuple[ImageRow, Any]:
-        """The row and path of an image's original (``file``) or ``thumbnail``."""
-        row = await self.run_io(self._get_row, check_id(id_))
+    async def open_file(self, id_: str, kind: str) -> OpenedFile:
+        """Open an image's original (``file``) or ``thumbnail`` for reading.
+
+        The file is opened before anything is sent, and the reply reads from that open
+        descriptor: a hard delete or re-upload that moves the directory away meanwhile
+        cannot break a read in flight, and a file already gone is a 404."""
+        return await self.run_io(self._open_file, check_id(id_), kind)
+
+    def _open_file(self, id_: str, kind: str) -> OpenedFile:
+        row = self._get_row(id_)
         if row.is_deleted:
             raise NotFound(f"image {id_} is deleted", code="image_deleted")
         path = (
@@ -516,9 +559,18 @@ class Library:
             if kind == "file"
             else self.storage.thumbnail(id_)
         )
-        if not await self.run_io(path.is_file):
-            raise NotFound(f"the {kind} of image {id_} is missing on disk", code="file_missing")
-        return row, path
+        try:
+            file = open(path, "rb")  # noqa: SIM115 - the reply closes it when sent
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFound(
+                f"the {kind} of image {id_} is missing on disk", code="file_missing"
+            ) from None
+        size = os.fstat(file.fileno()).st_size
+        if size > _READ_WHOLE:
+            return OpenedFile(row=row, size=size, file=file)
+        with file:
+            data = file.read()
+        return OpenedFile(row=row, size=len(data), data=data)
 
     async def delete(self, id_: str, *, hard: bool) -> DeleteResponse:
         await self.run_io(self._delete, check_id(id_), hard)
@@ -648,7 +700,9 @@ class Library:
             slots, lambda slot: self._embed_description(slot, id_, method, content)
         )
         kept = [
-            EmbeddingInfo(model=s.provider.model, index=s.name, dimension=s.dimension or 0)
+            EmbeddingInfo(
+                model=model_name(s.provider.model), index=s.name, dimension=s.dimension or 0
+            )
             for s in self.embedder_slots(stores="text")
             if s.name in have
         ]
@@ -717,6 +771,16 @@ class Library:
         await self.run_io(delete)
 
 
+def original_name(name: str | None) -> str | None:
+    """A client's file name made safe to keep and to send back: no directories (a
+    browser may send ``C:\\fakepath\\x.jpg``), no control characters, 255 at most."""
+    if not name:
+        return None
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    clean = "".join(c for c in base if c.isprintable()).strip()[:255]
+    return clean if clean not in ("", ".", "..") else None
+
+
 def _progress(done: int, jobs: dict[str, int]) -> Progress:
     queued, running, failed = (jobs.get(k, 0) for k in ("queued", "running", "failed"))
     return Progress(
@@ -751,6 +815,7 @@ def _image_out(row: ImageRow, descriptions: Sequence[Any], indexes: list[str]) -
         status=row.status,
         is_deleted=row.is_deleted,
         deleted_at=row.deleted_at,
+        filename=row.original_name or row.filename,
         error=row.error,
         indexes=indexes,
         descriptions=[_description_out(d) for d in descriptions],

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def reconcile_storage(library: Library) -> dict[str, int]:
     catalog, storage = library.catalog, library.storage
     report = {
-        "tmp_removed": storage.clean_tmp(),
+        "tmp_removed": storage.clean_tmp() + storage.clean_stray_tmp(),
         "deletes_finished": 0,
         "recovered": 0,
         "orphans_removed": 0,

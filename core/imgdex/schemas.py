@@ -81,6 +81,9 @@ class ImageOut(Struct, kw_only=True, frozen=True):
     is_deleted: int
     deleted_at: str | None = None
     error: str | None = None
+    # The name the file was uploaded as (else the stored one, ``image.<ext>``); it is
+    # also the name `/file` is served under.
+    filename: str | None = None
     indexes: list[str] = msgspec.field(default_factory=list)
     descriptions: list[DescriptionOut] = msgspec.field(default_factory=list)
 

@@ -33,6 +33,7 @@ from imgdex.fusion import FusedResult, Hit, collapse, fuse
 from imgdex.imaging import decode_image
 from imgdex.models import EmbedderSlot
 from imgdex.schemas import IndexSearched, Match, SearchOptions, SearchResponse, SearchResult
+from imgdex.status import model_name
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -271,7 +272,7 @@ class Searcher:
             indexes_searched=[
                 IndexSearched(
                     index=c.slot.name,
-                    model=c.slot.provider.model,
+                    model=model_name(c.slot.provider.model),
                     result_count=c.total,
                     error=c.error,
                 )
@@ -294,7 +295,7 @@ class Searcher:
         texts = library.catalog.description_texts(
             (hit.image, hit.method) for r in page for _, hit in r.matches if hit.method != "image"
         )
-        models = {name: slot.provider.model for name, slot in library.embedders.items()}
+        models = {name: model_name(slot.provider.model) for name, slot in library.embedders.items()}
         out = []
         for result in page:
             size = sizes.get(result.image)

@@ -2,13 +2,56 @@
 
 from __future__ import annotations
 
+import functools
+import os
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from imgdex.plugins import PluginRecord
 
-__all__ = ["DescriberInfo", "IndexStatus", "PluginInfo", "plugin_infos"]
+__all__ = [
+    "DescriberInfo",
+    "IndexStatus",
+    "PluginInfo",
+    "hide_model_path",
+    "model_name",
+    "plugin_infos",
+    "public_status",
+]
+
+
+@functools.lru_cache(maxsize=256)
+def model_name(model: str) -> str:
+    """How a model is shown outside admin endpoints: its hub id as configured, or the
+    base name of a local directory (a path says where the box keeps its files)."""
+    if not model:
+        return model
+    local = (
+        os.path.isabs(model)
+        or model.startswith((".", "~"))
+        or model.count("/") > 1  # a hub id is "name" or "org/name"
+        or Path(model).expanduser().is_dir()
+    )
+    return (Path(model.rstrip("/")).name or model) if local else model
+
+
+def public_status(status: IndexStatus) -> IndexStatus:
+    """An index's status as non-admins see it: model names, no local paths."""
+    return msgspec.structs.replace(
+        status,
+        model=model_name(status.model),
+        error=hide_model_path(status.error, status.model),
+    )
+
+
+def hide_model_path(text: str | None, model: str) -> str | None:
+    """`text` (a load error) with the model's local path replaced by its name."""
+    name = model_name(model)
+    if text is None or name == model:
+        return text
+    return text.replace(str(Path(model).expanduser()), name).replace(model, name)
 
 
 class Progress(msgspec.Struct, kw_only=True, frozen=True):

@@ -8,10 +8,12 @@ directory is assembled under ``storage/.tmp/`` and renamed into place in one ste
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +21,18 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from imgdex.config import StorageConfig
 from imgdex.errors import BadRequest
 
-__all__ = ["ID_LENGTH", "Storage", "atomic_write", "check_id", "check_name", "image_id"]
+__all__ = [
+    "ID_LENGTH",
+    "Storage",
+    "atomic_write",
+    "check_id",
+    "check_name",
+    "image_id",
+    "make_private",
+]
 
 ID_LENGTH = 32
 _ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -71,6 +82,38 @@ def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
         raise
 
 
+def make_private(data: Path, storage: StorageConfig) -> None:
+    """Run with ``storage.umask`` and create the data directory with it; an existing
+    directory and catalog made under a laxer mask are tightened, so files inside (which
+    need the directory to be reached) are private too."""
+    # Process-wide on purpose: SQLite, hnswlib and Pillow create files of their own.
+    os.umask(storage.mask)
+    data.mkdir(parents=True, exist_ok=True, mode=storage.dir_mode)
+    for path, mode in (
+        (data, storage.dir_mode),
+        *((data / name, storage.file_mode) for name in _CATALOG_FILES),
+    ):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            current = path.stat().st_mode & 0o777
+            if current & storage.mask:
+                path.chmod(current & mode)
+
+
+_CATALOG_FILES = ("imgdex.db", "imgdex.db-wal", "imgdex.db-shm", "admin_token")
+
+
+def _mkdirs_under(base: Path, path: Path) -> None:
+    """Create `path` and its parents up to `base`, which must exist (FileNotFoundError
+    otherwise); a directory made by a concurrent writer is fine."""
+    for part in reversed([path, *path.parents]):
+        if part == base or base not in part.parents:
+            continue
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(part)
+    if not path.is_dir():  # renamed away (to the trash) after we made it
+        raise FileNotFoundError(errno.ENOENT, "image directory is gone", str(path))
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -94,6 +137,7 @@ class Storage:
         self.root = root
         self.tmp = root / ".tmp"
         self.trash = root / ".trash"
+        self.opened_at = time.time()
         for d in (self.root, self.tmp, self.trash):
             d.mkdir(parents=True, exist_ok=True)
 
@@ -128,13 +172,16 @@ class Storage:
                     f.flush()
                     os.fsync(f.fileno())
             final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():
-                # A half-present directory (lost thumbnail, stray vectors): keep what it
-                # has and put the fresh files in atomically one by one.
+            try:
+                os.rename(staging, final)
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                # A half-present directory (lost thumbnail, stray vectors), possibly
+                # created a moment ago by a concurrent writer: keep what it has and put
+                # the fresh files in atomically one by one.
                 for name in (filename, "thumbnail.jpg"):
                     os.replace(staging / name, final / name)
-            else:
-                os.rename(staging, final)
             _fsync_dir(final.parent)  # make the rename itself durable
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -142,11 +189,19 @@ class Storage:
 
     def put_vector(
         self, id_: str, index_name: str, method: str, vector: npt.NDArray[np.float32]
-    ) -> None:
+    ) -> bool:
+        """Write a vector file; False when the image directory is gone (hard-deleted
+        meanwhile): a late vector never recreates the directory of a deleted image."""
         path = self.vector_path(id_, index_name, method)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Vectors can be recomputed and the catalog is the record: no fsync per vector.
-        atomic_write(path, _npy_bytes(vector), fsync=False)
+        try:
+            _mkdirs_under(self.image_dir(id_), path.parent)
+            # Vectors can be recomputed and the catalog is the record: no fsync per vector.
+            atomic_write(path, _npy_bytes(vector), fsync=False)
+        except FileNotFoundError:
+            # The directory went to the trash between two steps (a hard delete): the
+            # temp file went with it, and atomic_write removed it if it could.
+            return False
+        return True
 
     def read_vector(self, id_: str, index_name: str, method: str) -> npt.NDArray[np.float32]:
         vector = np.load(self.vector_path(id_, index_name, method), allow_pickle=False)
@@ -192,8 +247,6 @@ class Storage:
     def clean_tmp(self, older_than: float = 0.0) -> int:
         """Remove leftovers of interrupted writes older than `older_than` seconds (0 at
         start-up; while serving, only old ones, never an upload in flight)."""
-        import time
-
         count = 0
         cutoff = time.time() - older_than
         for entry in self.tmp.iterdir():
@@ -204,6 +257,24 @@ class Storage:
             except FileNotFoundError:
                 continue
             count += 1
+        return count
+
+    def clean_stray_tmp(self) -> int:
+        """Remove temp files of writes that never finished (``.<name>.<hex>.tmp`` next to
+        vectors and descriptions, left by a kill mid-write) in every image directory.
+
+        Only files older than this `Storage` are touched: a write in flight is never
+        pulled from under its rename."""
+        count = 0
+        for _, path in self.iter_image_dirs():
+            for tmp in path.glob("**/.*.tmp"):
+                try:
+                    if tmp.stat().st_mtime >= self.opened_at:
+                        continue
+                    tmp.unlink()
+                except FileNotFoundError:
+                    continue
+                count += 1
         return count
 
     def iter_image_dirs(self) -> Iterator[tuple[str, Path]]:

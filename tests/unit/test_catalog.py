@@ -117,6 +117,7 @@ def test_schema_tables_and_version(catalog: Catalog) -> None:
     assert catalog.engine.read("SELECT version FROM schema_version ORDER BY version") == [
         (2,),
         (3,),
+        (4,),
     ]
 
 
@@ -715,3 +716,29 @@ def test_narrow_stores_share_the_catalogs_database(catalog: Catalog) -> None:
     # Each store answers for its own area only.
     assert not hasattr(catalog.jobs, "get_image")
     assert not hasattr(catalog.images, "claim_jobs")
+
+
+def test_queue_jobs_for_a_hard_deleted_image_queues_nothing(catalog: Catalog) -> None:
+    """A rebuild forgetting lost vectors raced a hard delete: the insert of the job for
+    the vanished image failed the foreign key and the rebuild answered 500."""
+    gone, kept = make_id("gone"), add_image(catalog, "kept")
+    with catalog.transaction() as db:
+        catalog.queue_jobs(db, "embed_image", ["idx"], gone, "image")
+        catalog.queue_jobs(db, "embed_image", ["idx"], kept, "image")
+    rows = catalog.engine.read("SELECT image_sha256 FROM jobs")
+    assert rows == [(kept,)]
+
+
+def test_a_catalog_from_before_original_names_gains_the_column(tmp_path: Path) -> None:
+    old = Catalog(tmp_path / "imgdex.db")
+    id_ = add_image(old, "old")
+    with old.transaction() as db:  # as versions before 4 were
+        db.execute("ALTER TABLE images DROP COLUMN original_name")
+        db.execute("DELETE FROM schema_version WHERE version = 4")
+    old.close()
+    reopened = Catalog(tmp_path / "imgdex.db")
+    try:
+        row = reopened.get_image(id_)
+        assert row is not None and row.original_name is None and row.filename == "image.png"
+    finally:
+        reopened.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imgdex.hub import find_problem
+from imgdex.hub import find_problem, model_source
 
 
 def test_a_local_directory_has_no_problem(tmp_path: Path) -> None:
@@ -12,7 +12,9 @@ def test_a_local_directory_has_no_problem(tmp_path: Path) -> None:
     assert "does not exist" in (find_problem(str(tmp_path / "missing")) or "")
 
 
-def test_a_name_that_cannot_be_a_repo_id_is_a_problem_not_a_crash() -> None:
-    problem = find_problem("some bundled model")
-    assert problem is not None and "neither a local directory" in problem
-    assert find_problem("x" * 200) is not None
+def test_a_name_that_cannot_be_a_repo_id_is_bundled_not_a_crash() -> None:
+    # e.g. the OCR plugin's models ship inside its wheel: nothing to download or find.
+    for name in ("some bundled model", "x" * 200):
+        assert model_source(name) == "bundled"
+        assert find_problem(name) is None
+    assert model_source("BAAI/bge-small-zh-v1.5") == "hub"

@@ -555,6 +555,7 @@ def store_texts(
                 filename="image.png", source=None, status="ready",
             )  # fmt: skip
             env.catalog.upsert_description(db, id_, "caption", text_for(n))
+            env.storage.image_dir(id_).mkdir(parents=True, exist_ok=True)  # as put_image does
             env.storage.put_vector(id_, managed.name, "caption", vector)
             label = env.catalog.add_vector_entry(
                 db, id_, "caption", embedder.model, embedder.version, managed.name, text_for(n)

@@ -199,7 +199,8 @@ def test_put_image_two_ids_sharing_a_prefix(storage: Storage) -> None:
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 def test_vector_roundtrip(storage: Storage, dtype: type) -> None:
     vector = np.linspace(-1, 1, 384).astype(dtype)
-    storage.put_vector(ID, "bge_text_v1", "caption", vector)
+    storage.put_image(ID, "image.png", b"x", b"t")
+    assert storage.put_vector(ID, "bge_text_v1", "caption", vector)
     path = storage.vector_path(ID, "bge_text_v1", "caption")
     assert path == storage.image_dir(ID) / "embedding" / "bge_text_v1" / "caption.npy"
     back = storage.read_vector(ID, "bge_text_v1", "caption")
@@ -313,3 +314,66 @@ def test_iter_image_dirs_skips_stray_files_at_every_level(storage: Storage) -> N
     (storage.root / "ef").write_bytes(b"")
     (storage.root / "01" / "ab").write_bytes(b"")
     assert dict(storage.iter_image_dirs()) == {ID: storage.image_dir(ID)}
+
+
+def test_put_vector_never_recreates_a_deleted_image_directory(storage: Storage) -> None:
+    """A late background vector for an image hard-deleted meanwhile: no error, and no
+    directory resurrected (it held an orphan .npy before)."""
+    id_ = image_id(hashlib.sha256(b"late").hexdigest())
+    storage.put_image(id_, "image.png", b"x", b"t")
+    assert storage.put_vector(id_, "idx", "image", np.ones(4, dtype=np.float32))
+    storage.trash_image(id_)
+    storage.empty_trash(id_)
+    assert not storage.put_vector(id_, "idx", "image", np.ones(4, dtype=np.float32))
+    assert not storage.image_dir(id_).exists()
+
+
+def test_put_vector_races_hard_delete_without_errors(storage: Storage) -> None:
+    """Writers and a deleter (trash + re-upload) on one image at once: every write
+    either lands or reports the directory gone; no temp file is left behind."""
+    import threading
+
+    id_ = image_id(hashlib.sha256(b"race").hexdigest())
+    storage.put_image(id_, "image.png", b"x", b"t")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def write(n: int) -> None:
+        try:
+            while not stop.is_set():
+                storage.put_vector(id_, f"idx{n % 2}", "image", np.ones(8, dtype=np.float32))
+        except BaseException as exc:
+            errors.append(exc)
+            raise
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(50):
+            storage.trash_image(id_)
+            storage.empty_trash(id_)
+            storage.put_image(id_, "image.png", b"x", b"t")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:3]
+    assert not list(storage.image_dir(id_).glob("**/.*.tmp"))
+    assert (storage.image_dir(id_) / "image.png").read_bytes() == b"x"
+
+
+def test_clean_stray_tmp_removes_leftovers_of_a_killed_writer_only(tmp_path: Path) -> None:
+    first = Storage(tmp_path / "storage")
+    id_ = image_id(hashlib.sha256(b"tmp").hexdigest())
+    first.put_image(id_, "image.png", b"x", b"t")
+    folder = first.vector_path(id_, "idx", "image").parent
+    folder.mkdir(parents=True)
+    stale = folder / ".image.npy.1234abcd.tmp"
+    stale.write_bytes(b"half")
+    os.utime(stale, (1, 1))  # written before this process started
+    restarted = Storage(tmp_path / "storage")
+    in_flight = folder / ".image.npy.5678abcd.tmp"
+    in_flight.write_bytes(b"now")  # a write of the running process: left alone
+    assert restarted.clean_stray_tmp() == 1
+    assert not stale.exists() and in_flight.exists()

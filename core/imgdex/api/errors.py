@@ -8,6 +8,8 @@ problem; anything unexpected is logged with its traceback and answered with a ge
 from __future__ import annotations
 
 import logging
+import os
+import re
 from typing import Any
 
 import msgspec
@@ -46,10 +48,29 @@ def _json(
     return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
-def _imgdex_error(_: Request[Any, Any, Any], exc: ImgdexError) -> Response[dict[str, Any]]:
+def _private_roots(request: Request[Any, Any, Any]) -> list[str]:
+    """Where this box keeps its files: the data directory, and the working directory
+    (a relative path in a message resolves from it)."""
+    roots = [os.getcwd()]
+    library = getattr(request.app.state, "library", None)
+    if library is not None:
+        data = library.config.data_path
+        roots += [str(data), str(data.resolve())]
+    return sorted({r for r in roots if len(r) > 1}, key=len, reverse=True)
+
+
+def _redact(request: Request[Any, Any, Any], detail: str) -> str:
+    """A detail with every path of this box's files cut out: a message may name what
+    failed, never where the server keeps it."""
+    for root in _private_roots(request):
+        detail = re.sub(re.escape(root) + r"[^\s'\"]*", "<path>", detail)
+    return detail
+
+
+def _imgdex_error(request: Request[Any, Any, Any], exc: ImgdexError) -> Response[dict[str, Any]]:
     if exc.status >= 500:
         log.warning("%s: %s", exc.code, exc.detail)
-    return _json(exc.status, exc.code, exc.detail)
+    return _json(exc.status, exc.code, _redact(request, exc.detail))
 
 
 def _validation_error(
@@ -72,16 +93,21 @@ def _msgspec_error(
     return _json(400, "invalid_request", str(exc))
 
 
-def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     status = exc.status_code
-    if status >= 500:
-        log.error("HTTP %s: %s", status, exc.detail)
+    if status >= 500 and status != 503:
+        # A framework 500 (a file response whose file vanished, say) describes internals,
+        # paths included: log it, answer the generic error.
+        log.error("HTTP %s on %s %s: %s", status, request.method, request.url.path, exc.detail)
+        return _json(status, "internal_error", "internal server error")
     detail = exc.detail
     if status == 413:
         detail = "the request body is larger than server.max_upload_bytes"
     # A 405 must say which methods the path allows (RFC 9110); Litestar puts it here.
     headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"}
-    return _json(status, _CODES.get(status, "http_error"), detail, headers=headers or None)
+    return _json(
+        status, _CODES.get(status, "http_error"), _redact(request, detail), headers=headers or None
+    )
 
 
 def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

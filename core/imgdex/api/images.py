@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, BinaryIO, Literal
+from urllib.parse import quote
 
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, HttpMethod, Request, Response, delete, get, post, route
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
-from litestar.response import File
+from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from imgdex.imaging import media_type
+from imgdex.library import OpenedFile
 from imgdex.schemas import (
     DeleteResponse,
     DescriptionOut,
@@ -20,12 +23,13 @@ from imgdex.schemas import (
     UploadResponse,
 )
 
-from .deps import LibraryDep
+from .deps import LibraryDep, check_admin
 from .uploads import read_form, upload_operation
 
 __all__ = ["ImagesController"]
 
 _IMMUTABLE = "public, max-age=31536000, immutable"
+_CHUNK = 256 * 1024
 
 
 class ImagesController(Controller):
@@ -49,7 +53,7 @@ class ImagesController(Controller):
         ``source``; it is read straight into memory (`imgdex.api.uploads`)."""
         form = await read_form(request, "file", ("source",))
         source = form.text("source")
-        result = await library.ingest(form.file, source[:200] if source else None)
+        result = await library.ingest(form.file, source[:200] if source else None, form.filename)
         return Response(result, status_code=HTTP_200_OK if result.duplicate else HTTP_201_CREATED)
 
     @get("/", summary="List images")
@@ -76,24 +80,50 @@ class ImagesController(Controller):
 
     @delete("/{sha256:str}", status_code=HTTP_200_OK, summary="Delete an image")
     async def delete_image(
-        self, library: LibraryDep, sha256: FromPath[str], hard: FromQuery[bool] = False
+        self,
+        library: LibraryDep,
+        request: Request[Any, Any, Any],
+        sha256: FromPath[str],
+        hard: FromQuery[bool] = False,
     ) -> DeleteResponse:
-        """Soft delete (restorable by uploading the same file), or ``?hard=true`` for good."""
+        """Soft delete (restorable by uploading the same file), or ``?hard=true`` for good;
+        a hard delete destroys data and needs the admin token (401 without, 403 wrong)."""
+        if hard:
+            check_admin(request)
         return await library.delete(sha256, hard=hard)
 
-    @get("/{sha256:str}/file", summary="The original file")
+    @route(
+        "/{sha256:str}/file",
+        http_method=[HttpMethod.GET, HttpMethod.HEAD],
+        summary="The original file",
+    )
     async def file(
         self, library: LibraryDep, request: Request[Any, Any, Any], sha256: FromPath[str]
     ) -> Response[Any]:
-        row, path = await library.file_path(sha256, "file")
-        return _immutable_file(request, sha256, path, media_type(row.format), row.filename)
+        """The stored bytes; ``HEAD`` answers the same headers without them."""
+        opened = await library.open_file(sha256, "file")
+        return _file_response(
+            request,
+            library,
+            opened,
+            sha256,
+            media_type(opened.row.format),
+            opened.row.original_name or opened.row.filename,
+        )
 
-    @get("/{sha256:str}/thumbnail", summary="A JPEG thumbnail (fits 256x256)")
+    @route(
+        "/{sha256:str}/thumbnail",
+        http_method=[HttpMethod.GET, HttpMethod.HEAD],
+        summary="A JPEG thumbnail (fits 256x256)",
+    )
     async def thumbnail(
         self, library: LibraryDep, request: Request[Any, Any, Any], sha256: FromPath[str]
     ) -> Response[Any]:
-        _, path = await library.file_path(sha256, "thumbnail")
-        return _immutable_file(request, f"{sha256}-thumb", path, "image/jpeg", "thumbnail.jpg")
+        opened = await library.open_file(sha256, "thumbnail")
+        stem = (opened.row.original_name or opened.row.filename).rsplit(".", 1)[0]
+        return _file_response(
+            request, library, opened, f"{sha256}-thumb", "image/jpeg", f"{stem}-thumbnail.jpg"
+        )
 
     @post("/{sha256:str}/descriptions", status_code=HTTP_201_CREATED, summary="Add a description")
     async def add_description(
@@ -120,17 +150,51 @@ class ImagesController(Controller):
         return {"message": "description deleted", "sha256": sha256, "method": method}
 
 
-def _immutable_file(
-    request: Request[Any, Any, Any], etag: str, path: Any, media: str, filename: str
+def _file_response(
+    request: Request[Any, Any, Any],
+    library: LibraryDep,
+    opened: OpenedFile,
+    etag: str,
+    media: str,
+    filename: str,
 ) -> Response[Any]:
+    """Send an opened file (and close it): small ones were read whole, larger ones are
+    streamed from the open descriptor, so a concurrent delete or re-upload cannot break
+    the reply."""
     # Content under an id never changes: a strong ETag and a year of caching are safe.
-    headers = {"Cache-Control": _IMMUTABLE, "ETag": f'"{etag}"'}
-    if etag in request.headers.get("if-none-match", ""):
-        return Response(content=b"", status_code=304, headers=headers)
-    return File(
-        path=path,
-        media_type=media,
-        filename=filename,
-        content_disposition_type="inline",
-        headers=headers,
-    )
+    # A stored file is data, never a page: no sniffing, no scripts, not even if a
+    # browser is pointed at it (a JPEG+HTML polyglot stays an image).
+    headers = {
+        "Cache-Control": _IMMUTABLE,
+        "ETag": f'"{etag}"',
+        "Content-Disposition": content_disposition(filename),
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+        "Cross-Origin-Resource-Policy": "same-origin",
+    }
+    not_modified = etag in request.headers.get("if-none-match", "")
+    if not_modified or request.method == HttpMethod.HEAD or opened.data is not None:
+        opened.close()
+        if not_modified:
+            return Response(content=b"", status_code=304, headers=headers)
+        headers["Content-Length"] = str(opened.size)
+        body = b"" if request.method == HttpMethod.HEAD else opened.data
+        return Response(content=body, headers=headers, media_type=media)
+    assert opened.file is not None
+    headers["Content-Length"] = str(opened.size)
+    return Stream(_chunks(library, opened.file), headers=headers, media_type=media)
+
+
+async def _chunks(library: LibraryDep, file: BinaryIO) -> AsyncIterator[bytes]:
+    try:
+        while chunk := await library.run_io(file.read, _CHUNK):
+            yield chunk
+    finally:
+        file.close()
+
+
+def content_disposition(filename: str) -> str:
+    """``inline`` with the file's name, RFC 6266: an ASCII fallback in ``filename`` and
+    the exact name, percent-encoded UTF-8, in ``filename*`` (RFC 8187)."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\%' else "_" for c in filename)
+    return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

@@ -10,7 +10,7 @@ from litestar import Controller, get
 from imgdex.models import ModelSlot
 from imgdex.remote import ServiceManager
 from imgdex.server import counters
-from imgdex.status import IndexStatus
+from imgdex.status import IndexStatus, hide_model_path, model_name, public_status
 
 from .deps import LibraryDep
 
@@ -68,9 +68,9 @@ class SystemController(Controller):
                     {
                         "name": m.name,
                         "plugin": m.plugin.name,
-                        "model": m.provider.model,
+                        "model": model_name(m.provider.model),
                         "state": m.state,
-                        "error": m.error,
+                        "error": hide_model_path(m.error, m.provider.model),
                     }
                     for m in models
                 ],
@@ -95,4 +95,6 @@ class SystemController(Controller):
 
     @get("/api/indexes", summary="Available indexes")
     async def indexes(self, library: LibraryDep) -> dict[str, list[IndexStatus]]:
-        return {"indexes": await library.run_io(library.index_report)}
+        # Public: a model kept in a local directory is shown by name, not by path.
+        report = await library.run_io(library.index_report)
+        return {"indexes": [public_status(status) for status in report]}

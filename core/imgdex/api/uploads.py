@@ -47,6 +47,7 @@ class Form:
 
     file: bytearray
     fields: dict[str, str] = field(default_factory=dict)
+    filename: str | None = None  # the file part's own name, as the client sent it
 
     def text(self, name: str) -> str | None:
         """A text field, stripped; None when absent or blank."""
@@ -72,6 +73,7 @@ async def read_form(
             code="not_multipart",
         )
     file: bytearray | None = None
+    filename: str | None = None
     fields: dict[str, str] = {}
     buffer: bytearray | None = None
     segment: MultipartSegment | None = None
@@ -93,6 +95,7 @@ async def read_form(
                                     code="bad_multipart",
                                 )
                             file = buffer = bytearray()
+                            filename = event.filename
                         elif event.name in text_fields:
                             buffer = bytearray()
                     elif event is None:  # the end of a part
@@ -116,7 +119,7 @@ async def read_form(
         raise BadRequest(f"invalid multipart/form-data: {exc}", code="bad_multipart") from None
     if file is None:
         raise BadRequest(f"the form has no {file_field!r} file part", code="missing_file")
-    return Form(file, fields)
+    return Form(file, fields, filename)
 
 
 def _decode(segment: MultipartSegment, data: bytearray) -> str:

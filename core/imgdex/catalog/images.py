@@ -13,7 +13,7 @@ __all__ = ["ImageStore"]
 
 _IMAGE_COLUMNS = (
     "sha256, sha256_full, width, height, file_size, format, filename, created_at, source, "
-    "status, error, is_deleted, deleted_at"
+    "status, error, is_deleted, deleted_at, original_name"
 )
 
 
@@ -65,12 +65,13 @@ class ImageStore(Store):
         filename: str,
         source: str | None,
         status: str,
+        original_name: str | None = None,
     ) -> None:
         """Add an image's row; an existing id raises the engine's integrity error."""
         db.execute(
             "INSERT INTO images (sha256, sha256_full, width, height, file_size, format, "
-            "filename, source, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (id_, full, width, height, file_size, fmt, filename, source, status),
+            "filename, source, status, original_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (id_, full, width, height, file_size, fmt, filename, source, status, original_name),
         )
 
     def set_status(self, id_: str, status: str, error: str | None = None) -> None:

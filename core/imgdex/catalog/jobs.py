@@ -31,6 +31,8 @@ class JobStore(Store):
         """Queue `kind` work on ``(image, method)`` for each target, now.
 
         A job that exists already starts over (new content to embed, a restored image).
+        Nothing is queued for an image that is gone (hard-deleted by another thread
+        between the caller's read and this write).
         """
         upsert = self.dialect.upsert(
             "kind, target, image_sha256, method",
@@ -39,9 +41,9 @@ class JobStore(Store):
         )
         for target in targets:
             db.execute(
-                "INSERT INTO jobs (kind, target, image_sha256, method) VALUES (?, ?, ?, ?) "
-                f"{upsert}",
-                (kind, target, image, method),
+                "INSERT INTO jobs (kind, target, image_sha256, method) SELECT ?, ?, ?, ? "
+                f"WHERE EXISTS (SELECT 1 FROM images WHERE sha256 = ?) {upsert}",
+                (kind, target, image, method, image),
             )
 
     def plan(self, kind: JobKind, target: str, image: str | None = None) -> int:

@@ -41,6 +41,7 @@ class ImageRow:
     error: str | None
     is_deleted: int
     deleted_at: str | None
+    original_name: str | None = None  # the uploaded file's own name, when it had one
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,10 +96,13 @@ _BASELINE = (
     "CREATE INDEX IF NOT EXISTS idx_jobs_image ON jobs(image_sha256)",
 )
 
+_ADD_ORIGINAL_NAME = "ALTER TABLE images ADD COLUMN original_name TEXT"
+
 _MIGRATIONS = (
     Migration(2, "baseline", _BASELINE),
     # `meta` held only the schema version, which `schema_version` records now.
     Migration(3, "version moves to schema_version", ("DROP TABLE IF EXISTS meta",)),
+    Migration(4, "images remember their uploaded name", (_ADD_ORIGINAL_NAME,)),
 )
 
 _CLAIM = (

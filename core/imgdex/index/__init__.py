@@ -371,14 +371,18 @@ class IndexManager:
         saved = 0
         for managed in list(self._open.values()):
             if managed.dirty:
-                managed.dirty = False
-                try:
-                    managed.index.save()
-                    self._write_meta(managed)
-                    saved += 1
-                except Exception:
-                    managed.dirty = True
-                    log.exception("index %s: save failed", managed.name)
+                # Under the swap lock: a rebuild renames the directory and swaps the
+                # index object; a save racing it would write the old graph into the
+                # new directory, or into one renamed away.
+                with managed.swap_lock:
+                    managed.dirty = False
+                    try:
+                        managed.index.save()
+                        self._write_meta(managed)
+                        saved += 1
+                    except Exception:
+                        managed.dirty = True
+                        log.exception("index %s: save failed", managed.name)
         return saved
 
     def close(self) -> None:

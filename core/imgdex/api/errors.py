@@ -33,17 +33,24 @@ _CODES = {
 }
 
 
-def _json(status: int, code: str, detail: str, extra: Any = None) -> Response[dict[str, Any]]:
+def _json(
+    status: int,
+    code: str,
+    detail: str,
+    extra: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response[dict[str, Any]]:
     body: dict[str, Any] = {"status_code": status, "error": code, "detail": detail}
     if extra:
         body["extra"] = extra
-    return Response(body, status_code=status, media_type=MediaType.JSON)
+    return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
 def _imgdex_error(_: Request[Any, Any, Any], exc: ImgdexError) -> Response[dict[str, Any]]:
     if exc.status >= 500:
         log.warning("%s: %s", exc.code, exc.detail)
-    return _json(exc.status, exc.code, exc.detail)
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return _json(exc.status, exc.code, exc.detail, headers=headers)
 
 
 def _validation_error(

@@ -1,0 +1,80 @@
+"""The process-wide memory budget of image decoding.
+
+A thread pool bounds how many images decode at once, not how much memory they take: a
+few small files that decode to hundreds of megapixels each took gigabytes. Every decode
+estimates its cost in bytes from the header before a pixel is decoded and holds that
+much of one shared budget while it works. An image that alone costs more than the budget
+is refused (422); others wait for their share, and past a bounded wait get a 503 with
+``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from imgdex.errors import ServiceUnavailable, UnprocessableImage
+from imgdex.memory import release_memory
+
+__all__ = ["DECODE_BUDGET", "MemoryBudget"]
+
+MiB = 1024 * 1024
+# Work below this is left to the allocator; above it freed pages are handed back.
+_TRIM_AFTER = 64 * MiB
+
+
+class MemoryBudget:
+    """Bytes held by work in flight; the limit is given by each caller (its config)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.in_use = 0
+        self.peak = 0  # the most ever held at once (for tests and /health-style checks)
+        self._large = 0  # bytes held by large holds since the last trim
+
+    @contextmanager
+    def hold(self, cost: int, limit: int, wait: float, what: str) -> Iterator[None]:
+        """Hold `cost` bytes of a `limit`-byte budget while the block runs."""
+        if cost > limit:
+            raise UnprocessableImage(
+                f"decoding {what} needs about {_mb(cost)} of memory, more than the decode "
+                f"budget of {_mb(limit)} (images.decode_budget_bytes)",
+                code="image_too_expensive",
+            )
+        deadline = time.monotonic() + wait
+        with self._cond:
+            while self.in_use + cost > limit:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._cond.wait(left):
+                    if self.in_use + cost <= limit:
+                        break
+                    raise ServiceUnavailable(
+                        f"the server is decoding other large images; {what} needs about "
+                        f"{_mb(cost)} of the {_mb(limit)} decode budget: retry shortly",
+                        code="busy",
+                        retry_after=max(1, round(wait)),
+                    )
+            self.in_use += cost
+            self.peak = max(self.peak, self.in_use)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.in_use -= cost
+                if cost >= _TRIM_AFTER:
+                    self._large += cost
+                trim = self.in_use == 0 and self._large > 0
+                if trim:
+                    self._large = 0
+                self._cond.notify_all()
+            if trim:
+                release_memory()
+
+
+def _mb(n: int) -> str:
+    return f"{n / MiB:.0f} MiB" if n >= MiB else f"{n} bytes"
+
+
+DECODE_BUDGET = MemoryBudget()

@@ -1,24 +1,25 @@
-"""The process-wide memory budget of image decoding.
+"""Memory budgets for work in flight: image decoding and upload bodies.
 
 A thread pool bounds how many images decode at once, not how much memory they take: a
 few small files that decode to hundreds of megapixels each took gigabytes. Every decode
 estimates its cost in bytes from the header before a pixel is decoded and holds that
-much of one shared budget while it works. An image that alone costs more than the budget
-is refused (422); others wait for their share, and past a bounded wait get a 503 with
-``Retry-After``.
+much of one process-wide budget while it works. An image that alone costs more than the
+budget is refused (422); others wait for their share, and past a bounded wait get a 503
+with ``Retry-After``. `UploadBudget` does the same for the bytes of upload bodies.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from imgdex.errors import ServiceUnavailable, UnprocessableImage
+from imgdex.errors import PayloadTooLarge, ServiceUnavailable, UnprocessableImage
 from imgdex.memory import release_memory
 
-__all__ = ["DECODE_BUDGET", "MemoryBudget"]
+__all__ = ["DECODE_BUDGET", "MemoryBudget", "UploadBudget"]
 
 MiB = 1024 * 1024
 # Work below this is left to the allocator; above it freed pages are handed back.
@@ -78,3 +79,50 @@ def _mb(n: int) -> str:
 
 
 DECODE_BUDGET = MemoryBudget()
+
+
+class UploadBudget:
+    """Bytes of upload bodies being received or processed at once (on the event loop).
+
+    Taking more than is left waits up to `wait` seconds for uploads to finish, then
+    answers 503 with ``Retry-After``: concurrent uploads cannot pile up without bound."""
+
+    def __init__(self, limit: int, wait: float) -> None:
+        self.limit = limit
+        self.wait = wait
+        self.in_use = 0
+        self.peak = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    async def take(self, n: int) -> None:
+        if n > self.limit:  # could never fit, however long it waited
+            raise PayloadTooLarge(
+                f"the upload ({_mb(n)}) is larger than all uploads in flight may be "
+                f"({_mb(self.limit)}, server.uploads_in_flight_bytes)",
+                code="payload_too_large",
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait
+        while self.in_use + n > self.limit:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise ServiceUnavailable(
+                    f"too many uploads in progress ({_mb(self.in_use)} of "
+                    f"{_mb(self.limit)} in flight): retry shortly",
+                    code="busy",
+                    retry_after=max(1, round(self.wait)),
+                )
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await asyncio.wait({waiter}, timeout=left)
+            finally:
+                self._waiters.remove(waiter)
+        self.in_use += n
+        self.peak = max(self.peak, self.in_use)
+
+    def give(self, n: int) -> None:
+        self.in_use -= n
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)

@@ -33,7 +33,6 @@ class MemoryBudget:
         self._cond = threading.Condition()
         self.in_use = 0
         self.peak = 0  # the most ever held at once (for tests and /health-style checks)
-        self._large = 0  # bytes held by large holds since the last trim
 
     @contextmanager
     def hold(self, cost: int, limit: int, wait: float, what: str) -> Iterator[None]:
@@ -64,12 +63,10 @@ class MemoryBudget:
         finally:
             with self._cond:
                 self.in_use -= cost
-                if cost >= _TRIM_AFTER:
-                    self._large += cost
-                trim = self.in_use == 0 and self._large > 0
-                if trim:
-                    self._large = 0
                 self._cond.notify_all()
+            # The raster was freed: hand its pages back now, not at some later quiet
+            # moment (the trim costs milliseconds against a decode of this size).
+            trim = cost >= _TRIM_AFTER
             if trim:
                 release_memory()
 

@@ -98,7 +98,6 @@ def _decode_opened(im: Image.Image, policy: ImagesConfig, budget: MemoryBudget) 
     if width * height > policy.max_pixels:
         raise _too_large(policy, width * height, f"{width}x{height} = ")
     try:
-        orientation = _orientation(im)
         # JPEG decodes at 1/2, 1/4 or 1/8 scale when that still leaves enough detail.
         side = policy.decode_min_side
         im.draft("RGB", (side, side))
@@ -106,6 +105,8 @@ def _decode_opened(im: Image.Image, policy: ImagesConfig, budget: MemoryBudget) 
         cost = _decode_cost(im.mode, im.size, target)
         with budget.hold(cost, policy.decode_budget_bytes, policy.decode_wait, "this image"):
             im.load()
+            # Only now: a PNG's getexif() loads the whole image (EXIF may follow IDAT).
+            orientation = _orientation(im)
             small = _reduce(im, target)
             if small is not im:
                 im.close()  # frees the full raster now, not when the caller lets go

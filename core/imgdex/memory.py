@@ -24,9 +24,11 @@ log = logging.getLogger(__name__)
 # mallopt parameters (malloc.h).
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
-# Pillow's raster blocks are 16 MiB: at this threshold each one is its own mapping,
-# returned to the system the moment it is freed.
-_MMAP_THRESHOLD = 16 * 1024 * 1024
+# Pillow allocates rasters in blocks of up to 16 MiB (whole lines, so usually a little
+# less): above this threshold each block is its own mapping, returned to the system the
+# moment it is freed, and a burst of large images cannot pile up in the arenas. Smaller
+# allocations (most images of ordinary size) still reuse arena memory.
+_MMAP_THRESHOLD = 4 * 1024 * 1024
 _ARENA_MAX = 2
 
 _lock = threading.Lock()

@@ -221,9 +221,13 @@ def test_parallel_large_uploads_are_staged_bounded_and_refused_past_the_budget(
 
     def post(data: bytes) -> httpx.Response:
         body = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="n.png"\r\n'
-            f"Content-Type: image/png\r\n\r\n"
-        ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="n.png"\r\n'
+                f"Content-Type: image/png\r\n\r\n"
+            ).encode()
+            + data
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
         headers = {
             "Content-Type": f"multipart/form-data; boundary={boundary}",
             "Content-Length": str(len(body)),
@@ -249,6 +253,7 @@ def test_parallel_large_uploads_are_staged_bounded_and_refused_past_the_budget(
             stored = client.get(f"/api/images/{r.json()['sha256']}/file")
             assert stored.content == data  # the staged file itself, stored whole
         # The one refused is accepted once the others are done.
-        assert upload(client, images[[r.status_code for r in answers].index(503)]).status_code == 201
+        refused = images[[r.status_code for r in answers].index(503)]
+        assert upload(client, refused).status_code == 201
     staging = Path(server.config_file).parent / "data" / "storage" / ".tmp"
     assert not any(staging.iterdir()), "no staged upload is left behind"

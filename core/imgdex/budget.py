@@ -66,8 +66,7 @@ class MemoryBudget:
                 self._cond.notify_all()
             # The raster was freed: hand its pages back now, not at some later quiet
             # moment (the trim costs milliseconds against a decode of this size).
-            trim = cost >= _TRIM_AFTER
-            if trim:
+            if cost >= _TRIM_AFTER:
                 release_memory()
 
 

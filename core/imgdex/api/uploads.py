@@ -163,7 +163,9 @@ async def _read(
                         segment, buffer = None, None
                     elif buffer is not None:
                         buffer += event
-                        if buffer is file and spooling is not None:
+                        if buffer is file:
+                            if spooling is None:
+                                continue
                             if spool is None and len(file) > spooling.threshold:
                                 spool = await asyncio.to_thread(Spool, spooling.directory)
                             if spool is not None and len(file) >= _FLUSH:

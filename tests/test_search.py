@@ -296,21 +296,25 @@ def test_too_few_images_in_the_rank_window_searches_deeper(
 
 def test_a_bad_image_fails_the_request_before_any_index_is_blamed(imgdex_client: Client) -> None:
     # The image is decoded in the search's worker call: a bad one is still the request's
-    # error (415), never one index's, and comes before a bad `index`, as it always did.
+    # error (415), never one index's; a bad option is reported first (it costs nothing).
     library(imgdex_client)
     bad = base64.b64encode(b"not an image").decode()
-    for index in (None, "toy_color_v1", "no_such_index", "toy_words_v1"):
+    cases = {
+        None: (415, "not_an_image"),
+        "toy_color_v1": (415, "not_an_image"),
+        "no_such_index": (404, "unknown_index"),
+        "toy_words_v1": (400, "index_cannot_answer"),
+    }
+    for index, (status, code) in cases.items():
         form = {} if index is None else {"index": index}
         r = imgdex_client.post(
             "/api/search/image",
             files={"file": ("q.txt", b"not an image", "text/plain")},
             data=form,
         )
-        assert r.status_code == 415, r.text
-        assert r.json()["error"] == "not_an_image"
+        assert (r.status_code, r.json()["error"]) == (status, code), r.text
         r = imgdex_client.post("/api/search/image/base64", json={"image": bad, **form})
-        assert r.status_code == 415, r.text
-        assert r.json()["error"] == "not_an_image"
+        assert (r.status_code, r.json()["error"]) == (status, code), r.text
 
 
 def test_fused_image_search_answers_from_every_index(

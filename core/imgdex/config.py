@@ -58,6 +58,13 @@ class ServerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     keep_alive_timeout: Annotated[int, msgspec.Meta(ge=1)] = 5
     # Open connections; one more is answered 503 and closed at once.
     max_connections: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    # Upload bodies (image uploads, image search forms) larger than this are hashed and
+    # written to <data_dir>/storage/tmp while they stream, never held whole in memory.
+    upload_spool_bytes: Annotated[int, msgspec.Meta(ge=0)] = 8 * 1024 * 1024
+    # Bytes of upload bodies being received or processed at once; an upload that would
+    # pass it waits up to `upload_wait` seconds, then gets 503 with Retry-After.
+    uploads_in_flight_bytes: Annotated[int, msgspec.Meta(ge=1)] = 1024 * 1024 * 1024
+    upload_wait: Annotated[float, msgspec.Meta(ge=0)] = 5.0
 
 
 class ImagesConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -67,7 +74,13 @@ class ImagesConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     thumbnail_quality: int = 85
     # Images are decoded for models at reduced scale (JPEG draft mode) but never below
     # this shortest side, so models see at least this much detail.
-    decode_min_side: int = 1024
+    decode_min_side: Annotated[int, msgspec.Meta(ge=16)] = 1024
+    # Memory (bytes) that image decoding may hold at once in the whole process, all
+    # requests and workers together; each decode's cost is estimated from the header.
+    # An image costing more alone is refused (422); others wait up to `decode_wait`
+    # seconds for their share, then get 503 with Retry-After.
+    decode_budget_bytes: Annotated[int, msgspec.Meta(ge=1)] = 1024 * 1024 * 1024
+    decode_wait: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     formats: tuple[str, ...] = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF")
 
 

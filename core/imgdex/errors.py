@@ -27,11 +27,15 @@ class ImgdexError(Exception):
     status: int = 500
     code: str = "internal_error"
 
-    def __init__(self, detail: str, *, code: str | None = None) -> None:
+    def __init__(
+        self, detail: str, *, code: str | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         if code is not None:
             self.code = code
+        # Seconds after which a retry may succeed (a ``Retry-After`` header), for 503s.
+        self.retry_after = retry_after
 
 
 class BadRequest(ImgdexError):

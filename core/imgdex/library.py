@@ -23,17 +23,20 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from imgdex.budget import UploadBudget
 from imgdex.catalog import Catalog, Connection, ImageRow, VectorEntry, vector_job_kind
 from imgdex.config import Config
 from imgdex.errors import BadRequest, Conflict, ImgdexError, NotFound, reason_of
 from imgdex.imaging import DecodedImage, decode_image, make_thumbnail
 from imgdex.index import IndexManager
 from imgdex.index.labels import Key
+from imgdex.memory import tune_allocator
 from imgdex.models import DescriberSlot, EmbedderSlot
 from imgdex.plugins import PluginHost, PluginRecord
 from imgdex.remote import ServiceManager
@@ -47,6 +50,7 @@ from imgdex.schemas import (
     ImageOut,
     UploadResponse,
 )
+from imgdex.staging import Spooling, StagedFile
 from imgdex.status import (
     IndexStatus,
     PluginInfo,
@@ -101,6 +105,7 @@ class _Stored:
 
 class Library:
     def __init__(self, config: Config, host: PluginHost) -> None:
+        tune_allocator()  # before this library's thread pools create malloc arenas
         self.config = config
         self.host = host
         data = config.data_path
@@ -148,6 +153,10 @@ class Library:
             max_workers=max(4, workers), thread_name_prefix="imgdex-model"
         )
         self._image_locks = [threading.Lock() for _ in range(64)]
+        server = config.server
+        self.uploads = UploadBudget(server.uploads_in_flight_bytes, server.upload_wait)
+        # How upload bodies are read: large ones staged next to the library's files.
+        self.spooling = Spooling(self.storage.tmp, server.upload_spool_bytes, self.uploads)
         # Set by the background workers: called when there are new jobs for them.
         self.on_work: Callable[[], None] = lambda: None
 
@@ -376,13 +385,17 @@ class Library:
     # --- images -------------------------------------------------------------------
 
     async def ingest(
-        self, data: bytes | bytearray, source: str | None = None, name: str | None = None
+        self,
+        data: bytes | bytearray | StagedFile,
+        source: str | None = None,
+        name: str | None = None,
     ) -> UploadResponse:
         """Store an image (once per content) and embed it with every image embedder;
         `name` is the file's own name, kept for downloads (the first one uploaded wins).
 
         A `bytearray` (an upload read into a buffer) is copied to `bytes` in the worker
-        thread, not on the event loop."""
+        thread, not on the event loop; a `StagedFile` (a large upload, already hashed) is
+        decoded from disk and renamed into the library."""
         stored = await self.run_io(self._store_image, data, source, original_name(name))
         row = stored.row
         embeddings: list[EmbeddingInfo] = []
@@ -435,12 +448,16 @@ class Library:
         return row
 
     def _store_image(
-        self, data: bytes | bytearray, source: str | None, name: str | None = None
+        self, body: bytes | bytearray | StagedFile, source: str | None, name: str | None = None
     ) -> _Stored:
-        if not data:
+        data: bytes | Path
+        if isinstance(body, StagedFile):
+            data, full, size = body.path, body.sha256, body.size
+        else:
+            data = bytes(body)
+            full, size = sha256_hex(data), len(data)
+        if not size:
             raise BadRequest("the uploaded file is empty", code="empty_file")
-        data = bytes(data)
-        full = sha256_hex(data)
         id_ = image_id(full)
         with self._lock_for(id_):
             row = self.catalog.get_image(id_)
@@ -459,7 +476,7 @@ class Library:
                     full=full,
                     width=decoded.width,
                     height=decoded.height,
-                    file_size=len(data),
+                    file_size=size,
                     fmt=decoded.format,
                     filename=filename,
                     source=source,
@@ -471,7 +488,7 @@ class Library:
             assert row is not None
             return _Stored(row=row, decoded=decoded, duplicate=False, restored=False)
 
-    def _existing(self, row: ImageRow, full: str, data: bytes) -> _Stored:
+    def _existing(self, row: ImageRow, full: str, data: bytes | Path) -> _Stored:
         if row.sha256_full != full:
             log.error(
                 "SHA-256 collision on id %s: stored %s, uploaded %s; upload rejected",

@@ -16,6 +16,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -70,6 +71,7 @@ class Searcher:
         query = query.strip()
         if not query:
             raise BadRequest("the query is empty", code="empty_query")
+        self._check_weights(options)
         slots = self._targets("text", options.index)
 
         def embed(slot: EmbedderSlot) -> npt.NDArray[np.float32]:
@@ -79,11 +81,11 @@ class Searcher:
         return await self._search(query, slots, embed, options)
 
     async def search_image(
-        self, image: Image | bytes | bytearray, options: SearchOptions
+        self, image: Image | bytes | bytearray | Path, options: SearchOptions
     ) -> SearchResponse:
         """Search by a decoded image, or by an image file's bytes (decoded in the search's
         own worker call, which saves a hop)."""
-        if not isinstance(image, bytes | bytearray):
+        if not isinstance(image, bytes | bytearray | Path):
             decoded = image
 
             def embed(slot: EmbedderSlot) -> npt.NDArray[np.float32]:
@@ -91,14 +93,24 @@ class Searcher:
                 return np.asarray(vectors[0], dtype=np.float32)
 
             return await self._search(None, self._targets("image", options.index), embed, options)
+        # Every option is checked before the image is touched: a bad one costs nothing.
+        slots = self.image_targets(options)
         query = _ImageQuery(image, self.library.config.images)
-        try:
-            slots = self._targets("image", options.index)
-        except ImgdexError:
-            # A bad image is reported before a bad `index`, as when it was decoded first.
-            await self.library.run_io(query.decode)
-            raise
         return await self._search(None, slots, query.embed, options, query.decode)
+
+    def image_targets(self, options: SearchOptions) -> list[EmbedderSlot]:
+        """The indexes an image search with `options` asks, or the 4xx its options earn
+        (callers check this before decoding or even base64-decoding the image)."""
+        self._check_weights(options)
+        return self._targets("image", options.index)
+
+    def _check_weights(self, options: SearchOptions) -> None:
+        unknown = sorted(set(options.weights or ()) - set(self.library.embedders))
+        if unknown:
+            known = sorted(self.library.embedders)
+            raise BadRequest(
+                f"weights: unknown index {unknown[0]!r} (available: {known})", code="bad_weights"
+            )
 
     def _targets(self, modality: str, wanted: str | list[str] | None) -> list[EmbedderSlot]:
         library = self.library
@@ -332,7 +344,7 @@ class Searcher:
 class _ImageQuery:
     """An image query given as file bytes, decoded once by the first call that needs it."""
 
-    def __init__(self, data: bytes | bytearray, policy: ImagesConfig) -> None:
+    def __init__(self, data: bytes | bytearray | Path, policy: ImagesConfig) -> None:
         self.data = data
         self.policy = policy
         self.image: Image | None = None

@@ -158,8 +158,11 @@ class Storage:
 
     # --- writes -------------------------------------------------------------------
 
-    def put_image(self, id_: str, filename: str, data: bytes, thumbnail: bytes) -> bool:
-        """Store an image directory atomically; False when it already exists whole."""
+    def put_image(self, id_: str, filename: str, data: bytes | Path, thumbnail: bytes) -> bool:
+        """Store an image directory atomically; False when it already exists whole.
+
+        `data` may be a staged upload (`imgdex.staging`, fsynced, in `tmp`): it is
+        renamed into place instead of copied."""
         final = self.image_dir(id_)
         if (final / filename).is_file() and (final / "thumbnail.jpg").is_file():
             return False
@@ -167,6 +170,9 @@ class Storage:
         staging.mkdir(parents=True)
         try:
             for name, payload in ((filename, data), ("thumbnail.jpg", thumbnail)):
+                if isinstance(payload, Path):
+                    os.replace(payload, staging / name)
+                    continue
                 with open(staging / name, "wb") as f:
                     f.write(payload)
                     f.flush()

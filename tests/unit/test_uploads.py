@@ -8,14 +8,18 @@ file part are all split across chunks.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from imgdex.api.uploads import read_form
+from imgdex.budget import UploadBudget
 from imgdex.errors import BadRequest
+from imgdex.staging import Spooling, StagedFile
 
 BOUNDARY = "----b0und4ry"
 
@@ -75,3 +79,31 @@ def test_chunked_bad_bodies_are_refused(chunk: int) -> None:
     with pytest.raises(BadRequest) as long:
         read(body([("source", None, b"s" * 5000), ("file", "x.bin", b"abc")]), chunk)
     assert long.value.code == "bad_multipart" and "'source'" in long.value.detail
+
+
+@pytest.mark.parametrize("chunk", [4096, 300_000, 10**9])
+def test_a_large_file_part_is_staged_hashed_and_its_budget_given_back(
+    chunk: int, tmp_path: Path
+) -> None:
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    data = body([("source", None, b"album"), ("file", "x.bin", payload)])
+    budget = UploadBudget(10 * 1024 * 1024, 0.0)
+    spooling = Spooling(tmp_path / "tmp", 64 * 1024, budget)
+
+    async def go() -> Any:
+        request: Any = ChunkedRequest(data, chunk)
+        return await read_form(request, "file", ("source",), spooling)
+
+    form = asyncio.run(go())
+    assert isinstance(form.file, StagedFile)
+    assert form.file.path.read_bytes() == payload
+    assert (form.file.sha256, form.file.size) == (hashlib.sha256(payload).hexdigest(), len(payload))
+    assert form.fields == {"source": "album"}
+    assert budget.in_use == len(data)  # no Content-Length: held as it arrived
+    form.close()
+    assert budget.in_use == 0 and not any((tmp_path / "tmp").iterdir())
+
+    # A body cut short leaves no staged file and holds nothing.
+    with pytest.raises(BadRequest):
+        asyncio.run(read_form(ChunkedRequest(data[:-5], chunk), "file", (), spooling))  # type: ignore[arg-type]
+    assert budget.in_use == 0 and not any((tmp_path / "tmp").iterdir())

@@ -70,7 +70,8 @@ def _redact(request: Request[Any, Any, Any], detail: str) -> str:
 def _imgdex_error(request: Request[Any, Any, Any], exc: ImgdexError) -> Response[dict[str, Any]]:
     if exc.status >= 500:
         log.warning("%s: %s", exc.code, exc.detail)
-    return _json(exc.status, exc.code, _redact(request, exc.detail))
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return _json(exc.status, exc.code, _redact(request, exc.detail), headers=headers)
 
 
 def _validation_error(

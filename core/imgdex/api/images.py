@@ -50,10 +50,16 @@ class ImagesController(Controller):
         """Store an image once per content and embed it with every enabled image model.
 
         The body is ``multipart/form-data`` with a ``file`` part and an optional
-        ``source``; it is read straight into memory (`imgdex.api.uploads`)."""
-        form = await read_form(request, "file", ("source",))
-        source = form.text("source")
-        result = await library.ingest(form.file, source[:200] if source else None, form.filename)
+        ``source``; it is read into memory, or staged on disk when large
+        (`imgdex.api.uploads`)."""
+        form = await read_form(request, "file", ("source",), library.spooling)
+        try:
+            source = form.text("source")
+            result = await library.ingest(
+                form.file, source[:200] if source else None, form.filename
+            )
+        finally:
+            form.close()
         return Response(result, status_code=HTTP_200_OK if result.duplicate else HTTP_201_CREATED)
 
     @get("/", summary="List images")

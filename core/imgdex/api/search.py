@@ -18,6 +18,7 @@ from imgdex.schemas import (
     SearchResponse,
     SearchTextRequest,
 )
+from imgdex.staging import StagedFile
 
 from .deps import SearcherDep
 from .request import LARGE_JSON
@@ -59,8 +60,15 @@ class SearchController(Controller):
         # The searcher is the only dependency: with two, Litestar resolves them in an
         # anyio task group, which costs more per request than the search's own hop. The
         # form is read by `read_form`, not Litestar's form parsing (0.08 ms less a query).
-        form = await read_form(request, "file", IMAGE_SEARCH_FIELDS)
-        return await searcher.search_image(form.file, _form_options(form))
+        form = await read_form(request, "file", IMAGE_SEARCH_FIELDS, searcher.library.spooling)
+        try:
+            options = _form_options(form)
+            file = form.file
+            return await searcher.search_image(
+                file.path if isinstance(file, StagedFile) else file, options
+            )
+        finally:
+            form.close()
 
     @post(
         "/image/base64",
@@ -71,6 +79,7 @@ class SearchController(Controller):
     async def image_base64(
         self, searcher: SearcherDep, data: JSONBody[SearchImageBase64Request]
     ) -> SearchResponse:
+        searcher.image_targets(data)  # bad options answer before the image is decoded
         return await searcher.search_image(_b64decode(data.image), data)
 
 

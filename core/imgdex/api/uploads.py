@@ -7,10 +7,16 @@ ms for a 6 MB PNG), for bytes that the upload path needs in memory anyway. This 
 the body as it arrives with the `multipart` package's push parser (the parser Litestar
 itself uses), appending the file part to one buffer: 0.17 ms per MB. The request size
 limit is still Litestar's (`Request.stream` enforces ``server.max_upload_bytes``).
+
+Large bodies are not held whole: past ``server.upload_spool_bytes`` the file part is
+hashed and written to a staging file as it arrives (`imgdex.staging`), in worker threads,
+a megabyte at a time. Every body's bytes are taken from the `UploadBudget` (its
+Content-Length up front, else as it arrives) until the handler closes the form.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,36 +39,87 @@ from multipart import (
     parse_options_header,
 )
 
+from imgdex.budget import UploadBudget
 from imgdex.errors import BadRequest
+from imgdex.staging import Spool, Spooling, StagedFile
 
 __all__ = ["Form", "read_form", "upload_operation"]
 
 _MAX_TEXT = 4096  # bytes of one text field
 _MAX_PARTS = 32
+_FLUSH = 1024 * 1024  # a spooled body goes to its file in pieces of about this size
 
 
 @dataclass
 class Form:
-    """A multipart form: its one file part and its text fields."""
+    """A multipart form: its one file part (in memory, or staged on disk) and its text
+    fields. `close` gives back its upload budget and removes a staged file not stored."""
 
-    file: bytearray
+    file: bytearray | StagedFile
     fields: dict[str, str] = field(default_factory=dict)
     filename: str | None = None  # the file part's own name, as the client sent it
+    budget: UploadBudget | None = None
+    held: int = 0
 
     def text(self, name: str) -> str | None:
         """A text field, stripped; None when absent or blank."""
         value = self.fields.get(name, "").strip()
         return value or None
 
+    def close(self) -> None:
+        if self.budget is not None and self.held:
+            self.budget.give(self.held)
+            self.held = 0
+        if isinstance(self.file, StagedFile):
+            self.file.path.unlink(missing_ok=True)  # stored files were renamed away
+
 
 async def read_form(
-    request: Request[Any, Any, Any], file_field: str, text_fields: Collection[str]
+    request: Request[Any, Any, Any],
+    file_field: str,
+    text_fields: Collection[str],
+    spooling: Spooling | None = None,
 ) -> Form:
     """Read a ``multipart/form-data`` body with one file part named `file_field`.
 
     Text parts named in `text_fields` are kept (up to 4 kB each), others are skipped; a
     4xx names what is wrong: not multipart, malformed, no file part, a second one, or a
-    text field too long."""
+    text field too long. With `spooling`, a large file part is staged on disk and the
+    body's bytes are held of its budget (the caller closes the form)."""
+    form = Form(bytearray(), budget=spooling.budget if spooling else None)
+    spool: Spool | None = None  # set once the body is read: _read cleans up its own
+    try:
+        if form.budget is not None and (length := _content_length(request)) is not None:
+            await form.budget.take(length)
+            form.held = length
+        file, form.fields, spool = await _read(request, file_field, text_fields, spooling, form)
+        form.file = file if spool is None else await asyncio.to_thread(_finish, spool, file)
+        return form
+    except BaseException:
+        if spool is not None:
+            await asyncio.to_thread(spool.discard)
+        form.close()
+        raise
+
+
+def _content_length(request: Request[Any, Any, Any]) -> int | None:
+    value = request.headers.get("content-length", "")
+    return int(value) if value.isdigit() else None
+
+
+def _finish(spool: Spool, rest: bytearray) -> StagedFile:
+    spool.write(rest)
+    return spool.finish()
+
+
+async def _read(
+    request: Request[Any, Any, Any],
+    file_field: str,
+    text_fields: Collection[str],
+    spooling: Spooling | None,
+    form: Form,
+) -> tuple[bytearray, dict[str, str], Spool | None]:
+    """The body's file part (what is not yet in the spool), its text fields, the spool."""
     content_type = request.headers.get("content-type", "")
     kind, options = parse_options_header(content_type)
     boundary = options.get("boundary")
@@ -77,9 +134,14 @@ async def read_form(
     fields: dict[str, str] = {}
     buffer: bytearray | None = None
     segment: MultipartSegment | None = None
+    spool: Spool | None = None
+    budget, metered = form.budget, form.budget is not None and not form.held
     try:
         with PushMultipartParser(boundary, max_segment_count=_MAX_PARTS) as parser:
             async for chunk in request.stream():
+                if metered and budget is not None:  # no Content-Length: hold as it comes
+                    await budget.take(len(chunk))
+                    form.held += len(chunk)
                 for event in parser.parse(chunk):
                     if isinstance(event, MultipartSegment):
                         segment, buffer = event, None
@@ -104,22 +166,36 @@ async def read_form(
                         segment, buffer = None, None
                     elif buffer is not None:
                         buffer += event
-                        if buffer is not file and len(buffer) > _MAX_TEXT:
+                        if buffer is file:
+                            if spooling is None:
+                                continue
+                            if spool is None and len(file) > spooling.threshold:
+                                spool = await asyncio.to_thread(Spool, spooling.directory)
+                            if spool is not None and len(file) >= _FLUSH:
+                                full, file = file, bytearray()
+                                buffer = file
+                                await asyncio.to_thread(spool.write, full)
+                        elif len(buffer) > _MAX_TEXT:
                             assert segment is not None
                             raise BadRequest(
                                 f"the form field {segment.name!r} is longer than {_MAX_TEXT} bytes",
                                 code="bad_multipart",
                             )
         # Leaving the block checks that the body ended with the closing boundary.
-    except ParserLimitReached:
-        raise BadRequest(
-            f"the form has more than {_MAX_PARTS} parts", code="bad_multipart"
-        ) from None
-    except ParserError as exc:
-        raise BadRequest(f"invalid multipart/form-data: {exc}", code="bad_multipart") from None
-    if file is None:
-        raise BadRequest(f"the form has no {file_field!r} file part", code="missing_file")
-    return Form(file, fields, filename)
+        if file is None:
+            raise BadRequest(f"the form has no {file_field!r} file part", code="missing_file")
+    except BaseException as exc:
+        if spool is not None:
+            await asyncio.to_thread(spool.discard)
+        if isinstance(exc, ParserLimitReached):
+            raise BadRequest(
+                f"the form has more than {_MAX_PARTS} parts", code="bad_multipart"
+            ) from None
+        if isinstance(exc, ParserError):
+            raise BadRequest(f"invalid multipart/form-data: {exc}", code="bad_multipart") from None
+        raise
+    form.filename = filename
+    return file, fields, spool
 
 
 def _decode(segment: MultipartSegment, data: bytearray) -> str:

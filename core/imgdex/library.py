@@ -52,6 +52,7 @@ from imgdex.status import (
     IndexStatus,
     PluginInfo,
     Progress,
+    Retry,
     index_status,
     orphan_status,
     plugin_infos,
@@ -549,6 +550,16 @@ class Library:
         ]
         return {slot.name: (slot.state, slot.error) for slot in slots}
 
+    def model_retries(self) -> dict[str, Retry]:
+        """When each failed model's next load attempt is due."""
+        slots: list[EmbedderSlot | DescriberSlot] = [
+            *self.embedders.values(),
+            *self.describers.values(),
+        ]
+        return {
+            s.name: (at, round(s.retry_in or 0.0, 1)) for s in slots if (at := s.next_attempt_at)
+        }
+
     def progress(self) -> dict[str, Progress]:
         """Per enabled index and describer: items done, waiting and failed for good."""
         counts = self.catalog.index_counts()
@@ -574,6 +585,7 @@ class Library:
             model_states=self.model_states(),
             progress=self.progress(),
             roles=self.roles(),
+            retries=self.model_retries(),
         )
 
     def index_report(self) -> list[IndexStatus]:
@@ -582,6 +594,7 @@ class Library:
         states = self.model_states()
         progress = self.progress()
         roles = self.roles()
+        retries = self.model_retries()
         embedders = self.embedders
         out = [
             index_status(
@@ -593,6 +606,7 @@ class Library:
                 state=states[name],
                 progress=progress.get(name),
                 role=roles.get(name, (None, None)),
+                retry=retries.get(name),
             )
             for name, slot in sorted(embedders.items())
         ]

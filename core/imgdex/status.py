@@ -8,7 +8,10 @@ import msgspec
 
 from imgdex.plugins import PluginRecord
 
-__all__ = ["DescriberInfo", "IndexStatus", "PluginInfo", "plugin_infos"]
+__all__ = ["DescriberInfo", "IndexStatus", "PluginInfo", "Retry", "plugin_infos"]
+
+# (next_attempt_at as ISO 8601 UTC, seconds until then) of a model whose load failed.
+Retry = tuple[str, float]
 
 
 class Progress(msgspec.Struct, kw_only=True, frozen=True):
@@ -37,6 +40,10 @@ class IndexStatus(msgspec.Struct, kw_only=True, frozen=True):
     # while the old index answers) | retired (replaced, kept until removed).
     role: str | None = None
     note: str | None = None
+    # A failed model: when its next load attempt is due (ISO 8601 UTC) and in how many
+    # seconds (0: at the next use or retry tick).
+    next_attempt_at: str | None = None
+    retry_in: float | None = None
 
 
 class DescriberInfo(msgspec.Struct, kw_only=True, frozen=True):
@@ -44,6 +51,8 @@ class DescriberInfo(msgspec.Struct, kw_only=True, frozen=True):
     model: str
     state: str
     error: str | None = None
+    next_attempt_at: str | None = None
+    retry_in: float | None = None
 
 
 class PluginInfo(msgspec.Struct, kw_only=True, frozen=True):
@@ -69,6 +78,7 @@ def plugin_infos(
     model_states: dict[str, tuple[str, str | None]],
     progress: dict[str, Progress],
     roles: dict[str, tuple[str | None, str | None]] | None = None,
+    retries: dict[str, Retry] | None = None,
 ) -> list[PluginInfo]:
     """One `PluginInfo` per plugin, in name order."""
     out = []
@@ -83,14 +93,24 @@ def plugin_infos(
                 state=model_states.get(e.index_name, ("not_loaded", None)),
                 progress=progress.get(e.index_name),
                 role=(roles or {}).get(e.index_name, (None, None)),
+                retry=(retries or {}).get(e.index_name),
             )
             for e in record.embedders
         ]
         describers = []
         for d in record.describers:
-            state, error = model_states.get(f"describer {d.method}", ("not_loaded", None))
+            name = f"describer {d.method}"
+            state, error = model_states.get(name, ("not_loaded", None))
+            at, retry_in = (retries or {}).get(name) or (None, None)
             describers.append(
-                DescriberInfo(method=d.method, model=d.model, state=state, error=error)
+                DescriberInfo(
+                    method=d.method,
+                    model=d.model,
+                    state=state,
+                    error=error,
+                    next_attempt_at=at,
+                    retry_in=retry_in,
+                )
             )
         out.append(
             PluginInfo(
@@ -120,7 +140,9 @@ def index_status(
     state: tuple[str, str | None],
     progress: Progress | None,
     role: tuple[str | None, str | None] = (None, None),
+    retry: Retry | None = None,
 ) -> IndexStatus:
+    at, retry_in = retry or (None, None)
     dimension = embedder.dimension or (meta or {}).get("dimension")
     return IndexStatus(
         index=embedder.index_name,
@@ -138,6 +160,8 @@ def index_status(
         progress=progress,
         role=role[0],
         note=role[1],
+        next_attempt_at=at,
+        retry_in=retry_in,
     )
 
 

@@ -69,6 +69,9 @@ class SystemController(Controller):
                         "model": m.provider.model,
                         "state": m.state,
                         "error": m.error,
+                        # A failed model: when the next load attempt is due.
+                        "next_attempt_at": m.next_attempt_at,
+                        "retry_in": None if m.retry_in is None else round(m.retry_in, 1),
                     }
                     for m in models
                 ],

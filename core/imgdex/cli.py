@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import msgspec
 
 from imgdex.config import Config, load_config
+from imgdex.datalock import DataDirLocked
 from imgdex.errors import ConfigError
 
 __all__ = ["main"]
@@ -30,21 +31,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from imgdex.api import create_app
+    from imgdex.datalock import acquire
 
     config = _config(args)
-    app = create_app(config)
-    print(
-        f"imgdex: serving on http://{config.server.host}:{config.server.port} "
-        f"(data in {config.data_path}; API docs at /docs)",
-        flush=True,
-    )
-    uvicorn.run(
-        app,
-        host=config.server.host,
-        port=config.server.port,
-        log_level=args.log_level.lower(),
-        timeout_graceful_shutdown=10,
-    )
+    # Before plugins load or the port opens: a second server on this data directory
+    # stops here, naming the first.
+    with acquire(config.data_path):
+        app = create_app(config)
+        print(
+            f"imgdex: serving on http://{config.server.host}:{config.server.port} "
+            f"(data in {config.data_path}; API docs at /docs)",
+            flush=True,
+        )
+        uvicorn.run(
+            app,
+            host=config.server.host,
+            port=config.server.port,
+            log_level=args.log_level.lower(),
+            timeout_graceful_shutdown=10,
+        )
     return 0
 
 
@@ -290,6 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"imgdex: configuration error: {exc.detail}", file=sys.stderr)
         return 2
+    except DataDirLocked as exc:
+        print(f"imgdex: {exc.detail}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from imgdex import datalock
 from imgdex.catalog import Catalog, ImageRow, VectorEntry, vector_job_kind
 from imgdex.config import Config
 from imgdex.errors import BadRequest, Conflict, ImgdexError, NotFound
@@ -85,8 +86,16 @@ class Library:
     def __init__(self, config: Config, host: PluginHost) -> None:
         self.config = config
         self.host = host
+        # One writer per data directory, for as long as this library is open.
+        self._data_lock = datalock.acquire(config.data_path)
+        try:
+            self._open(config, host)
+        except BaseException:
+            self._data_lock.release()
+            raise
+
+    def _open(self, config: Config, host: PluginHost) -> None:
         data = config.data_path
-        data.mkdir(parents=True, exist_ok=True)
         self.storage = Storage(data / "storage")
         self.catalog = Catalog(data / "imgdex.db")
         backend = host.backend(config.index.backend)
@@ -166,6 +175,7 @@ class Library:
             self.release(slot)
         self.indexes.close()
         self.catalog.close()
+        self._data_lock.release()
 
     @staticmethod
     def release(slot: EmbedderSlot | DescriberSlot) -> None:

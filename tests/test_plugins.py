@@ -311,6 +311,8 @@ def test_describers_write_descriptions_that_get_embedded(imgdex_app_factory: Any
                 "model": "imgdex-toy-namer",
                 "state": "ready",
                 "error": None,
+                "next_attempt_at": None,
+                "retry_in": None,
             }
         ]
 

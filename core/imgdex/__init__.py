@@ -6,6 +6,7 @@ Plugin authors need only what is listed here: ``from imgdex import hookimpl, Emb
 from imgdex.config import Config, PluginConfig, PluginSettings, load_config
 from imgdex.devices import resolve_device
 from imgdex.hookspecs import hookimpl
+from imgdex.models import import_serially
 from imgdex.providers import Describer, Embedder, IndexBackend, Metric, Modality, VectorIndex
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "PluginSettings",
     "VectorIndex",
     "hookimpl",
+    "import_serially",
     "load_config",
     "resolve_device",
 ]

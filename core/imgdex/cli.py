@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from imgdex.config import Config, load_config
+from imgdex.datalock import DataDirLocked
 from imgdex.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -32,23 +33,27 @@ def _config(args: argparse.Namespace) -> Config:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from imgdex.api import create_app
+    from imgdex.datalock import acquire
     from imgdex.server import serve
 
     config = _config(args)
-    app = create_app(config)
-    print(
-        f"imgdex: serving on http://{config.server.host}:{config.server.port} "
-        f"(data in {config.data_path}; API docs at /docs)",
-        flush=True,
-    )
-    serve(
-        app,
-        config.server,
-        host=config.server.host,
-        port=config.server.port,
-        log_level=args.log_level.lower(),
-        timeout_graceful_shutdown=10,
-    )
+    # Before plugins load or the port opens: a second server on this data directory
+    # stops here, naming the first.
+    with acquire(config.data_path):
+        app = create_app(config)
+        print(
+            f"imgdex: serving on http://{config.server.host}:{config.server.port} "
+            f"(data in {config.data_path}; API docs at /docs)",
+            flush=True,
+        )
+        serve(
+            app,
+            config.server,
+            host=config.server.host,
+            port=config.server.port,
+            log_level=args.log_level.lower(),
+            timeout_graceful_shutdown=10,
+        )
     return 0
 
 
@@ -329,6 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"imgdex: configuration error: {exc.detail}", file=sys.stderr)
         return 2
+    except DataDirLocked as exc:
+        print(f"imgdex: {exc.detail}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

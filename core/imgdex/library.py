@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from imgdex import datalock
 from imgdex.budget import UploadBudget
 from imgdex.catalog import Catalog, Connection, ImageRow, VectorEntry, vector_job_kind
 from imgdex.config import Config
@@ -55,6 +56,7 @@ from imgdex.status import (
     IndexStatus,
     PluginInfo,
     Progress,
+    Retry,
     hide_model_path,
     index_status,
     model_name,
@@ -108,6 +110,15 @@ class Library:
         tune_allocator()  # before this library's thread pools create malloc arenas
         self.config = config
         self.host = host
+        # One writer per data directory, for as long as this library is open.
+        self._data_lock = datalock.acquire(config.data_path)
+        try:
+            self._open(config, host)
+        except BaseException:
+            self._data_lock.release()
+            raise
+
+    def _open(self, config: Config, host: PluginHost) -> None:
         data = config.data_path
         make_private(data, config.storage)
         self.storage = Storage(data / "storage")
@@ -193,6 +204,7 @@ class Library:
             self.release(slot)
         self.indexes.close()
         self.catalog.close()
+        self._data_lock.release()
 
     @staticmethod
     def release(slot: EmbedderSlot | DescriberSlot) -> None:
@@ -620,6 +632,16 @@ class Library:
         ]
         return {slot.name: (slot.state, slot.error) for slot in slots}
 
+    def model_retries(self) -> dict[str, Retry]:
+        """When each failed model's next load attempt is due."""
+        slots: list[EmbedderSlot | DescriberSlot] = [
+            *self.embedders.values(),
+            *self.describers.values(),
+        ]
+        return {
+            s.name: (at, round(s.retry_in or 0.0, 1)) for s in slots if (at := s.next_attempt_at)
+        }
+
     def progress(self) -> dict[str, Progress]:
         """Per enabled index and describer: items done, waiting and failed for good."""
         counts = self.catalog.index_counts()
@@ -645,6 +667,7 @@ class Library:
             model_states=self.model_states(),
             progress=self.progress(),
             roles=self.roles(),
+            retries=self.model_retries(),
         )
 
     def index_report(self) -> list[IndexStatus]:
@@ -653,6 +676,7 @@ class Library:
         states = self.model_states()
         progress = self.progress()
         roles = self.roles()
+        retries = self.model_retries()
         embedders = self.embedders
         out = [
             index_status(
@@ -664,6 +688,7 @@ class Library:
                 state=states[name],
                 progress=progress.get(name),
                 role=roles.get(name, (None, None)),
+                retry=retries.get(name),
             )
             for name, slot in sorted(embedders.items())
         ]

@@ -4,16 +4,23 @@ A `ModelSlot` wraps one provider (an `Embedder` or a `Describer`). Weights load 
 use, once, behind a lock, in whatever worker thread needs them first. A model that fails
 to load is reported with its error and retried after ``worker.retry_load_after``
 seconds, so a model whose weights arrive later (or whose GPU box comes back) resumes
-without a restart. Inference on one model is serialised: two concurrent batches on the
-same CPU model only thrash.
+without a restart; a failure that says nothing about the model (an import race, memory,
+a timeout) is retried within seconds. Inference on one model is serialised: two
+concurrent batches on the same CPU model only thrash.
+
+Before any `load`, the modules a provider declares in ``imports`` are imported under
+one process-wide lock: transformers 5.x resolves its lazy attributes without a lock, so
+several threads importing from it at once fail at random.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 import numpy as np
@@ -28,13 +35,69 @@ if TYPE_CHECKING:
     from imgdex.index import ManagedIndex
     from imgdex.plugins import PluginRecord
 
-__all__ = ["DescriberSlot", "EmbedderSlot", "ModelSlot"]
+__all__ = [
+    "IMPORT_LOCK",
+    "DescriberSlot",
+    "EmbedderSlot",
+    "ModelSlot",
+    "import_for",
+    "import_serially",
+    "transient",
+]
 
 log = logging.getLogger(__name__)
 
 P = TypeVar("P", Embedder, Describer)
 FAILURES_BEFORE_BACKOFF = 3
 State = Literal["not_loaded", "loading", "ready", "failed"]
+# A load that failed for a reason outside the model is retried after 1, 2, 4 ... seconds
+# (never longer than the full back-off), this many times before the full back-off.
+QUICK_RETRIES = 4
+# Failures that say nothing about the model; ModuleNotFoundError (a missing package) does.
+_TRANSIENT = (ImportError, AttributeError, MemoryError, TimeoutError)
+
+# Held while any provider's declared modules are imported: one import at a time in the
+# whole process, whichever slot, plugin or model service asks.
+IMPORT_LOCK = threading.RLock()
+_imported: set[str] = set()
+
+
+def import_serially(*specs: str) -> None:
+    """Import modules (``"torch"``) or names in them (``"transformers:AutoModel"``) under
+    the core's process-wide import lock, each once per process.
+
+    Resolving a lazy name once, under the lock, leaves it a plain module attribute that
+    threads can then read safely. Providers list what `load` needs in ``imports``; a
+    plugin that imports a library only on some paths calls this just before it.
+    """
+    if all(spec in _imported for spec in specs):
+        return
+    with IMPORT_LOCK:
+        for spec in specs:
+            if spec in _imported:
+                continue
+            module_name, _, attr = spec.partition(":")
+            module = importlib.import_module(module_name)
+            if attr:
+                getattr(module, attr)
+            _imported.add(spec)
+
+
+def import_for(provider: object) -> None:
+    """Import what `provider` declares in ``imports`` (see `Embedder.imports`)."""
+    import_serially(*(str(spec) for spec in getattr(provider, "imports", ()) or ()))
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a load failure (or what caused it) is not about the model itself."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _TRANSIENT) and not isinstance(current, ModuleNotFoundError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 class ModelSlot(Generic[P]):
@@ -45,6 +108,8 @@ class ModelSlot(Generic[P]):
         self.state: State = "not_loaded"
         self.error: str | None = None
         self._failed_at = 0.0
+        self._retry_delay = retry_after  # of the current failure
+        self._quick_retries = 0
         self._load_lock = threading.Lock()
         self._infer_lock = threading.Lock()
         self._consecutive_failures = 0
@@ -61,24 +126,48 @@ class ModelSlot(Generic[P]):
         with self._load_lock:
             if self.state == "ready":
                 return
-            if self.state == "failed" and time.monotonic() - self._failed_at < self.retry_after:
+            if not self.available():
                 raise ServiceUnavailable(f"{self.name}: model unavailable: {self.error}")
             self.state = "loading"
             try:
+                import_for(self.provider)
                 self.provider.load()
                 self._after_load()
             except Exception as exc:
-                self.state = "failed"
-                detail = (
-                    exc.detail if isinstance(exc, ImgdexError) else f"{type(exc).__name__}: {exc}"
-                )
-                self.error = detail
-                self._failed_at = time.monotonic()
-                log.error("%s could not be loaded: %s", self.name, detail)
+                detail = _describe_error(exc)
+                delay = self.retry_after
+                if transient(exc) and self._quick_retries < QUICK_RETRIES:
+                    delay = min(self.retry_after, 2.0**self._quick_retries)
+                    self._quick_retries += 1
+                self.back_off(detail, delay)
+                log.error("%s could not be loaded: %s; retrying in %gs", self.name, detail, delay)
                 raise ServiceUnavailable(f"{self.name}: model unavailable: {detail}") from exc
             self.state = "ready"
             self.error = None
+            self._quick_retries = 0
             log.info("%s loaded", self.name)
+
+    def back_off(self, error: str, delay: float | None = None) -> None:
+        """Mark the model failed; it is tried again after `delay` (default: the full back-off)."""
+        self.state = "failed"
+        self.error = error
+        self._failed_at = time.monotonic()
+        self._retry_delay = self.retry_after if delay is None else delay
+
+    @property
+    def retry_in(self) -> float | None:
+        """Seconds until the next load attempt is allowed (0: due now); None unless failed."""
+        if self.state != "failed":
+            return None
+        return max(0.0, self._failed_at + self._retry_delay - time.monotonic())
+
+    @property
+    def next_attempt_at(self) -> str | None:
+        """When the next load attempt is due, as an ISO 8601 UTC timestamp."""
+        wait = self.retry_in
+        if wait is None:
+            return None
+        return datetime.fromtimestamp(time.time() + wait, UTC).isoformat(timespec="seconds")
 
     def _after_load(self) -> None:
         pass
@@ -94,7 +183,7 @@ class ModelSlot(Generic[P]):
     def available(self) -> bool:
         """False while a failed load is waiting for its retry time."""
         return not (
-            self.state == "failed" and time.monotonic() - self._failed_at < self.retry_after
+            self.state == "failed" and time.monotonic() - self._failed_at < self._retry_delay
         )
 
     def _call(self, fn: Callable[[], object], inputs: Callable[[], int]) -> object:
@@ -103,9 +192,7 @@ class ModelSlot(Generic[P]):
             try:
                 out = fn()
             except Exception as exc:
-                detail = (
-                    exc.detail if isinstance(exc, ImgdexError) else f"{type(exc).__name__}: {exc}"
-                )
+                detail = _describe_error(exc)
                 self._failed_call(detail, inputs())  # fingerprinted only on failure
                 if isinstance(exc, ImgdexError):
                     raise
@@ -128,9 +215,7 @@ class ModelSlot(Generic[P]):
         if self._consecutive_failures >= FAILURES_BEFORE_BACKOFF:
             self._consecutive_failures = 0
             self._failed_inputs.clear()
-            self.state = "failed"
-            self.error = f"{FAILURES_BEFORE_BACKOFF} calls in a row failed, last: {detail}"
-            self._failed_at = time.monotonic()
+            self.back_off(f"{FAILURES_BEFORE_BACKOFF} calls in a row failed, last: {detail}")
             log.error("%s: %s; retrying in %ss", self.name, self.error, self.retry_after)
 
 

@@ -44,6 +44,7 @@ from imgdex.api.request import THREAD_DECODE_BYTES, request_class
 from imgdex.config import Config
 from imgdex.errors import BadRequest, ConfigError, ImgdexError, NotFound, ServiceUnavailable
 from imgdex.imaging import decode_image
+from imgdex.models import import_for
 from imgdex.plugins import PluginHost, PluginRecord
 from imgdex.providers import Describer, Embedder
 
@@ -88,6 +89,7 @@ class _Model(Generic[M]):
                 raise ServiceUnavailable(f"the model could not be loaded: {self.error}")
             self.state = "loading"
             try:
+                import_for(self.provider)
                 self.provider.load()
             except Exception as exc:
                 self.state, self._failed_at = "failed", time.monotonic()

@@ -2,7 +2,10 @@
 
 A plugin that fails to import or to register is kept in the list as ``failed`` with its
 error, and never takes the server down (pluggy's own `load_setuptools_entrypoints` stops
-at the first failure, so entry points are loaded here individually).
+at the first failure, so entry points are loaded here individually). A plugin's config
+section that does not decode (an unknown key, a bad value) is different: that is the
+user's mistake, and like any other config error it stops the start with a `ConfigError`
+naming the key.
 """
 
 from __future__ import annotations
@@ -104,10 +107,10 @@ class PluginHost:
 
     def _register(self, record: PluginRecord, plugin: object) -> None:
         settings = self.config.plugin_settings(record.name)
+        record.configured_enabled = settings.enabled  # a ConfigError stops the start
         try:
-            record.configured_enabled = settings.enabled
             self.pm.register(plugin, name=record.name)
-        except (ValueError, pluggy.PluginValidationError, ConfigError) as exc:
+        except (ValueError, pluggy.PluginValidationError) as exc:
             record.fail(f"registration failed: {exc}")
             return
         kwargs: dict[str, Any] = {"config": settings}
@@ -125,6 +128,12 @@ class PluginHost:
                 _check_embedder(embedder)
             for describer in collected["describer"]:
                 _check_describer(describer)
+        except ConfigError as exc:
+            # The plugin's section of the config does not decode: a start-up error, like
+            # a bad key of the core's own, not a broken plugin to list and skip.
+            self.pm.unregister(name=record.name)
+            log.debug("plugin %s: bad config: %s", record.name, exc.detail)
+            raise
         except Exception as exc:
             log.error("plugin %s failed to register: %s", record.name, exc)
             log.debug("%s", traceback.format_exc())

@@ -51,6 +51,11 @@ class Embedder(abc.ABC):
     stores: Modality
     query_modalities: frozenset[Modality]
     metric: Metric = "cosine"
+    # Modules (``"torch"``) or names in them (``"transformers:AutoModel"``) that `load`
+    # needs. The core imports them once, serially, under a process-wide lock, before
+    # any `load` runs: some libraries (transformers 5.x) fail at random when several
+    # threads import from them at once. Optional; the default imports nothing.
+    imports: tuple[str, ...] = ()
 
     @property
     def dimension(self) -> int | None:
@@ -86,6 +91,8 @@ class Describer(abc.ABC):
 
     method: str
     model: str
+    # What `load` needs imported first, serially (see `Embedder.imports`).
+    imports: tuple[str, ...] = ()
 
     def load(self) -> None:  # noqa: B027 - loading is optional
         """Load weights or open clients. Called once, lazily, in a worker thread."""

@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from imgdex.config import Config, ServiceConfig
 from imgdex.errors import ImgdexError, NotFound, ServiceUnavailable
-from imgdex.models import EmbedderSlot
+from imgdex.models import EmbedderSlot, import_for
 from imgdex.providers import Embedder
 
 if TYPE_CHECKING:
@@ -139,6 +139,7 @@ class _LocalBackend:
         with self._load_lock:
             if not self._loaded:
                 try:
+                    import_for(self.embedder)
                     self.embedder.load()
                 except Exception as exc:
                     raise ProviderError(
@@ -636,8 +637,7 @@ class RoutedEmbedderSlot(EmbedderSlot):
         try:
             return fn()
         except NoModelService as exc:
-            self.state, self.error = "failed", exc.detail
-            self._failed_at = time.monotonic()
+            self.back_off(exc.detail)
             raise
         except ImgdexError:
             raise

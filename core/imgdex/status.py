@@ -15,6 +15,7 @@ __all__ = [
     "DescriberInfo",
     "IndexStatus",
     "PluginInfo",
+    "Retry",
     "hide_model_path",
     "model_name",
     "plugin_infos",
@@ -54,6 +55,10 @@ def hide_model_path(text: str | None, model: str) -> str | None:
     return text.replace(str(Path(model).expanduser()), name).replace(model, name)
 
 
+# (next_attempt_at as ISO 8601 UTC, seconds until then) of a model whose load failed.
+Retry = tuple[str, float]
+
+
 class Progress(msgspec.Struct, kw_only=True, frozen=True):
     done: int
     total: int
@@ -80,6 +85,10 @@ class IndexStatus(msgspec.Struct, kw_only=True, frozen=True):
     # while the old index answers) | retired (replaced, kept until removed).
     role: str | None = None
     note: str | None = None
+    # A failed model: when its next load attempt is due (ISO 8601 UTC) and in how many
+    # seconds (0: at the next use or retry tick).
+    next_attempt_at: str | None = None
+    retry_in: float | None = None
 
 
 class DescriberInfo(msgspec.Struct, kw_only=True, frozen=True):
@@ -87,6 +96,8 @@ class DescriberInfo(msgspec.Struct, kw_only=True, frozen=True):
     model: str
     state: str
     error: str | None = None
+    next_attempt_at: str | None = None
+    retry_in: float | None = None
 
 
 class PluginInfo(msgspec.Struct, kw_only=True, frozen=True):
@@ -112,6 +123,7 @@ def plugin_infos(
     model_states: dict[str, tuple[str, str | None]],
     progress: dict[str, Progress],
     roles: dict[str, tuple[str | None, str | None]] | None = None,
+    retries: dict[str, Retry] | None = None,
 ) -> list[PluginInfo]:
     """One `PluginInfo` per plugin, in name order."""
     out = []
@@ -126,14 +138,24 @@ def plugin_infos(
                 state=model_states.get(e.index_name, ("not_loaded", None)),
                 progress=progress.get(e.index_name),
                 role=(roles or {}).get(e.index_name, (None, None)),
+                retry=(retries or {}).get(e.index_name),
             )
             for e in record.embedders
         ]
         describers = []
         for d in record.describers:
-            state, error = model_states.get(f"describer {d.method}", ("not_loaded", None))
+            name = f"describer {d.method}"
+            state, error = model_states.get(name, ("not_loaded", None))
+            at, retry_in = (retries or {}).get(name) or (None, None)
             describers.append(
-                DescriberInfo(method=d.method, model=d.model, state=state, error=error)
+                DescriberInfo(
+                    method=d.method,
+                    model=d.model,
+                    state=state,
+                    error=error,
+                    next_attempt_at=at,
+                    retry_in=retry_in,
+                )
             )
         out.append(
             PluginInfo(
@@ -163,7 +185,9 @@ def index_status(
     state: tuple[str, str | None],
     progress: Progress | None,
     role: tuple[str | None, str | None] = (None, None),
+    retry: Retry | None = None,
 ) -> IndexStatus:
+    at, retry_in = retry or (None, None)
     dimension = embedder.dimension or (meta or {}).get("dimension")
     return IndexStatus(
         index=embedder.index_name,
@@ -181,6 +205,8 @@ def index_status(
         progress=progress,
         role=role[0],
         note=role[1],
+        next_attempt_at=at,
+        retry_in=retry_in,
     )
 
 

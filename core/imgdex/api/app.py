@@ -70,20 +70,23 @@ def create_app(
     """Build the app. `plugins` registers extra plugin objects (tests, embedding apps);
     `entry_points=False` skips installed plugins except the core's own; `background=False`
     leaves enrichment to explicit calls (``app.state.enricher.run_once()``).
+
+    Plugins are loaded here, not in the lifespan, so that a plugin config section that
+    does not decode is a `ConfigError` before anything listens.
     """
+    host = PluginHost(config)
+    if entry_points:
+        host.load_entry_points()
+    else:
+        from imgdex.index import flat, hnsw
+
+        host.add("hnswlib", hnsw)
+        host.add("flat", flat)
+    for name, plugin in (plugins or {}).items():
+        host.add(name, plugin)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        host = PluginHost(config)
-        if entry_points:
-            host.load_entry_points()
-        else:
-            from imgdex.index import flat, hnsw
-
-            host.add("hnswlib", hnsw)
-            host.add("flat", flat)
-        for name, plugin in (plugins or {}).items():
-            host.add(name, plugin)
         library = await asyncio.to_thread(Library, config, host)
         enricher = Enricher(library)
         app.state.library = library
@@ -138,17 +141,44 @@ def create_app(
 
 
 async def _startup(library: Library, preload: bool) -> None:
-    """Reconcile storage, then load enabled models so /health tells at once what fails."""
+    """Reconcile storage, then load enabled models so /health tells at once what fails,
+    and keep loading those that failed whenever their next attempt is due."""
     try:
         await library.run_io(reconcile_storage, library)
     except Exception:
         log.exception("start-up reconciliation failed")
-    if preload:
-        slots: list[Any] = [*library.embedder_slots(), *library.describer_slots()]
-        await asyncio.gather(
-            *(library.run_model(slot.ensure_loaded) for slot in slots), return_exceptions=True
-        )
+    if not preload:
+        library.on_work()
+        return
+    await _load_due(library)
     library.on_work()
+    while True:
+        # A failure outside the model (an import race, memory) is due again in seconds;
+        # without this the retry would wait for the next job or search to need the model.
+        waits = [s.retry_in for s in _model_slots(library) if s.retry_in is not None]
+        await asyncio.sleep(min([RELOAD_TICK, *waits]) + 0.05)
+        if await _load_due(library):
+            library.on_work()
+
+
+RELOAD_TICK = 5.0
+
+
+def _model_slots(library: Library) -> list[Any]:
+    return [*library.embedder_slots(), *library.describer_slots()]
+
+
+async def _load_due(library: Library) -> bool:
+    """Load every enabled model not loaded yet or whose retry is due; True if any loaded."""
+    due = [
+        slot
+        for slot in _model_slots(library)
+        if slot.state in ("not_loaded", "failed") and slot.available()
+    ]
+    outcomes = await asyncio.gather(
+        *(library.run_model(slot.ensure_loaded) for slot in due), return_exceptions=True
+    )
+    return any(outcome is None for outcome in outcomes)
 
 
 async def _every(seconds: float, library: Library, fn: Callable[[], object]) -> None:

@@ -71,6 +71,9 @@ class SystemController(Controller):
                         "model": model_name(m.provider.model),
                         "state": m.state,
                         "error": hide_model_path(m.error, m.provider.model),
+                        # A failed model: when the next load attempt is due.
+                        "next_attempt_at": m.next_attempt_at,
+                        "retry_in": None if m.retry_in is None else round(m.retry_in, 1),
                     }
                     for m in models
                 ],

@@ -35,6 +35,9 @@ class BgeEmbedder(Embedder):
 
     stores: Modality = "text"
     query_modalities: frozenset[Modality] = frozenset({"text"})
+    # transformers and torch are needed only to export on a cache miss (or for a model
+    # without tokenizer.json); those paths import them through `import_serially`.
+    imports = ("onnxruntime",)
 
     def __init__(self, config: BgeConfig, cache_dir: Path) -> None:
         self.config = config

@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from imgdex import import_serially
 from imgdex_bge.errors import ModelLoadError
 from imgdex_bge.files import fingerprint
 
@@ -99,6 +100,8 @@ def discard_export(onnx_path: Path) -> None:
 
 def export_onnx(model_dir: Path, path: Path) -> None:
     """Export the encoder in `model_dir` with both pooling heads to the ONNX file `path`."""
+    # transformers 5.x is not thread-safe to import from: other models may be loading.
+    import_serially("torch", "transformers:AutoModel")
     import torch
     from transformers import AutoModel
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from imgdex import import_serially
 from imgdex_bge.errors import ModelLoadError
 from imgdex_bge.files import read_json
 
@@ -74,6 +75,7 @@ def load_text_encoder(model_dir: Path, model: str, max_length: int) -> TextEncod
             tokenizer.enable_padding(direction="right", pad_id=pad_id or 0, pad_token=pad_token)
             tokenizer.enable_truncation(max_length=max_length)
             return TextEncoder(tokenizer, max_length, fast=True)
+        import_serially("transformers:AutoTokenizer")  # not thread-safe to import from
         from transformers import AutoTokenizer
 
         fallback = AutoTokenizer.from_pretrained(model_dir)

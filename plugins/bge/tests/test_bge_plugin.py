@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -117,13 +118,18 @@ def test_bad_config_is_an_error_naming_the_key(raw: dict[str, Any], key: str) ->
         register(raw)
 
 
-def test_bad_config_marks_the_plugin_failed_in_the_core(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [({"pooling": "max"}, "plugins.bge.pooling"), ({"modle": "x"}, "plugins.bge.modle: unknown")],
+)
+def test_bad_config_stops_the_core_naming_the_key(
+    tmp_path: Path, raw: dict[str, Any], message: str
+) -> None:
     from imgdex.plugins import PluginHost
 
-    config = Config(data_dir=str(tmp_path), plugins={"bge": {"pooling": "max"}})
-    record = PluginHost(config).add("bge", imgdex_bge)
-    assert record.state == "failed"
-    assert record.error is not None and "plugins.bge.pooling" in record.error
+    config = Config(data_dir=str(tmp_path), plugins={"bge": raw})
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        PluginHost(config).add("bge", imgdex_bge)
 
 
 def load_error(model: str, tmp_path: Path) -> str:

@@ -64,6 +64,14 @@ class Qwen3Embedder(Embedder):
     stores = "text"
     query_modalities = frozenset({"text"})
     metric = "cosine"
+    # Imported by the core before `load`, serially (transformers 5.x is not thread-safe
+    # to import from).
+    imports = (
+        "torch",
+        "transformers:AutoConfig",
+        "transformers:AutoModel",
+        "transformers:AutoTokenizer",
+    )
 
     def __init__(self, settings: Qwen3Settings, *, plugin: str = "qwen3") -> None:
         self.settings = settings

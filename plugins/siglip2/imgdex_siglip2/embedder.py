@@ -50,6 +50,9 @@ class Siglip2Embedder(Embedder):
     stores = "image"
     query_modalities = frozenset({"image", "text"})
     metric = "cosine"
+    # Imported by the core before `load`, serially (transformers 5.x is not thread-safe
+    # to import from).
+    imports = ("torch", "transformers:AutoModel", "transformers:AutoProcessor")
 
     def __init__(self, config: Siglip2PluginConfig) -> None:
         self.config = config

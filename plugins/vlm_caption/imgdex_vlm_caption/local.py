@@ -28,6 +28,14 @@ __all__ = ["LocalCaptioner"]
 class LocalCaptioner(Describer):
     """A describer running a vision-language model with `generate`, in batches."""
 
+    # Imported by the core before `load`, serially (transformers 5.x is not thread-safe
+    # to import from).
+    imports = (
+        "torch",
+        "transformers:AutoModelForImageTextToText",
+        "transformers:AutoProcessor",
+    )
+
     def __init__(self, settings: CaptionSettings) -> None:
         self.settings = settings
         self.method = settings.method

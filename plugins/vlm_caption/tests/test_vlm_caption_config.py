@@ -176,11 +176,10 @@ def test_plugin_host_registers_every_instance() -> None:
     assert [d.method for _, d in host.describers()] == [d.method for d in record.describers]
 
 
-def test_plugin_host_reports_a_bad_key_as_failed_registration() -> None:
+def test_plugin_host_stops_at_a_bad_key_naming_it() -> None:
     host = PluginHost(Config(plugins={"vlm_caption": {"instances": [{"method": "a", "x": 1}]}}))
-    record = host.add("vlm_caption", imgdex_vlm_caption)
-    assert record.state == "failed"
-    assert "plugins.vlm_caption.instances[0].x: unknown key" in (record.error or "")
+    with pytest.raises(ConfigError, match=r"plugins\.vlm_caption\.instances\[0\]\.x: unknown key"):
+        host.add("vlm_caption", imgdex_vlm_caption)
 
 
 def test_entry_point_is_installed() -> None:

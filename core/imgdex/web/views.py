@@ -23,7 +23,6 @@ class Card(msgspec.Struct, kw_only=True, frozen=True):
 
     sha256: str
     alt: str
-    caption: str
     score: float | None = None
     matches: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
@@ -77,7 +76,6 @@ async def gallery_page(
             alt=_short(texts[r.sha256])
             if r.sha256 in texts
             else _fallback_alt(r.width, r.height, r.format),
-            caption=r.created_at[:10],
         )
         for r in rows
     ]
@@ -103,7 +101,6 @@ async def result_cards(library: Library, response: SearchResponse) -> list[Card]
             Card(
                 sha256=r.sha256,
                 alt=_short(text) if text else _fallback_alt(r.width, r.height),
-                caption=f"{r.score:.3f}",
                 score=r.score,
                 matches=[msgspec.to_builtins(m) for m in r.matches],
             )

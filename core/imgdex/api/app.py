@@ -27,6 +27,7 @@ from imgdex.library import Library
 from imgdex.plugins import PluginHost
 from imgdex.reconcile import reconcile_storage
 from imgdex.search import Searcher
+from imgdex.web import WebPlugin
 
 from .admin import AdminController
 from .deps import provide_library, provide_searcher
@@ -124,6 +125,7 @@ def create_app(
             docs_assets(),
         ],
         lifespan=[lifespan],
+        plugins=[WebPlugin()],  # the web app at / (imgdex.web)
         dependencies={
             "library": Provide(provide_library, sync_to_thread=False),
             "searcher": Provide(provide_searcher, sync_to_thread=False),

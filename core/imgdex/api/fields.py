@@ -22,6 +22,10 @@ PARAMETERS = {
 }
 
 FIELDS = {
+    "next_attempt_at": "A failed model: when its next load attempt is due (ISO 8601, UTC)",
+    "retry_in": "A failed model: seconds until its next load attempt",
+    "filename": "The name the file was uploaded with (used for downloads), if it had one",
+    "PluginsAnswer.plugins": "Installed plugins, their indexes, describers and state",
     "backends": "Index backends the plugin provides",
     "content": "The description text",
     "count": "Vectors stored",

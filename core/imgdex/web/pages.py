@@ -13,6 +13,7 @@ from imgdex.api.deps import LibraryDep, SearcherDep
 from imgdex.api.uploads import read_form
 from imgdex.errors import ImgdexError
 from imgdex.schemas import SearchOptions
+from imgdex.staging import StagedFile
 
 from .headers import security_headers
 from .views import PAGE_SIZE, gallery_page, result_cards
@@ -89,13 +90,17 @@ class PagesController(Controller):
         self, request: Request[Any, Any, Any], library: LibraryDep, searcher: SearcherDep
     ) -> Template:
         """The results grid for a query image posted as a ``file`` part."""
-        form = await read_form(request, "file", ())
+        form = await read_form(request, "file", (), library.spooling)
         context: dict[str, Any] = {"q": "", "cards": None, "error": None}
         try:
-            response = await searcher.search_image(form.file, SearchOptions(top_k=SEARCH_TOP_K))
+            file = form.file
+            query = file.path if isinstance(file, StagedFile) else file
+            response = await searcher.search_image(query, SearchOptions(top_k=SEARCH_TOP_K))
             context["cards"] = await result_cards(library, response)
         except ImgdexError as exc:
             context["error"] = exc.detail
+        finally:
+            form.close()
         return Template(template_name="_results.html", context=context)
 
     @get("/images/{sha256:str}", name="web-image")

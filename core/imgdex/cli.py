@@ -28,9 +28,11 @@ def _config(args: argparse.Namespace) -> Config:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from imgdex.api import create_app
+    from imgdex.auth.cli import check_bind
     from imgdex.server import serve
 
     config = _config(args)
+    check_bind(config, config.server.host)
     app = create_app(config)
     print(
         f"imgdex: serving on http://{config.server.host}:{config.server.port} "
@@ -276,6 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--show", type=int, default=20, help="how many problems to list")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
     imp.set_defaults(func=cmd_import)
+
+    from imgdex.auth.cli import add_users_parser
+
+    add_users_parser(sub, _config)
     return parser
 
 

@@ -18,11 +18,21 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 
 import imgdex
+from imgdex.auth.audit import AuditMiddleware
+from imgdex.auth.middleware import (
+    SESSION_COOKIE,
+    AuthMiddleware,
+    SecurityHeadersMiddleware,
+    csrf_config,
+)
+from imgdex.auth.service import AuthService
 from imgdex.config import Config
 from imgdex.enricher import Enricher
 from imgdex.library import Library
@@ -31,13 +41,16 @@ from imgdex.reconcile import reconcile_storage
 from imgdex.search import Searcher
 
 from .admin import AdminController
+from .auth import AuthController
 from .deps import provide_library, provide_searcher
 from .errors import exception_handlers
 from .images import ImagesController
+from .keys import KeysController
 from .request import request_class
 from .search import SearchController
 from .services import ServicesController
 from .system import SystemController
+from .users import UsersController
 
 __all__ = ["create_app"]
 
@@ -58,6 +71,23 @@ def admin_token(config: Config) -> str:
         f.write(token + "\n")
     log.warning("no admin token configured: generated one in %s", path)
     return token
+
+
+def _secret_file(config: Config, name: str) -> str:
+    """A random secret kept in ``<data>/<name>`` (owner-only), made on first use."""
+    path = config.data_path / name
+    if path.is_file() and (value := path.read_text().strip()):
+        return value
+    config.data_path.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(32)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return value
 
 
 def create_app(
@@ -91,6 +121,9 @@ def create_app(
         app.state.searcher = Searcher(library)
         app.state.enricher = enricher
         app.state.admin_token = await asyncio.to_thread(admin_token, config)
+        secret = await asyncio.to_thread(_secret_file, config, "csrf_secret")
+        app.state.csrf_config = csrf_config(secret)
+        app.state.auth = AuthService(library.catalog.users, config.auth, app.state.admin_token)
         tasks: list[asyncio.Task[Any]] = []
         if background:
             tasks.append(asyncio.create_task(_startup(library, preload), name="imgdex-startup"))
@@ -119,7 +152,20 @@ def create_app(
             SearchController,
             AdminController,
             ServicesController,
+            AuthController,
+            KeysController,
+            UsersController,
         ],
+        # Outermost first: headers on every HTML answer (errors too), then who is asking
+        # (and CSRF for cookie sessions), then the audit of admin actions that succeeded.
+        middleware=[SecurityHeadersMiddleware, AuthMiddleware, AuditMiddleware],
+        cors_config=CORSConfig(
+            allow_origins=list(config.server.cors_origins),
+            allow_headers=["Authorization", "Content-Type", "X-CSRFToken"],
+            allow_credentials=True,
+        )
+        if config.server.cors_origins
+        else None,
         lifespan=[lifespan],
         dependencies={
             "library": Provide(provide_library, sync_to_thread=False),
@@ -135,6 +181,23 @@ def create_app(
             "pluggable embedding models and fused text/image search.",
             path="/docs",
             render_plugins=[SwaggerRenderPlugin(path="/")],
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="An API key (imgdex_...) or the admin token.",
+                    ),
+                    "cookie": SecurityScheme(
+                        type="apiKey",
+                        name=SESSION_COOKIE,
+                        security_scheme_in="cookie",
+                        description="The session cookie of POST /api/auth/login; unsafe "
+                        "requests also need the X-CSRFToken header.",
+                    ),
+                }
+            ),
+            security=[{"bearer": []}, {"cookie": []}],
         ),
         # Logging belongs to whoever runs the app (the CLI, uvicorn, a test runner).
         logging_config=None,

@@ -33,17 +33,26 @@ _CODES = {
 }
 
 
-def _json(status: int, code: str, detail: str, extra: Any = None) -> Response[dict[str, Any]]:
+def _json(
+    status: int,
+    code: str,
+    detail: str,
+    extra: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response[dict[str, Any]]:
     body: dict[str, Any] = {"status_code": status, "error": code, "detail": detail}
     if extra:
         body["extra"] = extra
-    return Response(body, status_code=status, media_type=MediaType.JSON)
+    return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
 def _imgdex_error(_: Request[Any, Any, Any], exc: ImgdexError) -> Response[dict[str, Any]]:
     if exc.status >= 500:
         log.warning("%s: %s", exc.code, exc.detail)
-    return _json(exc.status, exc.code, exc.detail)
+    # An error that says when to come back (429) says it in the header too.
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return _json(exc.status, exc.code, exc.detail, headers=headers)
 
 
 def _validation_error(
@@ -73,7 +82,8 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[
     detail = exc.detail
     if status == 413:
         detail = "the request body is larger than server.max_upload_bytes"
-    return _json(status, _CODES.get(status, "http_error"), detail)
+    # Headers the exception carries (WWW-Authenticate on a 401, Retry-After) go out.
+    return _json(status, _CODES.get(status, "http_error"), detail, headers=exc.headers)
 
 
 def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

@@ -9,6 +9,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import File
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from imgdex.auth.guards import check_hard_delete, creator, require
 from imgdex.imaging import media_type
 from imgdex.schemas import (
     DeleteResponse,
@@ -31,6 +32,7 @@ _IMMUTABLE = "public, max-age=31536000, immutable"
 class ImagesController(Controller):
     path = "/api/images"
     tags = ["images"]
+    guards = [require("read")]  # and write/delete where a handler says so
 
     @post(
         "/",
@@ -39,6 +41,7 @@ class ImagesController(Controller):
         operation_class=upload_operation(
             "file", {"source": "where the image comes from (an album, a folder)"}
         ),
+        guards=[require("write")],
     )
     async def upload(
         self, library: LibraryDep, request: Request[Any, Any, Any]
@@ -50,6 +53,8 @@ class ImagesController(Controller):
         form = await read_form(request, "file", ("source",))
         source = form.text("source")
         result = await library.ingest(form.file, source[:200] if source else None)
+        if (who := creator(request)) is not None:
+            await library.run_io(library.catalog.users.set_image_creator, result.sha256, who)
         return Response(result, status_code=HTTP_200_OK if result.duplicate else HTTP_201_CREATED)
 
     @get("/", summary="List images")
@@ -74,11 +79,23 @@ class ImagesController(Controller):
     async def get_image(self, library: LibraryDep, sha256: FromPath[str]) -> ImageOut:
         return await library.get_image(sha256)
 
-    @delete("/{sha256:str}", status_code=HTTP_200_OK, summary="Delete an image")
+    @delete(
+        "/{sha256:str}",
+        status_code=HTTP_200_OK,
+        summary="Delete an image",
+        guards=[require("delete")],
+    )
     async def delete_image(
-        self, library: LibraryDep, sha256: FromPath[str], hard: FromQuery[bool] = False
+        self,
+        library: LibraryDep,
+        request: Request[Any, Any, Any],
+        sha256: FromPath[str],
+        hard: FromQuery[bool] = False,
     ) -> DeleteResponse:
-        """Soft delete (restorable by uploading the same file), or ``?hard=true`` for good."""
+        """Soft delete (restorable by uploading the same file), or ``?hard=true`` for good
+        (``?hard=true`` needs an admin credential)."""
+        if hard:
+            check_hard_delete(request)
         return await library.delete(sha256, hard=hard)
 
     @get("/{sha256:str}/file", summary="The original file")
@@ -95,12 +112,25 @@ class ImagesController(Controller):
         _, path = await library.file_path(sha256, "thumbnail")
         return _immutable_file(request, f"{sha256}-thumb", path, "image/jpeg", "thumbnail.jpg")
 
-    @post("/{sha256:str}/descriptions", status_code=HTTP_201_CREATED, summary="Add a description")
+    @post(
+        "/{sha256:str}/descriptions",
+        status_code=HTTP_201_CREATED,
+        summary="Add a description",
+        guards=[require("write")],
+    )
     async def add_description(
-        self, library: LibraryDep, sha256: FromPath[str], data: JSONBody[DescriptionRequest]
+        self,
+        library: LibraryDep,
+        request: Request[Any, Any, Any],
+        sha256: FromPath[str],
+        data: JSONBody[DescriptionRequest],
     ) -> DescriptionResponse:
         """Store (or replace) the description of one method; embedded by every text model."""
-        return await library.add_description(sha256, data.method, data.content)
+        result = await library.add_description(sha256, data.method, data.content)
+        if (who := creator(request)) is not None:
+            users = library.catalog.users
+            await library.run_io(users.set_description_creator, sha256, data.method, who)
+        return result
 
     @get("/{sha256:str}/descriptions", summary="List descriptions")
     async def descriptions(
@@ -112,6 +142,7 @@ class ImagesController(Controller):
         "/{sha256:str}/descriptions/{method:str}",
         status_code=HTTP_200_OK,
         summary="Delete a description",
+        guards=[require("write")],
     )
     async def delete_description(
         self, library: LibraryDep, sha256: FromPath[str], method: FromPath[str]

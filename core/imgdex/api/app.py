@@ -33,6 +33,7 @@ from imgdex.auth.middleware import (
     csrf_config,
 )
 from imgdex.auth.service import AuthService
+from imgdex.auth.shares import Shares
 from imgdex.config import Config
 from imgdex.enricher import Enricher
 from imgdex.library import Library
@@ -123,6 +124,7 @@ def create_app(
         app.state.admin_token = await asyncio.to_thread(admin_token, config)
         secret = await asyncio.to_thread(_secret_file, config, "csrf_secret")
         app.state.csrf_config = csrf_config(secret)
+        app.state.shares = Shares(library.catalog.shares)  # for the albums API
         app.state.auth = AuthService(library.catalog.users, config.auth, app.state.admin_token)
         tasks: list[asyncio.Task[Any]] = []
         if background:

@@ -7,7 +7,7 @@ checked against it at start-up. Layout:
   in; `sqlite`: the SQLite dialect (the only module with SQLite-only SQL);
   `migrations`: numbered schema versions, applied when a `Catalog` opens.
 - `images`, `descriptions`, `vectors`, `jobs`, `plugins`, `users` (users, sessions,
-  API keys, audit log): one store per area;
+  API keys, audit log), `shares` (album share links): one store per area;
   `rows`: the records they return.
 
 `Catalog` opens the database and offers every store both ways: as narrow stores
@@ -39,6 +39,7 @@ from imgdex.catalog.rows import (
     VectorEntry,
     vector_job_kind,
 )
+from imgdex.catalog.shares import ShareStore
 from imgdex.catalog.sqlite import SqliteDialect
 from imgdex.catalog.users import UserStore
 from imgdex.catalog.vectors import VectorStore
@@ -75,6 +76,7 @@ class Catalog(ImageStore, DescriptionStore, VectorStore, JobStore, PluginStore):
         self.plugins = PluginStore(engine)
         # Not on the facade: access records are reached only through this store.
         self.users = UserStore(engine)
+        self.shares = ShareStore(engine)
         try:
             migrate(engine)
         except BaseException:

@@ -136,6 +136,19 @@ _ACCESS = (
     client   TEXT,
     detail   TEXT
 )""",
+    # Share links of albums: the token's SHA-256 only; album_id is the albums table's id
+    # (no foreign key: albums arrive in their own migration).
+    """CREATE TABLE IF NOT EXISTS shares (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    album_id      TEXT NOT NULL,
+    token_hash    TEXT NOT NULL UNIQUE,
+    password_hash TEXT,                               -- argon2id, when the link has one
+    created_by    TEXT,
+    created_at    REAL NOT NULL,
+    expires_at    REAL,
+    revoked_at    REAL
+)""",
+    "CREATE INDEX IF NOT EXISTS idx_shares_album ON shares(album_id)",
     "CREATE INDEX IF NOT EXISTS idx_sessions_user ON sessions(user_id)",
     "CREATE INDEX IF NOT EXISTS idx_api_keys_user ON api_keys(user_id)",
     "ALTER TABLE images ADD COLUMN created_by TEXT",

@@ -261,6 +261,31 @@ def test_html_responses_carry_security_headers(server: ServerProcess) -> None:
         assert r.headers["referrer-policy"]
         spec = client.get("/docs/openapi.json").json()
         assert set(spec["components"]["securitySchemes"]) == {"bearer", "cookie"}
+        upload_op = spec["paths"]["/api/images"]["post"]
+        assert {"401", "403"} <= set(upload_op["responses"]) and "'write'" in upload_op[
+            "description"
+        ]
+        assert spec["paths"]["/health"]["get"]["security"] == [{}]
+
+
+def test_cors_origins(tmp_path: Path) -> None:
+    from litestar.testing import TestClient
+
+    from imgdex.testing import toy_plugins
+
+    for origins, allowed in (((), False), (("https://photos.example",), True)):
+        config = make_config(tmp_path / str(allowed), server={"cors_origins": list(origins)})
+        app = create_app(config, plugins=toy_plugins(), entry_points=False, preload=False)
+        with TestClient(app) as client:
+            r = client.options(
+                "/api/images",
+                headers={
+                    "Origin": "https://photos.example",
+                    "Access-Control-Request-Method": "POST",
+                },
+            )
+            got = r.headers.get("access-control-allow-origin")
+            assert (got == "https://photos.example") is allowed, r.headers
 
 
 def test_no_secret_is_stored_in_plain(server: ServerProcess, data_dir: Path) -> None:

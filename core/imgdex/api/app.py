@@ -26,6 +26,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 import imgdex
 from imgdex.auth.audit import AuditMiddleware
+from imgdex.auth.guards import document
 from imgdex.auth.middleware import (
     SESSION_COOKIE,
     AuthMiddleware,
@@ -147,7 +148,7 @@ def create_app(
             await asyncio.wait(tasks, timeout=30)
             await asyncio.to_thread(library.close)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             SystemController,
             ImagesController,
@@ -205,6 +206,8 @@ def create_app(
         logging_config=None,
         debug=False,
     )
+    document(app)
+    return app
 
 
 async def _startup(library: Library, preload: bool) -> None:

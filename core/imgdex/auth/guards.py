@@ -10,14 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
+import msgspec
+from litestar import Litestar
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers import HTTPRouteHandler
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
 
 from imgdex.auth.middleware import PRINCIPAL_KEY
 from imgdex.auth.policy import Principal, anonymous
 
-__all__ = ["Guard", "is_admin", "principal_of", "require"]
+__all__ = ["ErrorBody", "Guard", "document", "is_admin", "principal_of", "require"]
 
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
 
@@ -76,3 +80,52 @@ def check_hard_delete(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
 def creator(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     """The name recorded as creator of what this request writes (None when anonymous)."""
     return principal_of(connection).name
+
+
+class ErrorBody(msgspec.Struct, kw_only=True, frozen=True):
+    """The JSON of every error (``imgdex.api.errors``)."""
+
+    status_code: int
+    error: str
+    detail: str
+
+
+def document(app: Litestar) -> None:
+    """List the 401 and 403 answers (and the scope needed) on every guarded operation of
+    the OpenAPI document, and mark unguarded ones as needing no credentials."""
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            if not isinstance(handler, HTTPRouteHandler):
+                continue
+            scopes = sorted(
+                {
+                    s
+                    for g in handler.resolve_guards()
+                    # Litestar wraps guards in an AsyncCallable: the guard is `.func`.
+                    if (s := getattr(getattr(g, "func", g), "required_scope", None)) is not None
+                }
+            )
+            if not scopes:
+                if not handler.include_in_schema or handler.security is not None:
+                    continue
+                handler.security = [{}]  # public: /health, login, logout
+                continue
+            needs = ", ".join(repr(s) for s in scopes)
+            handler.responses = {
+                401: ResponseSpec(
+                    ErrorBody,
+                    description="No valid credentials (session cookie or bearer key); "
+                    "WWW-Authenticate says so",
+                    generate_examples=False,
+                ),
+                403: ResponseSpec(
+                    ErrorBody,
+                    description=f"The role or key lacks the scope {needs}, or the CSRF "
+                    "token of a cookie-authenticated unsafe request is missing",
+                    generate_examples=False,
+                ),
+                **(handler.responses or {}),
+            }
+            note = f"Needs the scope{'s' if len(scopes) > 1 else ''} {needs}."
+            if handler.description is None or note not in handler.description:
+                handler.description = f"{handler.description or ''}\n\n{note}".strip()

@@ -301,37 +301,37 @@ def test_no_secret_is_stored_in_plain(server: ServerProcess, data_dir: Path) -> 
             assert secret not in data, path.name
 
 
-def test_expired_session_is_refused(tmp_path: Path) -> None:
+def test_sessions_end_when_idle_or_expired(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    assert (
-        cli(
-            data,
-            "users",
-            "create",
-            "sam",
-            "--role",
-            "viewer",
-            "--password-stdin",
-            stdin="sam-Secret-pw\n",
-        ).returncode
-        == 0
-    )
-    config = write_config(tmp_path / "c.yaml", data, session_lifetime=1.5)
+    made = cli(data, "users", "create", "sam", "--password-stdin", stdin="sam-Secret-pw\n")
+    assert made.returncode == 0, made.stderr
+    config = write_config(tmp_path / "c.yaml", data, session_lifetime=6, session_idle_timeout=3)
     server = ServerProcess(config).start()
+
+    def session() -> dict[str, str]:
+        with server.client() as client:
+            body = {"username": "sam", "password": "sam-Secret-pw"}
+            r = client.post("/api/auth/login", json=body)
+            assert r.status_code == 200
+        # Sent by hand: the server itself must refuse an old cookie (a browser drops an
+        # expired one, a stolen one is replayed).
+        return {"Cookie": f"imgdex_session={r.cookies['imgdex_session']}"}
+
     try:
         with server.client() as client:
-            r = client.post(
-                "/api/auth/login", json={"username": "sam", "password": "sam-Secret-pw"}
-            )
-            assert r.status_code == 200
-            # Sent by hand after expiry: the server itself must refuse it (a browser
-            # drops an expired cookie, a stolen one is replayed).
-            cookie = {"Cookie": f"imgdex_session={r.cookies['imgdex_session']}"}
-        with server.client() as client:
-            assert client.get("/api/images", headers=cookie).status_code == 200
-            time.sleep(2)
+            cookie = session()
+            for _ in range(8):  # in use for longer than the idle timeout: still valid
+                assert client.get("/api/images", headers=cookie).status_code == 200
+                time.sleep(0.5)
+            time.sleep(3.5)  # idle
             r = client.get("/api/images", headers=cookie)
             assert r.status_code == 401 and "expired" in r.json()["detail"]
+
+            cookie, start = session(), time.monotonic()
+            while client.get("/api/images", headers=cookie).status_code == 200:
+                assert time.monotonic() - start < 9, "the session outlived its lifetime"
+                time.sleep(0.5)
+            assert time.monotonic() - start > 5.5
     finally:
         server.stop()
 

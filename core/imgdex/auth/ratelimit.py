@@ -29,7 +29,7 @@ class LoginLimiter:
         now = time.monotonic()
         with self._lock:
             waits = [
-                self._wait(f"user:{account.lower()}", self.per_account, now),
+                self._wait(f"user:{account.lower()[:128]}", self.per_account, now),
                 self._wait(f"addr:{address}", self.per_address, now),
             ]
         return max(waits)
@@ -37,14 +37,14 @@ class LoginLimiter:
     def failed(self, account: str, address: str) -> None:
         now = time.monotonic()
         with self._lock:
-            for key in (f"user:{account.lower()}", f"addr:{address}"):
+            for key in (f"user:{account.lower()[:128]}", f"addr:{address}"):
                 self._failures.setdefault(key, deque()).append(now)
             if len(self._failures) > 100_000:  # forget quiet keys, bounded memory
                 self._prune(now)
 
     def succeeded(self, account: str) -> None:
         with self._lock:
-            self._failures.pop(f"user:{account.lower()}", None)
+            self._failures.pop(f"user:{account.lower()[:128]}", None)
 
     def _wait(self, key: str, limit: int, now: float) -> int:
         times = self._failures.get(key)

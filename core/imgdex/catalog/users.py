@@ -158,8 +158,9 @@ class UserStore(Store):
         )
         if not rows or now - rows[0][3] > idle_timeout:
             return None
-        # Touch at most once a minute: a write per request would serialise readers.
-        if now - rows[0][3] > 60:
+        # Touch at most once a minute (a write per request would serialise readers), and
+        # often enough that a session in use never looks idle.
+        if now - rows[0][3] > min(60.0, idle_timeout / 4):
             with self.engine.transaction() as db:
                 db.execute("UPDATE sessions SET last_seen_at = ? WHERE id = ?", (now, session_id))
         uid, username, role, _ = rows[0]

@@ -340,3 +340,48 @@ def test_open_mode_refuses_a_public_address(tmp_path: Path) -> None:
     r = cli(tmp_path / "data", "serve", "--host", "0.0.0.0", "--port", "1")
     assert r.returncode == 2
     assert "imgdex users create" in r.stderr and "auth" in r.stderr
+
+
+def test_admin_manages_users_and_sessions(server: ServerProcess, data_dir: Path) -> None:
+    with closing(login(server, "alice")) as admin, server.client() as anon:
+        r = admin.post(
+            "/api/admin/users", json={"username": "tess", "password": "short", "role": "viewer"}
+        )
+        assert r.status_code == 400 and r.json()["error"] == "weak_password"
+        body = {"username": "tess", "password": "tess-Secret-pw", "role": "viewer"}
+        assert admin.post("/api/admin/users", json=body).status_code == 201
+        assert admin.post("/api/admin/users", json=body).status_code == 409
+        r = admin.patch("/api/admin/users/alice", json={"role": "editor"})
+        assert r.status_code == 409 and r.json()["error"] == "last_admin"
+        login_body = {"username": "tess", "password": "tess-Secret-pw"}
+        tess = server.client()
+        with tess:
+            r = tess.post("/api/auth/login", json=login_body)
+            assert r.status_code == 200 and r.json()["role"] == "viewer"
+            csrf = {"X-CSRFToken": r.json()["csrf_token"]}
+            sessions = tess.get("/api/auth/sessions").json()["sessions"]
+            assert len(sessions) == 1 and "imgdex_session" not in str(sessions)
+            r = admin.patch("/api/admin/users/tess", json={"role": "editor"})
+            assert r.status_code == 200 and r.json()["role"] == "editor"
+            assert upload(tess, 7, headers=csrf).status_code == 201  # the new role, at once
+            assert admin.patch("/api/admin/users/tess", json={"disabled": True}).status_code == 200
+            assert tess.get("/api/images").status_code == 401  # sessions ended
+            r = anon.post("/api/auth/login", json=login_body)
+            assert r.status_code == 401
+        users = {u["username"]: u for u in admin.get("/api/admin/users").json()["users"]}
+        assert users["tess"]["disabled"] and users["tess"]["role"] == "editor"
+        assert "password" not in str(users)
+        audit = admin.get("/api/admin/audit", params={"action": "role_changed"}).json()
+        assert [(e["actor"], e["target"]) for e in audit["entries"]][:1] == [("alice", "tess")]
+    # The CLI sees and changes the same accounts.
+    r = cli(data_dir, "users", "list")
+    assert r.returncode == 0 and re.search(r"tess\s+editor\s+disabled", r.stdout), r.stdout
+    r = cli(
+        data_dir, "users", "reset-password", "tess", "--password-stdin", stdin="tess-New-pw-9\n"
+    )
+    assert r.returncode == 0, r.stderr
+    r = cli(data_dir, "users", "disable", "tess", "--enable")
+    assert r.returncode == 0
+    with server.client() as tess:
+        body = {"username": "tess", "password": "tess-New-pw-9"}
+        assert tess.post("/api/auth/login", json=body).status_code == 200

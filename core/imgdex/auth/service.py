@@ -144,6 +144,15 @@ class AuthService:
             check_role(role)
         if password is not None:
             check_strength(password)
+        demoted = (role is not None and role != "admin") or disabled is True
+        current = self.store.get_user(username)
+        if demoted and current is not None and current.role == "admin" and not current.disabled:
+            admins = [u for u in self.store.list_users() if u.role == "admin" and not u.disabled]
+            if len(admins) == 1:
+                raise Conflict(
+                    f"{username} is the last active admin: make another admin first",
+                    code="last_admin",
+                )
         pw_hash = hash_password(password) if password is not None else None
         user = self.store.update_user(username, role=role, disabled=disabled, password_hash=pw_hash)
         if user is None:

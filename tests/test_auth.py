@@ -385,3 +385,24 @@ def test_admin_manages_users_and_sessions(server: ServerProcess, data_dir: Path)
     with server.client() as tess:
         body = {"username": "tess", "password": "tess-New-pw-9"}
         assert tess.post("/api/auth/login", json=body).status_code == 200
+
+
+def test_import_to_a_users_server_needs_a_write_key(
+    server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(2):
+        (folder / f"{i}.png").write_bytes(image_bytes("green", pattern=20 + i))
+    args = ["import", str(folder), "--server", server.url, "--quiet"]
+    r = cli(tmp_path / "unused", *args)
+    assert r.returncode == 1 and "IMGDEX_API_KEY" in r.stderr
+    with closing(login(server, "erin")) as editor:
+        read_key = str(new_key(editor, ["read"])["key"])
+        write_key = str(new_key(editor, ["read", "write"])["key"])
+    monkeypatch.setenv("IMGDEX_API_KEY", read_key)
+    r = cli(tmp_path / "unused", *args)
+    assert r.returncode == 1 and "write" in r.stderr
+    monkeypatch.setenv("IMGDEX_API_KEY", write_key)
+    r = cli(tmp_path / "unused", *args)
+    assert r.returncode == 0 and "2 added" in r.stdout, r.stdout + r.stderr

@@ -207,6 +207,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             workers=args.workers,
             report=report,
             progress=tick,
+            api_key=os.environ.get("IMGDEX_API_KEY") or None,
         )
     bar.close()
     counts = report.counts

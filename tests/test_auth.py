@@ -406,3 +406,21 @@ def test_import_to_a_users_server_needs_a_write_key(
     monkeypatch.setenv("IMGDEX_API_KEY", write_key)
     r = cli(tmp_path / "unused", *args)
     assert r.returncode == 0 and "2 added" in r.stdout, r.stdout + r.stderr
+
+
+def test_session_cookie_is_secure_over_https(tmp_path: Path) -> None:
+    from litestar.testing import TestClient
+
+    from imgdex.testing import toy_plugins
+
+    config = make_config(tmp_path, auth={"mode": "users"})
+    app = create_app(config, plugins=toy_plugins(), entry_points=False, preload=False)
+    body = {"username": "hana", "password": "hana-Secret-pw"}
+    for base, secure in (("http://testserver.local", False), ("https://testserver.local", True)):
+        with TestClient(app, base_url=base) as client:
+            if not secure:
+                app.state.auth.create_user("hana", body["password"], "viewer", None)
+            r = client.post("/api/auth/login", json=body)
+            assert r.status_code == 200
+            (cookie,) = [c for c in r.headers.get_list("set-cookie") if "imgdex_session" in c]
+            assert ("Secure" in cookie) is secure and "HttpOnly" in cookie

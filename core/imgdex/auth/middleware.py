@@ -47,7 +47,7 @@ PRINCIPAL_KEY = "imgdex.principal"
 SESSION_COOKIE = "imgdex_session"
 # Query parameters that look like credentials: refused so that keys never sit in URLs
 # (access logs, proxies, browser history).
-_CREDENTIAL_PARAMS = {"api_key", "apikey", "access_token", "token", "key"}
+_CREDENTIAL_PARAMS = {"api_key", "apikey", "access_token", "token"}
 
 
 def csrf_config(secret: str) -> CSRFConfig:

@@ -18,9 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 
 import imgdex
+from imgdex.auth.audit import AuditMiddleware
+from imgdex.auth.guards import document
+from imgdex.auth.middleware import (
+    SESSION_COOKIE,
+    AuthMiddleware,
+    SecurityHeadersMiddleware,
+    csrf_config,
+)
+from imgdex.auth.service import AuthService
+from imgdex.auth.shares import Shares
 from imgdex.config import Config
 from imgdex.enricher import Enricher
 from imgdex.library import Library
@@ -30,14 +41,17 @@ from imgdex.search import Searcher
 from imgdex.web import WebPlugin
 
 from .admin import AdminController
+from .auth import AuthController
 from .deps import provide_library, provide_searcher
 from .docs import docs_assets, finish_document, openapi_config
 from .errors import exception_handlers
 from .images import ImagesController
+from .keys import KeysController
 from .request import request_class
 from .search import SearchController
 from .services import ServicesController
 from .system import SystemController
+from .users import UsersController
 
 __all__ = ["create_app"]
 
@@ -58,6 +72,23 @@ def admin_token(config: Config) -> str:
         f.write(token + "\n")
     log.warning("no admin token configured: generated one in %s", path)
     return token
+
+
+def _secret_file(config: Config, name: str) -> str:
+    """A random secret kept in ``<data>/<name>`` (owner-only), made on first use."""
+    path = config.data_path / name
+    if path.is_file() and (value := path.read_text().strip()):
+        return value
+    config.data_path.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(32)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return value
 
 
 def create_app(
@@ -94,6 +125,10 @@ def create_app(
         app.state.searcher = Searcher(library)
         app.state.enricher = enricher
         app.state.admin_token = await asyncio.to_thread(admin_token, config)
+        secret = await asyncio.to_thread(_secret_file, config, "csrf_secret")
+        app.state.csrf_config = csrf_config(secret)
+        app.state.shares = Shares(library.catalog.shares)  # for the albums API
+        app.state.auth = AuthService(library.catalog.users, config.auth, app.state.admin_token)
         tasks: list[asyncio.Task[Any]] = []
         if background:
             tasks.append(asyncio.create_task(_startup(library, preload), name="imgdex-startup"))
@@ -123,7 +158,20 @@ def create_app(
             AdminController,
             ServicesController,
             docs_assets(),
+            AuthController,
+            KeysController,
+            UsersController,
         ],
+        # Outermost first: headers on every HTML answer (errors too), then who is asking
+        # (and CSRF for cookie sessions), then the audit of admin actions that succeeded.
+        middleware=[SecurityHeadersMiddleware, AuthMiddleware, AuditMiddleware],
+        cors_config=CORSConfig(
+            allow_origins=list(config.server.cors_origins),
+            allow_headers=["Authorization", "Content-Type", "X-CSRFToken"],
+            allow_credentials=True,
+        )
+        if config.server.cors_origins
+        else None,
         lifespan=[lifespan],
         plugins=[WebPlugin()],  # the web app at / (imgdex.web)
         dependencies={
@@ -133,11 +181,12 @@ def create_app(
         exception_handlers=exception_handlers,
         request_max_body_size=config.server.max_upload_bytes,
         request_class=request_class(config.server.max_json_bytes),
-        openapi_config=openapi_config(imgdex.__version__),
+        openapi_config=openapi_config(imgdex.__version__, SESSION_COOKIE),
         # Logging belongs to whoever runs the app (the CLI, uvicorn, a test runner).
         logging_config=None,
         debug=False,
     )
+    document(app)  # before the schema is built: it edits the handlers
     finish_document(app.openapi_schema)
     return app
 

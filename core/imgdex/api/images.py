@@ -11,6 +11,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from imgdex.auth.guards import check_hard_delete, creator, require
 from imgdex.imaging import media_type
 from imgdex.library import OpenedFile
 from imgdex.schemas import (
@@ -23,7 +24,7 @@ from imgdex.schemas import (
     UploadResponse,
 )
 
-from .deps import LibraryDep, check_admin
+from .deps import LibraryDep
 from .uploads import read_form, upload_operation
 
 __all__ = ["ImagesController"]
@@ -35,6 +36,7 @@ _CHUNK = 256 * 1024
 class ImagesController(Controller):
     path = "/api/images"
     tags = ["images"]
+    guards = [require("read")]  # and write/delete where a handler says so
 
     @post(
         "/",
@@ -43,6 +45,7 @@ class ImagesController(Controller):
         operation_class=upload_operation(
             "file", {"source": "where the image comes from (an album, a folder)"}
         ),
+        guards=[require("write")],
     )
     async def upload(
         self, library: LibraryDep, request: Request[Any, Any, Any]
@@ -60,6 +63,8 @@ class ImagesController(Controller):
             )
         finally:
             form.close()
+        if (who := creator(request)) is not None:
+            await library.run_io(library.catalog.users.set_image_creator, result.sha256, who)
         return Response(result, status_code=HTTP_200_OK if result.duplicate else HTTP_201_CREATED)
 
     @get("/", summary="List images")
@@ -84,7 +89,12 @@ class ImagesController(Controller):
     async def get_image(self, library: LibraryDep, sha256: FromPath[str]) -> ImageOut:
         return await library.get_image(sha256)
 
-    @delete("/{sha256:str}", status_code=HTTP_200_OK, summary="Delete an image")
+    @delete(
+        "/{sha256:str}",
+        status_code=HTTP_200_OK,
+        summary="Delete an image",
+        guards=[require("delete")],
+    )
     async def delete_image(
         self,
         library: LibraryDep,
@@ -93,9 +103,9 @@ class ImagesController(Controller):
         hard: FromQuery[bool] = False,
     ) -> DeleteResponse:
         """Soft delete (restorable by uploading the same file), or ``?hard=true`` for good;
-        a hard delete destroys data and needs the admin token (401 without, 403 wrong)."""
+        a hard delete destroys data and needs an admin credential in every auth mode."""
         if hard:
-            check_admin(request)
+            check_hard_delete(request)
         return await library.delete(sha256, hard=hard)
 
     @route(
@@ -131,12 +141,25 @@ class ImagesController(Controller):
             request, library, opened, f"{sha256}-thumb", "image/jpeg", f"{stem}-thumbnail.jpg"
         )
 
-    @post("/{sha256:str}/descriptions", status_code=HTTP_201_CREATED, summary="Add a description")
+    @post(
+        "/{sha256:str}/descriptions",
+        status_code=HTTP_201_CREATED,
+        summary="Add a description",
+        guards=[require("write")],
+    )
     async def add_description(
-        self, library: LibraryDep, sha256: FromPath[str], data: JSONBody[DescriptionRequest]
+        self,
+        library: LibraryDep,
+        request: Request[Any, Any, Any],
+        sha256: FromPath[str],
+        data: JSONBody[DescriptionRequest],
     ) -> DescriptionResponse:
         """Store (or replace) the description of one method; embedded by every text model."""
-        return await library.add_description(sha256, data.method, data.content)
+        result = await library.add_description(sha256, data.method, data.content)
+        if (who := creator(request)) is not None:
+            users = library.catalog.users
+            await library.run_io(users.set_description_creator, sha256, data.method, who)
+        return result
 
     @get("/{sha256:str}/descriptions", summary="List descriptions")
     async def descriptions(
@@ -148,6 +171,7 @@ class ImagesController(Controller):
         "/{sha256:str}/descriptions/{method:str}",
         status_code=HTTP_200_OK,
         summary="Delete a description",
+        guards=[require("write")],
     )
     async def delete_description(
         self, library: LibraryDep, sha256: FromPath[str], method: FromPath[str]

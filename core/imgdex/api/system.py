@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 from litestar import Controller, get
 
+from imgdex.auth.guards import require
 from imgdex.models import ModelSlot
 from imgdex.remote import ServiceManager
 from imgdex.server import counters
@@ -83,7 +84,7 @@ class SystemController(Controller):
 
         return await library.run_io(read)
 
-    @get("/api/stats", summary="Library statistics")
+    @get("/api/stats", summary="Library statistics", guards=[require("read")])
     async def stats(self, library: LibraryDep) -> dict[str, Any]:
         def read() -> dict[str, Any]:
             stats = library.catalog.stats()
@@ -96,7 +97,7 @@ class SystemController(Controller):
 
         return await library.run_io(read)
 
-    @get("/api/indexes", summary="Available indexes")
+    @get("/api/indexes", summary="Available indexes", guards=[require("read")])
     async def indexes(self, library: LibraryDep) -> dict[str, list[IndexStatus]]:
         # Public: a model kept in a local directory is shown by name, not by path.
         report = await library.run_io(library.index_report)

@@ -8,8 +8,8 @@ import msgspec
 from litestar import Controller, get
 
 from imgdex.models import ModelSlot
-from imgdex.remote import ServiceManager
 from imgdex.server import counters
+from imgdex.services import ServiceManager
 from imgdex.status import IndexStatus, hide_model_path, model_name, public_status
 
 from .deps import LibraryDep

@@ -60,8 +60,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_model(args: argparse.Namespace) -> int:
-    from imgdex.modelserver import create_model_app
     from imgdex.server import serve
+    from imgdex.services.server import create_model_app
 
     # The model service's own --host/--port, not the core's `server:` section.
     config = load_config(args.config)

@@ -40,7 +40,6 @@ from imgdex.index.labels import Key
 from imgdex.memory import tune_allocator
 from imgdex.models import DescriberSlot, EmbedderSlot
 from imgdex.plugins import PluginHost, PluginRecord
-from imgdex.remote import ServiceManager
 from imgdex.schemas import (
     DeleteResponse,
     DescriptionOut,
@@ -51,6 +50,7 @@ from imgdex.schemas import (
     ImageOut,
     UploadResponse,
 )
+from imgdex.services import ServiceManager
 from imgdex.staging import Spooling, StagedFile
 from imgdex.status import (
     IndexStatus,
@@ -127,7 +127,7 @@ class Library:
         backend.configure(config.index)
         self.indexes = IndexManager(data / "vector_index", backend, self.catalog, self.storage)
         retry = config.worker.retry_load_after
-        # Model services (imgdex.remote): an index whose plugin is named under `services:`
+        # Model services (imgdex.services): an index whose plugin is named under `services:`
         # is routed across those providers; every other index keeps its in-process slot.
         self.services = ServiceManager(config, self.indexes, lambda: self.on_work())
         self.embedders: dict[str, EmbedderSlot] = {}

@@ -9,8 +9,8 @@ from litestar import Controller, get
 
 from imgdex.auth.guards import require
 from imgdex.models import ModelSlot
-from imgdex.remote import ServiceManager
 from imgdex.server import counters
+from imgdex.services import ServiceManager
 from imgdex.status import IndexStatus, hide_model_path, model_name, public_status
 
 from .deps import LibraryDep

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from imgdex.hookspecs import hookimpl
-from imgdex.providers import IndexBackend, Metric, VectorIndex
+from imgdex.providers import IndexBackend, IndexLocation, Metric, VectorIndex
 from imgdex.storage import atomic_write
 
 __all__ = ["FlatBackend", "FlatIndex"]
@@ -116,8 +116,8 @@ class FlatIndex(VectorIndex):
 class FlatBackend(IndexBackend):
     name = "flat"
 
-    def open(self, path: Path, *, dimension: int, metric: Metric) -> VectorIndex:
-        path.mkdir(parents=True, exist_ok=True)
+    def open(self, location: IndexLocation, *, dimension: int, metric: Metric) -> VectorIndex:
+        path = location.directory(self.name)
         return FlatIndex(path, dimension, metric)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -29,8 +30,9 @@ PASSWORDS = {
     "victor": "victor-Secret-pw-3",  # viewer
 }
 ROLES = {"alice": "admin", "erin": "editor", "victor": "viewer"}
-# Routes that answer without credentials, on purpose.
-PUBLIC = {"/health", "/api/auth/login", "/api/auth/logout"}
+# Routes that answer without credentials, on purpose: the log-in page and its
+# stylesheet and scripts too.
+PUBLIC = {"/health", "/api/auth/login", "/api/auth/logout", "/login", "/static/{file_path:path}"}
 
 
 def cli(data: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -116,9 +118,17 @@ def _fill(path: str) -> str:
     return re.sub(r"\{\w+:\w+\}", "x", path)
 
 
+def _login_page(route: HTTPRoute, method: str) -> bool:
+    """Whether the route is a page of the web app, which sends visitors to /login."""
+    handler = route.route_handler_map[method][0]
+    return any(
+        getattr(getattr(g, "func", g), "login_redirect", False) for g in handler.resolve_guards()
+    )
+
+
 def test_no_route_answers_without_credentials(server: ServerProcess, tmp_path: Path) -> None:
     app = create_app(make_config(tmp_path))
-    checked = 0
+    checked = pages = 0
     with server.client() as client:
         for route in app.routes:
             if not isinstance(route, HTTPRoute) or route.path in PUBLIC:
@@ -126,15 +136,22 @@ def test_no_route_answers_without_credentials(server: ServerProcess, tmp_path: P
             if route.path.startswith("/docs"):
                 continue
             for method in sorted(route.methods - {"HEAD", "OPTIONS"}):
-                r = client.request(method, _fill(route.path))
+                path = _fill(route.path)
+                r = client.request(method, path)
+                checked += 1
+                if _login_page(route, method):
+                    # Pages of the web app send the visitor to the log-in form and back.
+                    assert r.status_code == 303, (method, route.path, r.text)
+                    assert r.headers["location"] == "/login?next=" + quote(path, safe="")
+                    pages += 1
+                    continue
                 assert r.status_code == 401, (method, route.path, r.text)
                 assert r.json()["error"] == "unauthorized"
                 assert r.headers["www-authenticate"].startswith("Bearer")
-                checked += 1
         # A wrong token is refused too, and says why.
         r = client.get("/api/images", headers=bearer("imgdex_not-a-real-key"))
         assert r.status_code == 401 and "invalid" in r.json()["detail"]
-    assert checked > 20
+    assert checked > 20 and pages >= 6
 
 
 def test_roles(server: ServerProcess) -> None:

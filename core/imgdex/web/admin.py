@@ -1,11 +1,14 @@
-"""``/admin/panel``: the live part of the admin page, rendered from the admin API's data.
+"""``/admin/panel`` and ``/admin/accounts``: the live parts of the admin page, rendered
+from the admin API's data.
 
-It needs the same Bearer token as ``/api/admin`` (the page's script sends the token it
-keeps in sessionStorage). Actions (enable, pause, retry) go to the JSON API itself.
+They need the same admin credential as ``/api/admin``: an admin's session, or in
+``auth.mode: none`` the admin token that the page's script keeps in sessionStorage.
+Actions (enable, pause, retry, users, keys) go to the JSON API itself.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -14,10 +17,18 @@ from litestar.datastructures import State
 from litestar.response import Template
 
 from imgdex.api.deps import LibraryDep, admin_guard
+from imgdex.auth.policy import ROLES
 
 from .headers import security_headers
 
-__all__ = ["AdminPanelController", "eta_text"]
+__all__ = ["AdminPanelController", "eta_text", "when"]
+
+
+def when(epoch: float | None) -> str:
+    """A stored time (seconds since the epoch) as UTC text for a table."""
+    if epoch is None:
+        return "never"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def eta_text(value: float | None) -> str:
@@ -32,12 +43,12 @@ def eta_text(value: float | None) -> str:
 
 
 class AdminPanelController(Controller):
-    path = "/admin/panel"
+    path = "/admin"
     guards = [admin_guard]
     include_in_schema = False
     after_request = security_headers  # type: ignore[assignment]
 
-    @get("/", name="web-admin-panel")
+    @get("/panel", name="web-admin-panel")
     async def panel(self, library: LibraryDep, state: State) -> Template:
         def read() -> dict[str, Any]:
             return {
@@ -50,3 +61,16 @@ class AdminPanelController(Controller):
         data = await library.run_io(read)
         data["eta_text"] = eta_text
         return Template(template_name="_admin_panel.html", context=data)
+
+    @get("/accounts", name="web-admin-accounts")
+    async def accounts(self, library: LibraryDep, state: State) -> Template:
+        """Users and everyone's API keys (the data of ``/api/admin/users`` and
+        ``/api/keys?all_users=true``)."""
+
+        def read() -> dict[str, Any]:
+            store = state.auth.store
+            return {"users": store.list_users(), "keys": store.list_keys(), "roles": list(ROLES)}
+
+        data = await library.run_io(read)
+        data["when"] = when
+        return Template(template_name="_admin_accounts.html", context=data)

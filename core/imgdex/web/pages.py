@@ -1,20 +1,23 @@
-"""The HTML pages: gallery, search, image, upload and admin (the shell; data in admin.py)."""
+"""The HTML pages: gallery, search, image, upload, admin and account (shells; their data
+in admin.py and account.py), and the log-in page."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from litestar import Controller, Request, get, post
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Template
 
 from imgdex.api.deps import LibraryDep, SearcherDep
 from imgdex.api.uploads import read_form
+from imgdex.auth.guards import require
 from imgdex.errors import ImgdexError
 from imgdex.schemas import SearchOptions
 from imgdex.staging import StagedFile
 
+from .access import page_exception_handlers, page_guard, safe_next
 from .headers import security_headers
 from .views import PAGE_SIZE, gallery_page, result_cards
 
@@ -34,8 +37,9 @@ class PagesController(Controller):
     path = "/"
     include_in_schema = False
     after_request = security_headers  # type: ignore[assignment]
+    exception_handlers = page_exception_handlers
 
-    @get("/", name="web-gallery")
+    @get("/", name="web-gallery", guards=[page_guard("read")])
     async def gallery(
         self,
         request: Request[Any, Any, Any],
@@ -66,7 +70,7 @@ class PagesController(Controller):
         name = "_cards.html" if _htmx(request) else "gallery.html"
         return Template(template_name=name, context=context)
 
-    @get("/search", name="web-search")
+    @get("/search", name="web-search", guards=[page_guard("read")])
     async def search(
         self,
         request: Request[Any, Any, Any],
@@ -85,7 +89,8 @@ class PagesController(Controller):
         name = "_results.html" if _htmx(request) else "search.html"
         return Template(template_name=name, context=context)
 
-    @post("/search/image", name="web-search-image", status_code=200)
+    # A fragment for search.js: guarded like POST /api/search/image (JSON 401/403).
+    @post("/search/image", name="web-search-image", status_code=200, guards=[require("read")])
     async def search_image(
         self, request: Request[Any, Any, Any], library: LibraryDep, searcher: SearcherDep
     ) -> Template:
@@ -103,7 +108,7 @@ class PagesController(Controller):
             form.close()
         return Template(template_name="_results.html", context=context)
 
-    @get("/images/{sha256:str}", name="web-image")
+    @get("/images/{sha256:str}", name="web-image", guards=[page_guard("read")])
     async def image(self, library: LibraryDep, sha256: FromPath[str]) -> Template:
         try:
             image = await library.get_image(sha256)
@@ -121,15 +126,30 @@ class PagesController(Controller):
             )
         return Template(template_name="image.html", context={"page": "image", "image": image})
 
-    @get("/images/{sha256:str}/descriptions-panel", name="web-descriptions")
+    @get(
+        "/images/{sha256:str}/descriptions-panel",
+        name="web-descriptions",
+        guards=[require("read")],
+    )
     async def descriptions(self, library: LibraryDep, sha256: FromPath[str]) -> Template:
         image = await library.get_image(sha256)
         return Template(template_name="_descriptions.html", context={"image": image})
 
-    @get("/upload", name="web-upload")
+    @get("/upload", name="web-upload", guards=[page_guard("write")])
     async def upload(self) -> Template:
         return Template(template_name="upload.html", context={"page": "upload"})
 
-    @get("/admin", name="web-admin")
+    @get("/admin", name="web-admin", guards=[page_guard("admin", open_admin=True)])
     async def admin(self) -> Template:
         return Template(template_name="admin.html", context={"page": "admin"})
+
+    @get("/account", name="web-account", guards=[page_guard("read")])
+    async def account(self) -> Template:
+        return Template(template_name="account.html", context={"page": "account"})
+
+    @get("/login", name="web-login")
+    async def login(self, next_: Annotated[str, QueryParameter(name="next")] = "/") -> Template:
+        """Public: the log-in form. `next` is honoured only as a path on this site."""
+        return Template(
+            template_name="login.html", context={"page": "login", "next": safe_next(next_)}
+        )

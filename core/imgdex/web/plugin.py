@@ -12,6 +12,10 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
+from imgdex.auth.guards import principal_of
+
+from .access import users_mode
+from .account import AccountPanelController
 from .admin import AdminPanelController
 from .headers import security_headers
 from .pages import PagesController
@@ -29,6 +33,9 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    # Who the request acts as, for the nav and for hiding controls a role cannot use.
+    env.globals["principal_of"] = principal_of
+    env.globals["users_mode"] = users_mode
     return env
 
 
@@ -42,6 +49,7 @@ class WebPlugin(InitPlugin):
             [
                 PagesController,
                 AdminPanelController,
+                AccountPanelController,
                 create_static_files_router(
                     path="/static",
                     directories=[_HERE / "static"],

@@ -1,5 +1,5 @@
 // The image page: zoom, previous/next with the arrow keys, descriptions, delete.
-import { errorText, rememberedList } from "./app.js";
+import { errorText, rememberedList, send } from "./app.js";
 
 const pager = document.getElementById("pager");
 const sha = pager.dataset.sha;
@@ -51,7 +51,7 @@ async function refreshDescriptions(message) {
 }
 
 async function putDescription(method, content) {
-  const response = await fetch(`/api/images/${sha}/descriptions`, {
+  const response = await send(`/api/images/${sha}/descriptions`, {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ method, content }),
@@ -79,14 +79,14 @@ document.addEventListener("click", async (event) => {
   if (!button) return;
   const method = button.dataset.deleteDescription;
   if (!confirm(`Delete the ${method} description?`)) return;
-  const response = await fetch(`/api/images/${sha}/descriptions/${encodeURIComponent(method)}`, { method: "DELETE" });
+  const response = await send(`/api/images/${sha}/descriptions/${encodeURIComponent(method)}`, { method: "DELETE" });
   if (response.ok) await refreshDescriptions(`Deleted the ${method} description.`);
   else status("desc-status", `Not deleted: ${await errorText(response)}`);
 });
 
-document.getElementById("delete-image").addEventListener("click", async () => {
+document.getElementById("delete-image")?.addEventListener("click", async () => {
   if (!confirm("Delete this image? Uploading the same file again restores it.")) return;
-  const response = await fetch(`/api/images/${sha}`, { method: "DELETE" });
+  const response = await send(`/api/images/${sha}`, { method: "DELETE" });
   if (response.ok) location.href = document.getElementById("back").getAttribute("href") || "/";
   else status("image-status", `Not deleted: ${await errorText(response)}`);
 });

@@ -1,5 +1,5 @@
 // Search by image: drop, paste or pick a file; the server renders the results grid.
-import { errorText } from "./app.js";
+import { errorText, send } from "./app.js";
 
 const drop = document.getElementById("query-drop");
 const input = document.getElementById("query-file");
@@ -18,7 +18,7 @@ async function searchBy(file) {
   status.textContent = "Searching…";
   const body = new FormData();
   body.append("file", file, file.name || "pasted.png");
-  const response = await fetch("/search/image", { method: "POST", body });
+  const response = await send("/search/image", { method: "POST", body });
   if (!response.ok) {
     status.textContent = `Search failed: ${await errorText(response)}`;
     return;

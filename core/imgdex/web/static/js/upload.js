@@ -1,4 +1,5 @@
 // Upload: files or whole folders, one XHR progress bar per file and one overall.
+import { csrfToken } from "./app.js";
 
 const CONCURRENCY = 2;
 const input = document.getElementById("files");
@@ -76,6 +77,8 @@ function send(file, id, ui) {
       resolve();
     });
     xhr.open("POST", "/api/images");
+    const token = csrfToken();
+    if (token) xhr.setRequestHeader("X-CSRFToken", token);
     xhr.send(body);
   });
 }

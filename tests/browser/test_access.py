@@ -47,6 +47,10 @@ def test_pages_redirect_to_login_and_next_stays_on_this_site(server: ServerProce
         r = httpx.get(server.url + path)
         assert r.status_code == 303, path
         assert r.headers["location"].startswith("/login?next=%2F"), path
+    # An htmx request (the gallery's infinite scroll) navigates the whole page instead.
+    r = httpx.get(server.url + "/?offset=48", headers={"HX-Request": "true"})
+    assert r.status_code == 401
+    assert r.headers["hx-redirect"] == "/login?next=%2F%3Foffset%3D48"
     # The log-in page and its assets are public.
     for path in ["/login", "/static/app.css", "/static/js/login.js", "/static/js/app.js"]:
         assert httpx.get(server.url + path).status_code == 200, path

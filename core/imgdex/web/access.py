@@ -81,10 +81,13 @@ def page_guard(scope: str, *, open_admin: bool = False) -> Guard:
     return guard
 
 
-def _login(_: Request[Any, Any, Any], exc: LoginRequired) -> Response[Any]:
-    return Redirect(
-        f"/login?{urlencode({'next': safe_next(exc.path)}, quote_via=quote)}", status_code=303
-    )
+def _login(request: Request[Any, Any, Any], exc: LoginRequired) -> Response[Any]:
+    url = f"/login?{urlencode({'next': safe_next(exc.path)}, quote_via=quote)}"
+    if request.headers.get("hx-request") == "true":
+        # htmx would follow a redirect and swap the log-in page into the grid: it goes
+        # to HX-Redirect instead (a whole-page navigation).
+        return Response(b"", status_code=401, headers={"HX-Redirect": url})
+    return Redirect(url, status_code=303)
 
 
 def _forbidden(_: Request[Any, Any, Any], exc: PageForbidden) -> Response[Any]:

@@ -37,6 +37,7 @@ from .request import request_class
 from .search import SearchController
 from .services import ServicesController
 from .system import SystemController
+from .tags import TagsController
 
 __all__ = ["create_app"]
 
@@ -121,6 +122,7 @@ def create_app(
             SearchController,
             AdminController,
             ServicesController,
+            TagsController,
             docs_assets(),
         ],
         lifespan=[lifespan],

@@ -19,9 +19,32 @@ PARAMETERS = {
     "include_deleted": "Also list soft-deleted images",
     "name": "Plugin or index name, as listed by /api/admin/plugins",
     "id": "Model service id (services.<id> in the config)",
+    "tag": "A tag (normalised before it is compared)",
 }
 
 FIELDS = {
+    # organise (issue 14)
+    "ImageOut.filename": "The uploaded file's name (else the stored one); /file is served as it",
+    "taken_at": "When the photo was taken (ISO 8601, from EXIF/XMP; with its UTC offset "
+    "when the file gives one)",
+    "camera": "The camera (make, model, lens) from EXIF, or null",
+    "make": "Camera maker",
+    "CameraOut.model": "Camera model",
+    "lens": "Lens model",
+    "gps": "Where the photo was taken (lat, lon, alt), or null",
+    "lat": "Latitude in degrees (-90 to 90)",
+    "lon": "Longitude in degrees (-180 to 180)",
+    "alt": "Altitude in metres above sea level (negative below)",
+    "exif": "Other EXIF details: focal_length, aperture, exposure_time, iso, orientation, software",
+    "favorite": "Marked as a favourite",
+    "rating": "Rating from 0 (none) to 5",
+    "tags": "Tags, normalised (Unicode NFKC, case-folded, spaces collapsed)",
+    "TagListResponse.tags": "Every tag with how many live images have it, most used first",
+    "ImageTagsResponse.tags": "The image's tags with where each came from",
+    "tag": "The tag, normalised",
+    "confidence": "How sure the model was (null for a person's tag)",
+    "add": "Tags to add",
+    "remove": "Tags to remove",
     "backends": "Index backends the plugin provides",
     "content": "The description text",
     "count": "Vectors stored",

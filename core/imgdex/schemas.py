@@ -11,7 +11,15 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from imgdex.filters import ImageFilters
+
 __all__ = [
+    "AlbumImagesRequest",
+    "AlbumImagesResponse",
+    "AlbumListResponse",
+    "AlbumOut",
+    "AlbumPatch",
+    "AlbumRequest",
     "BulkTagRequest",
     "CameraOut",
     "DeleteResponse",
@@ -31,6 +39,7 @@ __all__ = [
     "SearchResponse",
     "SearchResult",
     "SearchTextRequest",
+    "SmartSpec",
     "UploadResponse",
 ]
 
@@ -252,6 +261,59 @@ class BulkTagRequest(Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tr
 class BulkTagResponse(Struct, kw_only=True, frozen=True):
     message: str
     images: int
+
+
+class SmartSpec(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """A smart album's search, evaluated whenever the album is read."""
+
+    query: Annotated[str, Meta(min_length=1, max_length=4096)] | None = None
+    filters: ImageFilters | None = None
+
+
+AlbumName = Annotated[str, Meta(min_length=1, max_length=200)]
+AlbumText = Annotated[str, Meta(max_length=5000)]
+
+
+class AlbumRequest(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    name: AlbumName
+    description: AlbumText | None = None
+    smart: SmartSpec | None = None
+    cover: ImageId | None = None
+
+
+class AlbumPatch(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Absent fields stay as they are; null clears description, smart or cover."""
+
+    name: AlbumName | msgspec.UnsetType = msgspec.UNSET
+    description: AlbumText | msgspec.UnsetType | None = msgspec.UNSET
+    smart: SmartSpec | msgspec.UnsetType | None = msgspec.UNSET
+    cover: ImageId | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class AlbumOut(Struct, kw_only=True, frozen=True):
+    id: int
+    name: str
+    description: str | None
+    cover: str | None  # the chosen cover, else the last image added
+    smart: SmartSpec | None
+    image_count: int | None  # null for a smart album with a query (known when listed)
+    created_at: str
+    updated_at: str
+
+
+class AlbumListResponse(Struct, kw_only=True, frozen=True):
+    albums: list[AlbumOut]
+
+
+class AlbumImagesRequest(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    # Bounded by the handler (400 past `imgdex.organise.MAX_BULK_IMAGES`, with the count).
+    images: Annotated[list[ImageId], Meta(min_length=1)]
+
+
+class AlbumImagesResponse(Struct, kw_only=True, frozen=True):
+    message: str
+    album: int
+    changed: int  # images added (or removed) that were not (or were) in it
 
 
 def to_builtins(obj: Any) -> Any:

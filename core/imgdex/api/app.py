@@ -29,6 +29,7 @@ from imgdex.reconcile import reconcile_storage
 from imgdex.search import Searcher
 
 from .admin import AdminController
+from .albums import AlbumsController
 from .deps import provide_library, provide_searcher
 from .docs import docs_assets, finish_document, openapi_config
 from .errors import exception_handlers
@@ -123,6 +124,7 @@ def create_app(
             AdminController,
             ServicesController,
             TagsController,
+            AlbumsController,
             docs_assets(),
         ],
         lifespan=[lifespan],

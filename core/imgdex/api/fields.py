@@ -20,10 +20,29 @@ PARAMETERS = {
     "name": "Plugin or index name, as listed by /api/admin/plugins",
     "id": "Model service id (services.<id> in the config)",
     "tag": "A tag (normalised before it is compared)",
+    "album": "Album id",
+    "sort": "Order by created_at, taken_at, file_size or rating",
+    "order": "asc or desc",
+    "deleted": "exclude (default), include, or only (the trash)",
 }
 
 FIELDS = {
     # organise (issue 14)
+    "AlbumOut.id": "Album id",
+    "AlbumOut.name": "Album name",
+    "AlbumRequest.name": "Album name",
+    "AlbumPatch.name": "Album name",
+    "AlbumOut.description": "What the album is about",
+    "AlbumRequest.description": "What the album is about",
+    "AlbumPatch.description": "What the album is about",
+    "cover": "The cover image's id (by default the image added last)",
+    "smart": "A smart album's search: query and/or filters, evaluated when it is read",
+    "near": "Images within km of the point (lat, lon)",
+    "filters": "Image filters, as in GET /api/images",
+    "image_count": "Images in it (null for a smart album with a query)",
+    "albums": "The albums",
+    "AlbumImagesResponse.album": "Album id",
+    "changed": "How many images were added (or removed)",
     "ImageOut.filename": "The uploaded file's name (else the stored one); /file is served as it",
     "taken_at": "When the photo was taken (ISO 8601, from EXIF/XMP; with its UTC offset "
     "when the file gives one)",

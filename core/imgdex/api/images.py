@@ -11,6 +11,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from imgdex.albums import check_filters
 from imgdex.catalog.images import SORT_KEYS
 from imgdex.imaging import media_type
 from imgdex.library import OpenedFile
@@ -125,6 +126,8 @@ class ImagesController(Controller):
         filters = filters_from_fields(
             lambda name: [] if name == "source" else params.getall(name, [])
         )
+        if filters.album is not None:
+            await library.run_io(check_filters, library.catalog, filters)
         return await library.list_images(
             offset=offset,
             limit=limit,

@@ -86,3 +86,13 @@ class AlbumStore(Store):
             ).rowcount
         self.update_album(db, album_id, {})
         return removed
+
+    def latest_image(self, album_id: int) -> str | None:
+        """The live image added to an album last (its default cover)."""
+        rows = self._read(
+            "SELECT ai.image_sha256 FROM album_images ai JOIN images i "
+            "ON i.sha256 = ai.image_sha256 WHERE ai.album_id = ? AND i.is_deleted = 0 "
+            "ORDER BY ai.added_at DESC, ai.image_sha256 LIMIT 1",
+            (album_id,),
+        )
+        return str(rows[0][0]) if rows else None

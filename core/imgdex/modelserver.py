@@ -46,7 +46,7 @@ from imgdex.errors import BadRequest, ConfigError, ImgdexError, NotFound, Servic
 from imgdex.imaging import decode_image
 from imgdex.models import import_for
 from imgdex.plugins import PluginHost, PluginRecord
-from imgdex.providers import Describer, Embedder
+from imgdex.providers import Describer, Embedder, as_caption
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -382,15 +382,21 @@ async def describe(
     service = _service(request)
     model = service.describer(method)
     images = await _images(request, service.config)
-    texts: Sequence[str] = await asyncio.to_thread(model.run, lambda d: d.describe_images(images))
-    if not isinstance(texts, list) or len(texts) != len(images):
+    texts: Sequence[Any] = await asyncio.to_thread(model.run, lambda d: d.describe_images(images))
+    if not isinstance(texts, list | tuple) or len(texts) != len(images):
         raise ServiceUnavailable(f"the describer returned {len(texts)} texts for {len(images)}")
+    try:
+        captions = [as_caption(t) for t in texts]
+    except TypeError as exc:
+        raise ServiceUnavailable(f"the describer: {exc}") from None
     service.counts["describe"] += 1
     body: dict[str, Any] = {
-        "descriptions": [str(t).strip() for t in texts],
+        "descriptions": [c.text for c in captions],
         "method": model.provider.method,
         "model": model.provider.model,
     }
+    if any(c.tags for c in captions):
+        body["tags"] = [list(c.tags) for c in captions]
     if len(texts) == 1:
         body["description"] = body["descriptions"][0]
     return body

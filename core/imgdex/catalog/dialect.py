@@ -100,3 +100,7 @@ class Dialect(abc.ABC):
     def distance_km(self, lat: str, lon: str) -> str:
         """An expression for the great-circle distance in km from the point of columns
         `lat`, `lon` to a point given as two parameters (latitude, longitude)."""
+
+    @abc.abstractmethod
+    def order_nulls_last(self, expr: str, descending: bool) -> str:
+        """An ORDER BY term sorting `expr` with NULLs after every value, either way."""

@@ -29,6 +29,7 @@ _SORT_COLUMN = {
     "file_size": "i.file_size",
     "rating": "i.rating",
 }
+_NULLABLE = {"taken_at"}
 Deleted = Literal["exclude", "include", "only"]
 
 
@@ -158,11 +159,19 @@ class ImageStore(Store):
             params.append(source)
         clause = " AND ".join(where)
         column = _SORT_COLUMN[sort]
-        direction = "ASC" if order == "asc" else "DESC"
+        descending = order != "asc"
+        direction = "DESC" if descending else "ASC"
+        # The id breaks ties in the same direction, so an index on (column, id) gives
+        # the page without sorting.
+        first = (
+            self.dialect.order_nulls_last(column, descending)
+            if sort in _NULLABLE
+            else f"{column} {direction}"
+        )
         total = self._read(f"SELECT COUNT(*) FROM images i WHERE {clause}", params)[0][0]
         rows = self._read(
             f"SELECT {_ALIASED} FROM images i WHERE {clause} "
-            f"ORDER BY {column} IS NULL, {column} {direction}, i.sha256 LIMIT ? OFFSET ?",
+            f"ORDER BY {first}, i.sha256 {direction} LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
         return [ImageRow(*r) for r in rows], int(total)

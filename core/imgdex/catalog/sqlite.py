@@ -121,8 +121,15 @@ _ORGANISE = (
             "meta_read INTEGER NOT NULL DEFAULT 0",
         )
     ),
-    "CREATE INDEX IF NOT EXISTS idx_images_taken ON images(taken_local)",
-    "CREATE INDEX IF NOT EXISTS idx_images_rating ON images(rating)",
+    # The list's orders, live images first: a page is read off the index, no sort.
+    *(
+        f"CREATE INDEX IF NOT EXISTS idx_images_list_{column} "
+        f"ON images(is_deleted, {column}, sha256)"
+        for column in ("created_at", "taken_local", "file_size", "rating")
+    ),
+    # Oldest taken first, undated last (`SqliteDialect.order_nulls_last`).
+    "CREATE INDEX IF NOT EXISTS idx_images_list_taken_asc "
+    "ON images(is_deleted, taken_local IS NULL, taken_local, sha256)",
     "CREATE INDEX IF NOT EXISTS idx_images_favorite ON images(favorite)",
     "CREATE INDEX IF NOT EXISTS idx_images_gps ON images(gps_lat, gps_lon)",
     "CREATE INDEX IF NOT EXISTS idx_images_meta_read ON images(meta_read)",
@@ -230,6 +237,11 @@ class SqliteDialect(Dialect):
     def claim_jobs(self) -> str:
         """One UPDATE ... RETURNING inside the caller's write transaction."""
         return _CLAIM
+
+    def order_nulls_last(self, expr: str, descending: bool) -> str:
+        """SQLite sorts NULL first: descending puts it last already (and keeps the
+        index usable); ascending needs the extra key."""
+        return f"{expr} DESC" if descending else f"{expr} IS NULL, {expr} ASC"
 
     def distance_km(self, lat: str, lon: str) -> str:
         """A Python function registered on every connection (`connect`)."""

@@ -214,3 +214,17 @@ def test_trash_and_restore(imgdex_client: Client, library: dict[str, str]) -> No
     # A hard delete is for good: nothing to restore.
     assert c.delete(f"/api/images/{sha}?hard=true", headers=ADMIN).status_code == 200
     assert c.post(f"/api/images/{sha}/restore").status_code == 404
+
+
+# Pillow warns about the broken tags while it opens the file; the server runs with the
+# default filters (a warning is logged, not raised), which this test restores.
+@pytest.mark.filterwarnings("default::UserWarning")
+def test_hostile_exif_never_fails_an_upload(imgdex_client: Client) -> None:
+    data = bytearray(photo(taken="2019:07:14 18:32:05", make="Canon", gps=(1.0, 2.0, 3.0)))
+    start = data.index(b"Exif\x00\x00") + 6
+    for i in range(start + 8, start + 120, 3):  # scramble the IFD entries and offsets
+        data[i] = (data[i] * 31 + 7) % 256
+    r = imgdex_client.post("/api/images", files={"file": ("bad.jpg", bytes(data), "image/jpeg")})
+    assert r.status_code == 201, r.text
+    info = imgdex_client.get(f"/api/images/{r.json()['sha256']}").json()
+    assert info["status"] == "ready" and info["filename"] == "bad.jpg"

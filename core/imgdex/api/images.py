@@ -165,7 +165,9 @@ class ImagesController(Controller):
         sha256: FromPath[str],
         hard: FromQuery[bool] = False,
     ) -> DeleteResponse:
-        """Soft delete (restorable by uploading the same file), or ``?hard=true`` for good;
+        """Soft delete to the trash (``POST .../restore`` or uploading the same file brings
+        it back; upkeep empties the trash after ``storage.trash_days``), or ``?hard=true``
+        for good;
         a hard delete destroys data and needs the admin token (401 without, 403 wrong)."""
         if hard:
             check_admin(request)

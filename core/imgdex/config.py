@@ -170,6 +170,9 @@ class StorageConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     # is private); "027" lets the group read. At start the data directory itself and
     # the catalog files are set to it too.
     umask: Annotated[str, msgspec.Meta(pattern=r"^0?[0-7]{1,3}$")] = "077"
+    # Soft-deleted images stay restorable this many days, then upkeep deletes them for
+    # good (files, vectors, rows); 0 keeps them until deleted by hand.
+    trash_days: Annotated[float, msgspec.Meta(ge=0)] = 30.0
 
     @property
     def mask(self) -> int:

@@ -27,11 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from imgdex.backfill import backfill_metadata, metadata_progress
 from imgdex.catalog import Job, JobKind, vector_job_kind
 from imgdex.errors import ImgdexError, ServiceUnavailable
 from imgdex.imaging import decode_image
 from imgdex.library import IMAGE_METHOD, Library
 from imgdex.models import DescriberSlot, EmbedderSlot
+from imgdex.tags import parse_tag_list
 from imgdex.upgrades import try_take_over
 
 RATE_WINDOW = 20  # batches kept for the rate estimate
@@ -77,6 +79,7 @@ class Enricher:
         self._prepared = False
         self.paused = False
         self._maintained = time.monotonic()
+        self._metadata_left = True  # images stored before metadata was read (backfill)
         self._stopping = False
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -178,6 +181,11 @@ class Enricher:
                 task = asyncio.create_task(self._work(unit), name=f"imgdex-job-{unit.target}")
                 running.add(task)
                 task.add_done_callback(functools.partial(self._done, unit.key))
+        if not busy and self._metadata_left:  # organise (issue 14): one-shot backfill
+            catalog, storage = library.catalog, library.storage
+            self._metadata_left = bool(await library.run_io(backfill_metadata, catalog, storage))
+            if self._metadata_left:
+                self.poke()
         if not busy and time.monotonic() - self._maintained > MAINTENANCE_INTERVAL:
             self._maintained = time.monotonic()
             await library.run_io(self.maintain)
@@ -223,15 +231,21 @@ class Enricher:
                 processed += n
         for name in library.upgrades.building():
             await library.run_io(try_take_over, library, name)
+        while await library.run_io(backfill_metadata, library.catalog, library.storage):
+            pass
         return processed
 
     def maintain(self) -> None:
-        """Idle-time upkeep: staging leftovers of failed uploads, compaction."""
+        """Idle-time upkeep: staging leftovers of failed uploads, compaction, and images
+        past `storage.trash_days` in the trash (deleted for good)."""
         library = self.library
         removed = library.storage.clean_tmp(older_than=3600)
         if removed:
             log.info("removed %d leftovers of interrupted uploads", removed)
         library.indexes.compact()
+        days = library.config.storage.trash_days  # organise (issue 14)
+        if days > 0 and (purged := library.purge_trash(days)):
+            log.info("emptied %d images from the trash (older than %g days)", purged, days)
 
     # --- one batch (in a model thread) -----------------------------------------------
 
@@ -362,14 +376,19 @@ class Enricher:
         method = unit.target
         captions = unit.slot.describe_images([image for _, image in items])
         for (job, _), caption in zip(items, captions, strict=True):
-            if not caption:
-                raise ServiceUnavailable(f"{unit.slot.name}: empty caption for {job.item}")
-        for (job, _), caption in zip(items, captions, strict=True):
-            library.storage.put_description(job.image_sha256, method, caption)
+            # organise (issue 14): an empty text is "nothing to say" (OCR on a photo
+            # without text), not a failure; tags come with the caption, in its transaction.
+            tags = normalise_tags(caption.tags)
+            if caption.text:
+                library.storage.put_description(job.image_sha256, method, caption.text)
             with library.catalog.transaction() as db:
                 if library.catalog.has_image(db, job.image_sha256):
-                    library.catalog.upsert_description(db, job.image_sha256, method, caption)
-                    library.queue_description_jobs(db, job.image_sha256, method)
+                    if caption.text:
+                        library.catalog.upsert_description(
+                            db, job.image_sha256, method, caption.text
+                        )
+                        library.queue_description_jobs(db, job.image_sha256, method)
+                    library.catalog.tags.add_tags(db, job.image_sha256, tags, method)
                 library.catalog.finish_jobs(db, [job.id])
         library.on_work()  # new descriptions for the text embedders
 
@@ -439,4 +458,10 @@ class Enricher:
             "describers": {method: entry(name) for name, method in describers.items()},
             "failed": {name: p.failed for name, p in progress.items() if p.failed},
             "errors": errors,
+            "metadata": metadata_progress(library.catalog),
         }
+
+
+def normalise_tags(tags: tuple[str, ...]) -> list[str]:
+    """A describer's tags in their normal form, bounded: whatever a model writes."""
+    return parse_tag_list(",".join(t.replace(",", " ") for t in tags), limit=20)

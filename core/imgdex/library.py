@@ -15,6 +15,8 @@ entry, which is committed before the vector enters the index (a cache, rebuilt f
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import functools
 import logging
 import os
@@ -24,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, ParamSpec, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -32,13 +34,16 @@ import numpy.typing as npt
 from imgdex import datalock
 from imgdex.budget import UploadBudget
 from imgdex.catalog import Catalog, Connection, ImageRow, VectorEntry, vector_job_kind
+from imgdex.catalog.images import Deleted
 from imgdex.config import Config
 from imgdex.errors import BadRequest, Conflict, ImgdexError, NotFound, reason_of
+from imgdex.filters import ImageFilters
 from imgdex.imaging import DecodedImage, decode_image, make_thumbnail
 from imgdex.index import IndexManager
 from imgdex.index.labels import Key
 from imgdex.memory import tune_allocator
 from imgdex.models import DescriberSlot, EmbedderSlot
+from imgdex.photos import facts_of, image_out
 from imgdex.plugins import PluginHost, PluginRecord
 from imgdex.schemas import (
     DeleteResponse,
@@ -480,6 +485,7 @@ class Library:
                 decoded, self.config.images.thumbnail_size, self.config.images.thumbnail_quality
             )
             filename = f"image.{decoded.extension}"
+            facts = facts_of(data)  # organise (issue 14): EXIF/XMP, never fails an upload
             self.storage.put_image(id_, filename, data, thumbnail)
             with self.catalog.transaction() as db:
                 self.catalog.insert_image(
@@ -495,6 +501,7 @@ class Library:
                     status="pending",
                     original_name=name,
                 )
+                self.catalog.images.set_facts(db, id_, facts)  # organise (issue 14)
                 self.queue_image_jobs(db, id_)
             row = self.catalog.get_image(id_)
             assert row is not None
@@ -544,32 +551,78 @@ class Library:
 
     def _image_out(self, id_: str) -> ImageOut:
         row = self._get_row(id_)
-        return _image_out(
-            row, self.catalog.get_descriptions(id_), sorted(self.catalog.image_indexes(id_))
+        return image_out(
+            row,
+            [_description_out(d) for d in self.catalog.get_descriptions(id_)],
+            sorted(self.catalog.image_indexes(id_)),
+            [t.tag for t in self.catalog.tags.tags_of(id_)],
         )
+
+    # --- organise (issue 14): list with filters and sorting, restore from the trash ---
 
     async def list_images(
         self,
         *,
         offset: int,
         limit: int,
-        status: str | None,
-        source: str | None,
-        include_deleted: bool,
+        status: str | None = None,
+        source: str | None = None,
+        include_deleted: bool = False,
+        deleted: Deleted | None = None,
+        filters: ImageFilters | None = None,
+        sort: str = "created_at",
+        order: Literal["asc", "desc"] = "desc",
     ) -> ImageListResponse:
-        rows, total = await self.run_io(
-            functools.partial(
-                self.catalog.list_images,
+        def read() -> ImageListResponse:
+            rows, total = self.catalog.images.list_images(
                 offset=offset,
                 limit=limit,
                 status=status,
                 source=source,
                 include_deleted=include_deleted,
+                deleted=deleted,
+                filters=filters,
+                sort=sort,
+                order=order,
             )
-        )
-        return ImageListResponse(
-            images=[_image_out(r, [], []) for r in rows], total=total, offset=offset, limit=limit
-        )
+            tags = self.catalog.tags.tags_of_many(r.sha256 for r in rows)
+            images = [image_out(r, tags=tags.get(r.sha256, ())) for r in rows]
+            return ImageListResponse(images=images, total=total, offset=offset, limit=limit)
+
+        return await self.run_io(read)
+
+    async def restore(self, id_: str) -> ImageOut:
+        """Bring a soft-deleted image back with its descriptions, tags and vectors."""
+        return await self.run_io(self._restore, check_id(id_))
+
+    def _restore(self, id_: str) -> ImageOut:
+        with self._lock_for(id_):
+            row = self._get_row(id_)
+            if not row.is_deleted:
+                raise Conflict(f"image {id_} is not in the trash", code="not_deleted")
+            if not self.storage.original(id_, row.filename).is_file():
+                raise NotFound(
+                    f"the file of image {id_} is missing on disk; upload it again to restore",
+                    code="file_missing",
+                )
+            with self.catalog.transaction() as db:
+                self.catalog.set_deleted(db, id_, False)
+            self.unhide_entries(self.catalog.vector_entries_of(None, id_))
+            # Models enabled while it was in the trash have not seen it.
+            self.plan_all(id_)
+        self.on_work()
+        return self._image_out(id_)
+
+    def purge_trash(self, older_than_days: float, limit: int = 1000) -> int:
+        """Hard-delete images that have been in the trash longer than the given days."""
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=older_than_days)
+        expired = self.catalog.images.expired_trash(cutoff.strftime("%Y-%m-%d %H:%M:%S"), limit)
+        for id_ in expired:
+            with contextlib.suppress(NotFound):
+                self._delete(id_, hard=True)
+        return len(expired)
+
+    # --- end organise -------------------------------------------------------------
 
     async def open_file(self, id_: str, kind: str) -> OpenedFile:
         """Open an image's original (``file``) or ``thumbnail`` for reading.
@@ -842,23 +895,4 @@ def _description_out(d: Any) -> DescriptionOut:
         indexes=list(d.indexes),
         created_at=d.created_at,
         updated_at=d.updated_at,
-    )
-
-
-def _image_out(row: ImageRow, descriptions: Sequence[Any], indexes: list[str]) -> ImageOut:
-    return ImageOut(
-        sha256=row.sha256,
-        width=row.width,
-        height=row.height,
-        file_size=row.file_size,
-        format=row.format,
-        created_at=row.created_at,
-        source=row.source,
-        status=row.status,
-        is_deleted=row.is_deleted,
-        deleted_at=row.deleted_at,
-        filename=row.original_name or row.filename,
-        error=row.error,
-        indexes=indexes,
-        descriptions=[_description_out(d) for d in descriptions],
     )

@@ -120,6 +120,7 @@ def test_schema_tables_and_version(catalog: Catalog) -> None:
         (3,),
         (4,),
         (5,),
+        (6,),
     ]
 
 
@@ -231,7 +232,9 @@ def test_list_images_same_second_is_stable(catalog: Catalog) -> None:
             offset=offset, limit=6, status=None, source=None, include_deleted=False
         )
         seen += [r.sha256 for r in rows]
-    assert seen == sorted(ids)  # ties ordered by id: paging neither repeats nor skips
+    # Ties ordered by id, in the list's direction (so an index gives the page): paging
+    # neither repeats nor skips.
+    assert seen == sorted(ids, reverse=True)
 
 
 def test_delete_image_rows(catalog: Catalog) -> None:

@@ -41,6 +41,7 @@ from imgdex.search import Searcher
 from imgdex.web import WebPlugin
 
 from .admin import AdminController
+from .albums import AlbumsController
 from .auth import AuthController
 from .deps import provide_library, provide_searcher
 from .docs import docs_assets, finish_document, openapi_config
@@ -51,6 +52,7 @@ from .request import request_class
 from .search import SearchController
 from .services import ServicesController
 from .system import SystemController
+from .tags import TagsController
 from .users import UsersController
 
 __all__ = ["create_app"]
@@ -157,6 +159,8 @@ def create_app(
             SearchController,
             AdminController,
             ServicesController,
+            TagsController,
+            AlbumsController,
             docs_assets(),
             AuthController,
             KeysController,

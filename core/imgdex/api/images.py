@@ -6,14 +6,17 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, BinaryIO, Literal
 from urllib.parse import quote
 
-from litestar import Controller, HttpMethod, Request, Response, delete, get, post, route
+from litestar import Controller, HttpMethod, Request, Response, delete, get, patch, post, route
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from imgdex.albums import check_filters
 from imgdex.auth.guards import check_hard_delete, creator, require
+from imgdex.catalog.images import SORT_KEYS
 from imgdex.imaging import media_type
 from imgdex.library import OpenedFile
+from imgdex.organise import edit_image, list_choice
 from imgdex.schemas import (
     DeleteResponse,
     DescriptionOut,
@@ -21,10 +24,12 @@ from imgdex.schemas import (
     DescriptionResponse,
     ImageListResponse,
     ImageOut,
+    ImagePatch,
     UploadResponse,
 )
 
 from .deps import LibraryDep
+from .filterparams import filters_from_fields
 from .uploads import read_form, upload_operation
 
 __all__ = ["ImagesController"]
@@ -71,19 +76,96 @@ class ImagesController(Controller):
     async def list_images(
         self,
         library: LibraryDep,
+        request: Request[Any, Any, Any],
         offset: Annotated[int, QueryParameter(ge=0, le=1_000_000_000)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 20,
         status: FromQuery[Literal["pending", "ready", "failed"] | None] = None,
         source: FromQuery[str | None] = None,
         include_deleted: FromQuery[bool] = False,
+        # organise (issue 14): trash, sorting and the shared image filters.
+        deleted: Annotated[
+            str | None, QueryParameter(description="exclude (default), include or only")
+        ] = None,
+        sort: Annotated[str, QueryParameter(description="|".join(SORT_KEYS))] = "created_at",
+        order: Annotated[str, QueryParameter(description="asc or desc")] = "desc",
+        taken_after: Annotated[
+            str | None,
+            QueryParameter(description="ISO 8601 date or date-time; taken at or after it"),
+        ] = None,
+        taken_before: Annotated[
+            str | None, QueryParameter(description="ISO 8601 date or date-time; taken before it")
+        ] = None,
+        camera: Annotated[
+            str | None,
+            QueryParameter(description="camera make or model contains it, case-insensitive"),
+        ] = None,
+        tags: Annotated[
+            list[str] | None,
+            QueryParameter(description="images with all of these tags (repeat or comma-separate)"),
+        ] = None,
+        any_tags: Annotated[
+            list[str] | None, QueryParameter(description="images with at least one of these tags")
+        ] = None,
+        album: Annotated[str | None, QueryParameter(description="album id")] = None,
+        favorite: Annotated[
+            str | None, QueryParameter(description="true: only favourites; false: only others")
+        ] = None,
+        min_rating: Annotated[
+            str | None, QueryParameter(description="rating at least (0-5)")
+        ] = None,
+        has_gps: Annotated[
+            str | None, QueryParameter(description="true: with a GPS position; false: without")
+        ] = None,
+        near: Annotated[
+            str | None, QueryParameter(description="lat,lon,km: within km of the point")
+        ] = None,
+        format: Annotated[
+            str | None, QueryParameter(description="stored format, e.g. JPEG, PNG, HEIF")
+        ] = None,
     ) -> ImageListResponse:
+        """A page of images, newest first; the image filters, ``sort`` and ``order``
+        apply, and ``deleted=only`` lists the trash. Tag lists repeat or use commas."""
+        # The filter parameters above document the query; they are read from it here so
+        # that one parser (shared with the search form) checks them all.
+        params = request.query_params
+        filters = filters_from_fields(
+            lambda name: [] if name == "source" else params.getall(name, [])
+        )
+        if filters.album is not None:
+            await library.run_io(check_filters, library.catalog, filters)
         return await library.list_images(
             offset=offset,
             limit=limit,
             status=status,
             source=source,
             include_deleted=include_deleted,
+            deleted=list_choice(deleted, ("exclude", "include", "only"), "deleted"),
+            filters=filters,
+            sort=list_choice(sort, SORT_KEYS, "sort"),
+            order=list_choice(order, ("asc", "desc"), "order"),
         )
+
+    @patch(
+        "/{sha256:str}",
+        summary="Change an image's source, favourite or rating",
+        guards=[require("write")],
+    )
+    async def patch_image(
+        self, library: LibraryDep, sha256: FromPath[str], data: JSONBody[ImagePatch]
+    ) -> ImageOut:
+        """``{"source"?, "favorite"?, "rating"? (0-5)}``; absent fields stay as they are,
+        ``"source": null`` clears it."""
+        return await library.run_io(edit_image, library.catalog, sha256, data)
+
+    @post(
+        "/{sha256:str}/restore",
+        status_code=HTTP_200_OK,
+        summary="Restore from the trash",
+        guards=[require("delete")],
+    )
+    async def restore(self, library: LibraryDep, sha256: FromPath[str]) -> ImageOut:
+        """Bring a soft-deleted image back with its descriptions, tags and vectors."""
+        return await library.restore(sha256)
 
     @get("/{sha256:str}", summary="Image facts and descriptions")
     async def get_image(self, library: LibraryDep, sha256: FromPath[str]) -> ImageOut:
@@ -102,8 +184,9 @@ class ImagesController(Controller):
         sha256: FromPath[str],
         hard: FromQuery[bool] = False,
     ) -> DeleteResponse:
-        """Soft delete (restorable by uploading the same file), or ``?hard=true`` for good;
-        a hard delete destroys data and needs an admin credential in every auth mode."""
+        """Soft delete to the trash (``POST .../restore`` or uploading the same file brings
+        it back; upkeep empties the trash after ``storage.trash_days``), or ``?hard=true``
+        for good: a hard delete destroys data and needs an admin credential in every mode."""
         if hard:
             check_hard_delete(request)
         return await library.delete(sha256, hard=hard)

@@ -95,3 +95,12 @@ class Dialect(abc.ABC):
         """The statement that marks due queued jobs of live images running and returns
         ``(id, image_sha256, method, attempts)``; parameters: kind, target, now, limit.
         Concurrent claimers must never get the same job."""
+
+    @abc.abstractmethod
+    def distance_km(self, lat: str, lon: str) -> str:
+        """An expression for the great-circle distance in km from the point of columns
+        `lat`, `lon` to a point given as two parameters (latitude, longitude)."""
+
+    @abc.abstractmethod
+    def order_nulls_last(self, expr: str, descending: bool) -> str:
+        """An ORDER BY term sorting `expr` with NULLs after every value, either way."""

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import cast
 
 from imgdex.catalog.dialect import Connection, Dialect, Migration
+from imgdex.geo import great_circle_km
 
 __all__ = ["SqliteDialect"]
 
@@ -155,6 +156,67 @@ _ACCESS = (
     "ALTER TABLE images ADD COLUMN created_by TEXT",
     "ALTER TABLE descriptions ADD COLUMN created_by TEXT",
 )
+# Organising a library: photo metadata, favourites and ratings on `images`; tags; albums.
+# `taken_local` is `taken_at`'s wall-clock part (``YYYY-MM-DDTHH:MM:SS``): what filters
+# and sorting compare, since most photos carry no UTC offset. `meta_read` is 0 until the
+# file's metadata has been read (the backfill of older images looks for it).
+_ORGANISE = (
+    *(
+        f"ALTER TABLE images ADD COLUMN {column}"
+        for column in (
+            "taken_at TEXT",
+            "taken_local TEXT",
+            "camera_make TEXT",
+            "camera_model TEXT",
+            "camera_lens TEXT",
+            "gps_lat REAL",
+            "gps_lon REAL",
+            "gps_alt REAL",
+            "exif TEXT",
+            "favorite INTEGER NOT NULL DEFAULT 0",
+            "rating INTEGER NOT NULL DEFAULT 0 CHECK (rating BETWEEN 0 AND 5)",
+            "meta_read INTEGER NOT NULL DEFAULT 0",
+        )
+    ),
+    # The list's orders, live images first: a page is read off the index, no sort.
+    *(
+        f"CREATE INDEX IF NOT EXISTS idx_images_list_{column} "
+        f"ON images(is_deleted, {column}, sha256)"
+        for column in ("created_at", "taken_local", "file_size", "rating")
+    ),
+    # Oldest taken first, undated last (`SqliteDialect.order_nulls_last`).
+    "CREATE INDEX IF NOT EXISTS idx_images_list_taken_asc "
+    "ON images(is_deleted, taken_local IS NULL, taken_local, sha256)",
+    "CREATE INDEX IF NOT EXISTS idx_images_favorite ON images(favorite)",
+    "CREATE INDEX IF NOT EXISTS idx_images_gps ON images(gps_lat, gps_lon)",
+    "CREATE INDEX IF NOT EXISTS idx_images_meta_read ON images(meta_read)",
+    # One row per (image, tag): a person's tag wins over a model's (source 'user').
+    """CREATE TABLE IF NOT EXISTS image_tags (
+    image_sha256 TEXT NOT NULL REFERENCES images(sha256) ON DELETE CASCADE,
+    tag          TEXT NOT NULL,                      -- normalised (imgdex.tags.normalise)
+    source       TEXT NOT NULL,                      -- 'user' or the describer's method
+    confidence   REAL,
+    created_at   DATETIME NOT NULL DEFAULT (datetime('now')),
+    PRIMARY KEY (image_sha256, tag)
+)""",
+    "CREATE INDEX IF NOT EXISTS idx_tags_tag ON image_tags(tag)",
+    """CREATE TABLE IF NOT EXISTS albums (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    name        TEXT NOT NULL,
+    description TEXT,
+    cover       TEXT REFERENCES images(sha256) ON DELETE SET NULL,
+    smart       TEXT,                                -- JSON {"query"?, "filters"?}
+    created_at  DATETIME NOT NULL DEFAULT (datetime('now')),
+    updated_at  DATETIME NOT NULL DEFAULT (datetime('now'))
+)""",
+    """CREATE TABLE IF NOT EXISTS album_images (
+    album_id     INTEGER NOT NULL REFERENCES albums(id) ON DELETE CASCADE,
+    image_sha256 TEXT NOT NULL REFERENCES images(sha256) ON DELETE CASCADE,
+    added_at     DATETIME NOT NULL DEFAULT (datetime('now')),
+    PRIMARY KEY (album_id, image_sha256)
+)""",
+    "CREATE INDEX IF NOT EXISTS idx_album_images_image ON album_images(image_sha256)",
+)
 
 _MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "baseline", _BASELINE),
@@ -162,6 +224,7 @@ _MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "version moves to schema_version", ("DROP TABLE IF EXISTS meta",)),
     Migration(4, "images remember their uploaded name", (_ADD_ORIGINAL_NAME,)),
     Migration(5, "users, sessions, api keys, audit log", _ACCESS),
+    Migration(6, "photo metadata, ratings, tags and albums", _ORGANISE),
 )
 
 _CLAIM = (
@@ -195,6 +258,7 @@ class SqliteDialect(Dialect):
         # Reads of a large catalog through the page cache cost read() calls; mapped
         # pages are shared by every connection (docs/benchmarks.md).
         conn.execute("PRAGMA mmap_size=268435456")
+        conn.create_function("imgdex_km", 4, great_circle_km, deterministic=True)
         return conn
 
     def close(self, conn: Connection) -> None:
@@ -229,3 +293,12 @@ class SqliteDialect(Dialect):
     def claim_jobs(self) -> str:
         """One UPDATE ... RETURNING inside the caller's write transaction."""
         return _CLAIM
+
+    def order_nulls_last(self, expr: str, descending: bool) -> str:
+        """SQLite sorts NULL first: descending puts it last already (and keeps the
+        index usable); ascending needs the extra key."""
+        return f"{expr} DESC" if descending else f"{expr} IS NULL, {expr} ASC"
+
+    def distance_km(self, lat: str, lon: str) -> str:
+        """A Python function registered on every connection (`connect`)."""
+        return f"imgdex_km({lat}, {lon}, ?, ?)"

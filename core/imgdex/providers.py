@@ -128,6 +128,22 @@ class VectorIndex(abc.ABC):
     def search(self, vector: Vectors, k: int) -> tuple[npt.NDArray[np.int64], Vectors]:
         """The up-to-`k` nearest visible labels and their similarity (higher is closer)."""
 
+    def search_among(
+        self, vector: Vectors, k: int, among: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], Vectors]:
+        """The up-to-`k` nearest visible labels among `among` (a filtered search).
+
+        This default widens a plain `search` until `k` of them are found or the index is
+        exhausted; backends override it with a filtered or an exact search."""
+        total = len(self)
+        fetch = min(total, max(4 * k, 64))
+        while True:
+            labels, scores = self.search(vector, fetch)
+            keep = np.isin(labels, among)
+            if keep.sum() >= k or fetch >= total:
+                return labels[keep][:k], scores[keep][:k]
+            fetch = min(total, fetch * 4)
+
     @abc.abstractmethod
     def labels(self) -> set[int]:
         """Every label stored, hidden or not."""

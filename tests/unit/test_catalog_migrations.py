@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from imgdex.catalog import Catalog, CatalogTooNew, IndexRole
+from imgdex.catalog.dialect import Migration
 from imgdex.catalog.engine import Engine
 from imgdex.catalog.migrations import current_version, migrate
 from imgdex.catalog.sqlite import SqliteDialect
@@ -135,6 +137,7 @@ def test_a_fresh_catalog_records_every_migration(tmp_path: Path) -> None:
         (2, "baseline"),
         (3, "version moves to schema_version"),
         (4, "images remember their uploaded name"),
+        (7, "keyword index"),
     ]
     assert all(applied for _, _, applied in rows)
     assert rows[-1][0] == LATEST
@@ -145,12 +148,14 @@ def test_an_old_catalog_is_migrated_with_its_data(tmp_path: Path) -> None:
     old_catalog(path)
     cat = Catalog(path)
     try:
-        assert [v for v, _, _ in versions(path)] == [2, 3, 4]
+        assert [v for v, _, _ in versions(path)] == [2, 3, 4, 7]
         tables = {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert "meta" not in tables
         row = cat.get_image(IMAGE)
         assert row is not None and (row.source, row.status) == ("camera", "pending")
         assert cat.get_description(IMAGE, "caption") == "x"
+        # Migration 7 indexed the descriptions already there for keyword search.
+        assert [(i, f) for i, f, _ in cat.keyword_search("x", 5)] == [(IMAGE, "d:caption")]
         assert cat.plugin_states() == {"toy": False}
         assert cat.index_roles() == {
             "old_v1": IndexRole("old_v1", "img", "toy", "active", {"version": "1"})
@@ -202,8 +207,8 @@ def test_concurrent_openers_migrate_once(tmp_path: Path) -> None:
     for thread in threads:
         thread.join(60)
     assert errors == []
-    assert sorted(v for versions_ in applied for v in versions_) == [2, 3, 4]
-    assert [v for v, _, _ in versions(path)] == [2, 3, 4]
+    assert sorted(v for versions_ in applied for v in versions_) == [2, 3, 4, 7]
+    assert [v for v, _, _ in versions(path)] == [2, 3, 4, 7]
 
 
 def test_a_catalog_from_a_newer_imgdex_is_refused_untouched(tmp_path: Path) -> None:
@@ -218,3 +223,23 @@ def test_a_catalog_from_a_newer_imgdex_is_refused_untouched(tmp_path: Path) -> N
     with pytest.raises(CatalogTooNew, match=f"schema version {LATEST + 1}"):
         Catalog(path)
     assert versions(path) == before
+
+
+def test_a_migration_numbered_below_the_latest_applies_later(tmp_path: Path) -> None:
+    # Numbers 5 and 6 are reserved for work merged after 7: a catalog already at 7
+    # must still get them.
+    path = tmp_path / "imgdex.db"
+    Catalog(path).close()
+
+    class Later(SqliteDialect):
+        def migrations(self) -> Sequence[Migration]:
+            extra = Migration(5, "added later", ("CREATE TABLE later (x INTEGER)",))
+            return (*super().migrations(), extra)
+
+    engine = Engine(Later(), str(path))
+    try:
+        assert migrate(engine) == [5]
+        assert migrate(engine) == []
+    finally:
+        engine.close()
+    assert [v for v, _, _ in versions(path)] == [2, 3, 4, 5, 7]

@@ -6,7 +6,7 @@ checked against it at start-up. Layout:
 - `engine`: per-thread connections and transactions; `dialect`: the seam an engine fills
   in; `sqlite`: the SQLite dialect (the only module with SQLite-only SQL);
   `migrations`: numbered schema versions, applied when a `Catalog` opens.
-- `images`, `descriptions`, `vectors`, `jobs`, `plugins`: one store per area;
+- `images`, `descriptions`, `vectors`, `jobs`, `plugins`, `keyword`: one store per area;
   `rows`: the records they return.
 
 `Catalog` opens the database and offers every store both ways: as narrow stores
@@ -25,6 +25,7 @@ from imgdex.catalog.dialect import Connection, Dialect
 from imgdex.catalog.engine import Engine, Store
 from imgdex.catalog.images import ImageStore
 from imgdex.catalog.jobs import JobStore
+from imgdex.catalog.keyword import KeywordStore
 from imgdex.catalog.migrations import CatalogTooNew, migrate
 from imgdex.catalog.plugins import PluginStore
 from imgdex.catalog.rows import (
@@ -59,7 +60,7 @@ __all__ = [
 
 # The stores share one engine and name no method twice, so the facade can inherit them
 # all: old call sites keep working while new code takes only the store it needs.
-class Catalog(ImageStore, DescriptionStore, VectorStore, JobStore, PluginStore):
+class Catalog(ImageStore, DescriptionStore, VectorStore, JobStore, PluginStore, KeywordStore):
     """The catalog database. Methods are blocking; call them from worker threads."""
 
     def __init__(self, path: Path, dialect: Dialect | None = None) -> None:
@@ -71,6 +72,7 @@ class Catalog(ImageStore, DescriptionStore, VectorStore, JobStore, PluginStore):
         self.vectors = VectorStore(engine)
         self.jobs = JobStore(engine)
         self.plugins = PluginStore(engine)
+        self.keyword = KeywordStore(engine)
         try:
             migrate(engine)
         except BaseException:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from imgdex.catalog import keyword
 from imgdex.catalog.dialect import Connection
 from imgdex.catalog.engine import Store, chunks, marks
 from imgdex.catalog.rows import ImageRow
+from imgdex.errors import BadRequest
+from imgdex.filters import ImageFilters
 
 __all__ = ["ImageStore"]
 
@@ -73,6 +76,7 @@ class ImageStore(Store):
             "filename, source, status, original_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (id_, full, width, height, file_size, fmt, filename, source, status, original_name),
         )
+        keyword.index_text(self.dialect, db, id_, keyword.FILENAME, original_name)
 
     def set_status(self, id_: str, status: str, error: str | None = None) -> None:
         """Set an image's status and error, in a transaction of its own."""
@@ -94,7 +98,37 @@ class ImageStore(Store):
         db.execute("DELETE FROM jobs WHERE image_sha256 = ?", (id_,))
         db.execute("DELETE FROM vector_entries WHERE image_sha256 = ?", (id_,))
         db.execute("DELETE FROM descriptions WHERE image_sha256 = ?", (id_,))
+        db.execute("DELETE FROM keyword_docs WHERE image_sha256 = ?", (id_,))
         db.execute("DELETE FROM images WHERE sha256 = ?", (id_,))
+
+    # --- INTERIM (find branch): the organise branch owns `filter_ids`; replace this
+    # method with theirs when merging. It answers the filters the catalog can evaluate
+    # today (source, format) and refuses the others clearly.
+    def filter_ids(self, filters: ImageFilters) -> set[str]:
+        """The live images matching every condition of `filters`."""
+        unsupported = sorted(
+            name
+            for name in ImageFilters.__struct_fields__
+            if name not in ("source", "format") and getattr(filters, name) is not None
+        )
+        if unsupported:
+            raise BadRequest(
+                f"filters: {', '.join(unsupported)} not available yet (source and format are)",
+                code="bad_filter",
+            )
+        where, params = ["is_deleted = 0"], []
+        if filters.source is not None:
+            where.append("source = ?")
+            params.append(filters.source)
+        if filters.format is not None:
+            where.append("UPPER(format) = UPPER(?)")
+            params.append(filters.format)
+        return {
+            str(r[0])
+            for r in self._read(f"SELECT sha256 FROM images WHERE {' AND '.join(where)}", params)
+        }
+
+    # --- end INTERIM
 
     def list_images(
         self,

@@ -12,7 +12,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import cast
 
-from imgdex.catalog.dialect import Connection, Dialect, Migration
+from imgdex.catalog import keyword
+from imgdex.catalog.dialect import Connection, Dialect, KeywordSql, Migration
 
 __all__ = ["SqliteDialect"]
 
@@ -98,12 +99,47 @@ _BASELINE = (
 
 _ADD_ORIGINAL_NAME = "ALTER TABLE images ADD COLUMN original_name TEXT"
 
-_MIGRATIONS = (
-    Migration(2, "baseline", _BASELINE),
-    # `meta` held only the schema version, which `schema_version` records now.
-    Migration(3, "version moves to schema_version", ("DROP TABLE IF EXISTS meta",)),
-    Migration(4, "images remember their uploaded name", (_ADD_ORIGINAL_NAME,)),
+# The keyword index (imgdex.catalog.keyword): documents keyed by (image, field), their
+# prepared text in an FTS5 table under the same id. unicode61 splits words and folds
+# case and accents; CJK text arrives as bigrams (prepared in Python).
+_KEYWORD_INDEX = (
+    """CREATE TABLE IF NOT EXISTS keyword_docs (
+    id           INTEGER PRIMARY KEY,
+    image_sha256 TEXT NOT NULL REFERENCES images(sha256) ON DELETE CASCADE,
+    field        TEXT NOT NULL,                     -- d:<method>, tags or filename
+    UNIQUE (image_sha256, field)
+)""",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS keyword_fts USING fts5("
+    "body, tokenize = 'unicode61 remove_diacritics 2')",
+    # Whatever removes a document (an image's hard delete cascades) removes its text.
+    "CREATE TRIGGER IF NOT EXISTS keyword_docs_gone AFTER DELETE ON keyword_docs "
+    "BEGIN DELETE FROM keyword_fts WHERE rowid = old.id; END",
 )
+
+_KEYWORD_SQL = KeywordSql(
+    put="INSERT INTO keyword_fts (rowid, body) VALUES (?, ?)",
+    remove="DELETE FROM keyword_fts WHERE rowid = ?",
+    # bm25() is lower for better matches: negated, so that higher is better everywhere.
+    search=(
+        "SELECT d.image_sha256, d.field, -bm25(keyword_fts) AS score FROM keyword_fts "
+        "JOIN keyword_docs d ON d.id = keyword_fts.rowid "
+        "JOIN images i ON i.sha256 = d.image_sha256 "
+        "WHERE keyword_fts MATCH ? AND i.is_deleted = 0 "
+        "ORDER BY bm25(keyword_fts), d.image_sha256, d.field LIMIT ?"
+    ),
+)
+
+
+def _migrations(dialect: Dialect) -> tuple[Migration, ...]:
+    # Versions 5 and 6 are taken by other work in flight; the runner accepts gaps.
+    return (
+        Migration(2, "baseline", _BASELINE),
+        # `meta` held only the schema version, which `schema_version` records now.
+        Migration(3, "version moves to schema_version", ("DROP TABLE IF EXISTS meta",)),
+        Migration(4, "images remember their uploaded name", (_ADD_ORIGINAL_NAME,)),
+        Migration(7, "keyword index", _KEYWORD_INDEX, keyword.backfill(dialect)),
+    )
+
 
 _CLAIM = (
     "UPDATE jobs SET state = 'running', updated_at = datetime('now') WHERE id IN "
@@ -149,7 +185,7 @@ class SqliteDialect(Dialect):
 
     def migrations(self) -> Sequence[Migration]:
         """The SQLite schema, version 2 (the baseline) on."""
-        return _MIGRATIONS
+        return _migrations(self)
 
     def upsert(self, conflict: str, updates: str) -> str:
         """``ON CONFLICT (...) DO UPDATE SET ...``."""
@@ -166,6 +202,10 @@ class SqliteDialect(Dialect):
     def list_agg(self, expr: str, separator: str) -> str:
         """SQLite's ``group_concat``."""
         return f"group_concat({expr}, '{separator}')"
+
+    def keyword(self) -> KeywordSql:
+        """FTS5 with BM25 ranking."""
+        return _KEYWORD_SQL
 
     def claim_jobs(self) -> str:
         """One UPDATE ... RETURNING inside the caller's write transaction."""

@@ -219,6 +219,35 @@ class LabelMap:
         missing = wanted[~found].tolist() if len(entries) < len(wanted) else []
         return entries, sizes, missing
 
+    def labels_of(
+        self, images: Collection[str], methods: Collection[str] | None = None
+    ) -> npt.NDArray[np.int64]:
+        """The live labels of `images` (of those `methods` only, when given), ascending:
+        what a filtered search may return from this index."""
+        state = self._state
+        raw = [b for image in images if (b := _image_bytes(image)) is not None]
+        if not state.size or not raw:
+            return np.empty(0, np.int64)
+        size = state.size
+        mine = state.images[:size].view(np.uint64)  # (size, 2): the id's two halves
+        wanted = np.frombuffer(b"".join(raw), np.uint8).reshape(-1, _ID_BYTES).view(np.uint64)
+        # Integer isin on the first half is fast; the few false friends it lets through
+        # are caught by an exact check of both halves.
+        maybe = np.flatnonzero(np.isin(mine[:, 0], wanted[:, 0]) & state.alive[:size])
+        pairs = set(zip(wanted[:, 0].tolist(), wanted[:, 1].tolist(), strict=True))
+        keep = [
+            i
+            for i, hi, lo in zip(
+                maybe.tolist(), mine[maybe, 0].tolist(), mine[maybe, 1].tolist(), strict=True
+            )
+            if (hi, lo) in pairs
+        ]
+        at = np.asarray(keep, dtype=np.intp)
+        if methods is not None:
+            codes = [self._method_codes[m] for m in methods if m in self._method_codes]
+            at = at[np.isin(state.methods[at], codes)]
+        return state.labels[at].copy()
+
     def rank(
         self,
         labels: npt.NDArray[np.int64],

@@ -123,6 +123,18 @@ class Searcher:
         query = _ImageQuery(image, self.library.config.images)
         return await self._search(None, slots, query.embed, options, query.decode)
 
+    async def search_vectors(
+        self,
+        slots: list[EmbedderSlot],
+        vector: Callable[[EmbedderSlot], npt.NDArray[np.float32]],
+        options: SearchOptions,
+    ) -> SearchResponse:
+        """Search `slots` with vectors already at hand (`vector(slot)`, called in the
+        slot's worker call; an `ImgdexError` it raises fails only that index). For
+        similar images, whose query is an image's stored vector."""
+        self._check_weights(options)
+        return await self._search(None, slots, vector, options)
+
     def image_targets(self, options: SearchOptions) -> list[EmbedderSlot]:
         """The indexes an image search with `options` asks, or the 4xx its options earn
         (callers check this before decoding or even base64-decoding the image)."""

@@ -36,6 +36,7 @@ from .images import ImagesController
 from .request import request_class
 from .search import SearchController
 from .services import ServicesController
+from .similar import SimilarController
 from .system import SystemController
 
 __all__ = ["create_app"]
@@ -119,6 +120,7 @@ def create_app(
             SystemController,
             ImagesController,
             SearchController,
+            SimilarController,
             AdminController,
             ServicesController,
             docs_assets(),

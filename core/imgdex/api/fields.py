@@ -19,6 +19,9 @@ PARAMETERS = {
     "include_deleted": "Also list soft-deleted images",
     "name": "Plugin or index name, as listed by /api/admin/plugins",
     "id": "Model service id (services.<id> in the config)",
+    "top_k": "Results wanted (1-1000)",
+    "index": "One image index name (default: every enabled image index)",
+    "threshold": "Lowest similarity of a pair to count as duplicates (0-1)",
 }
 
 FIELDS = {

@@ -362,9 +362,13 @@ class Enricher:
         method = unit.target
         captions = unit.slot.describe_images([image for _, image in items])
         for (job, _), caption in zip(items, captions, strict=True):
-            if not caption:
+            if not caption and not unit.slot.provider.empty_ok:
                 raise ServiceUnavailable(f"{unit.slot.name}: empty caption for {job.item}")
         for (job, _), caption in zip(items, captions, strict=True):
+            if not caption:  # nothing to describe (no text in the image): done
+                with library.catalog.transaction() as db:
+                    library.catalog.finish_jobs(db, [job.id])
+                continue
             library.storage.put_description(job.image_sha256, method, caption)
             with library.catalog.transaction() as db:
                 if library.catalog.has_image(db, job.image_sha256):

@@ -93,6 +93,9 @@ class Describer(abc.ABC):
     model: str
     # What `load` needs imported first, serially (see `Embedder.imports`).
     imports: tuple[str, ...] = ()
+    # True when an empty text is an answer (OCR of an image without text), not a fault:
+    # the job then finishes without writing a description.
+    empty_ok: bool = False
 
     def load(self) -> None:  # noqa: B027 - loading is optional
         """Load weights or open clients. Called once, lazily, in a worker thread."""

@@ -137,7 +137,7 @@ def test_a_fresh_catalog_records_every_migration(tmp_path: Path) -> None:
         (2, "baseline"),
         (3, "version moves to schema_version"),
         (4, "images remember their uploaded name"),
-        (7, "keyword index"),
+        (7, "keyword index and near-duplicates"),
     ]
     assert all(applied for _, _, applied in rows)
     assert rows[-1][0] == LATEST

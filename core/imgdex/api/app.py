@@ -22,6 +22,7 @@ from litestar.di import Provide
 
 import imgdex
 from imgdex.config import Config
+from imgdex.duplicates import DuplicateFinder
 from imgdex.enricher import Enricher
 from imgdex.library import Library
 from imgdex.plugins import PluginHost
@@ -31,6 +32,7 @@ from imgdex.search import Searcher
 from .admin import AdminController
 from .deps import provide_library, provide_searcher
 from .docs import docs_assets, finish_document, openapi_config
+from .duplicates import DuplicatesController
 from .errors import exception_handlers
 from .images import ImagesController
 from .request import request_class
@@ -103,6 +105,11 @@ def create_app(
                 _every(config.index.save_interval, library, library.indexes.save_dirty)
             )
         )
+        if background:  # near-duplicates of new (and, once, of older) images
+            finder = DuplicateFinder(library)
+            tasks.append(
+                asyncio.create_task(_every(config.worker.interval, library, finder.run_once))
+            )
         if library.services.slots:
             tasks.append(asyncio.create_task(library.services.run(), name="imgdex-health"))
         log.info("imgdex %s serving data in %s", imgdex.__version__, config.data_path)
@@ -121,6 +128,7 @@ def create_app(
             ImagesController,
             SearchController,
             SimilarController,
+            DuplicatesController,
             AdminController,
             ServicesController,
             docs_assets(),

@@ -6,7 +6,8 @@ checked against it at start-up. Layout:
 - `engine`: per-thread connections and transactions; `dialect`: the seam an engine fills
   in; `sqlite`: the SQLite dialect (the only module with SQLite-only SQL);
   `migrations`: numbered schema versions, applied when a `Catalog` opens.
-- `images`, `descriptions`, `vectors`, `jobs`, `plugins`, `keyword`: one store per area;
+- `images`, `descriptions`, `vectors`, `jobs`, `plugins`, `keyword`,
+  `duplicates`: one store per area;
   `rows`: the records they return.
 
 `Catalog` opens the database and offers every store both ways: as narrow stores
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from imgdex.catalog.descriptions import DescriptionStore
 from imgdex.catalog.dialect import Connection, Dialect
+from imgdex.catalog.duplicates import DuplicateStore
 from imgdex.catalog.engine import Engine, Store
 from imgdex.catalog.images import ImageStore
 from imgdex.catalog.jobs import JobStore
@@ -60,7 +62,9 @@ __all__ = [
 
 # The stores share one engine and name no method twice, so the facade can inherit them
 # all: old call sites keep working while new code takes only the store it needs.
-class Catalog(ImageStore, DescriptionStore, VectorStore, JobStore, PluginStore, KeywordStore):
+class Catalog(
+    ImageStore, DescriptionStore, VectorStore, JobStore, PluginStore, KeywordStore, DuplicateStore
+):
     """The catalog database. Methods are blocking; call them from worker threads."""
 
     def __init__(self, path: Path, dialect: Dialect | None = None) -> None:
@@ -73,6 +77,7 @@ class Catalog(ImageStore, DescriptionStore, VectorStore, JobStore, PluginStore, 
         self.jobs = JobStore(engine)
         self.plugins = PluginStore(engine)
         self.keyword = KeywordStore(engine)
+        self.duplicates = DuplicateStore(engine)
         try:
             migrate(engine)
         except BaseException:

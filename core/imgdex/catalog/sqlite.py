@@ -130,6 +130,48 @@ _KEYWORD_SQL = KeywordSql(
 )
 
 
+# Near-duplicates: a job kind that compares an image's vector with its neighbours, the
+# pairs it found (a < b, one row per index) and which images each index has checked.
+# SQLite cannot change a CHECK constraint in place: the jobs table is rebuilt.
+_DUPLICATES = (
+    """CREATE TABLE jobs_new (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind         TEXT NOT NULL CHECK (kind IN ('embed_image', 'embed_text', 'describe',
+                                              'find_duplicates')),
+    target       TEXT NOT NULL,                      -- index name, or describer method
+    image_sha256 TEXT NOT NULL REFERENCES images(sha256) ON DELETE CASCADE,
+    method       TEXT NOT NULL,                      -- 'image' or a description method
+    state        TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'failed')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_run_at  REAL NOT NULL DEFAULT 0,            -- unix time; back-off after failures
+    error        TEXT,
+    created_at   DATETIME NOT NULL DEFAULT (datetime('now')),
+    updated_at   DATETIME NOT NULL DEFAULT (datetime('now')),
+    UNIQUE (kind, target, image_sha256, method)
+)""",
+    "INSERT INTO jobs_new SELECT * FROM jobs",
+    "DROP TABLE jobs",
+    "ALTER TABLE jobs_new RENAME TO jobs",
+    "CREATE INDEX IF NOT EXISTS idx_jobs_claim ON jobs(kind, target, state, next_run_at)",
+    "CREATE INDEX IF NOT EXISTS idx_jobs_image ON jobs(image_sha256)",
+    """CREATE TABLE IF NOT EXISTS duplicate_pairs (
+    image_a    TEXT NOT NULL REFERENCES images(sha256) ON DELETE CASCADE,
+    image_b    TEXT NOT NULL REFERENCES images(sha256) ON DELETE CASCADE,
+    index_name TEXT NOT NULL,
+    score      REAL NOT NULL,                       -- similarity in that index
+    PRIMARY KEY (image_a, image_b, index_name),
+    CHECK (image_a < image_b)
+)""",
+    "CREATE INDEX IF NOT EXISTS idx_duplicates_b ON duplicate_pairs(image_b)",
+    "CREATE INDEX IF NOT EXISTS idx_duplicates_score ON duplicate_pairs(score)",
+    """CREATE TABLE IF NOT EXISTS duplicate_checks (
+    image_sha256 TEXT NOT NULL REFERENCES images(sha256) ON DELETE CASCADE,
+    index_name   TEXT NOT NULL,
+    PRIMARY KEY (image_sha256, index_name)
+)""",
+)
+
+
 def _migrations(dialect: Dialect) -> tuple[Migration, ...]:
     # Versions 5 and 6 are taken by other work in flight; the runner accepts gaps.
     return (
@@ -137,7 +179,12 @@ def _migrations(dialect: Dialect) -> tuple[Migration, ...]:
         # `meta` held only the schema version, which `schema_version` records now.
         Migration(3, "version moves to schema_version", ("DROP TABLE IF EXISTS meta",)),
         Migration(4, "images remember their uploaded name", (_ADD_ORIGINAL_NAME,)),
-        Migration(7, "keyword index", _KEYWORD_INDEX, keyword.backfill(dialect)),
+        Migration(
+            7,
+            "keyword index and near-duplicates",
+            _KEYWORD_INDEX + _DUPLICATES,
+            keyword.backfill(dialect),
+        ),
     )
 
 

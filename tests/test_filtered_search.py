@@ -195,7 +195,9 @@ def test_bad_filters_and_sorts_are_400(imgdex_client: Client, body: Any, error: 
 
 
 def test_bad_form_filters_are_400(imgdex_client: Client) -> None:
-    for data in ({"near": "1,2"}, {"taken_before": "soon"}, {"min_rating": "9"}):
+    upload(imgdex_client, image_bytes("red", pattern=1), "phone")
+    bad = ({"near": "1,2"}, {"taken_before": "soon"}, {"min_rating": "9"}, {"camera": "Canon"})
+    for data in bad:
         r = imgdex_client.post(
             "/api/search/image",
             files={"file": ("q.png", image_bytes("red"), "image/png")},

@@ -133,3 +133,17 @@ def test_documents_follow_deletes(imgdex_client: Client) -> None:
     assert (soft, "d:human") in {
         (i, f) for i, f in lib.catalog.engine.read("SELECT image_sha256, field FROM keyword_docs")
     }
+
+
+def test_tags_are_searchable_once_indexed(imgdex_client: Client) -> None:
+    # The tag store calls this in the transaction that changes an image's tags.
+    sha = upload(imgdex_client, "red", 1)
+    catalog = imgdex_client.app.state.library.catalog
+    with catalog.transaction() as db:
+        catalog.keyword.index_tags(db, sha, ["beach", "日落"])
+    for query in ("beach", "日落"):
+        (result,) = keyword(imgdex_client, query)
+        assert (result["sha256"], result["matched_by"]) == (sha, "tags")
+    with catalog.transaction() as db:
+        catalog.keyword.index_tags(db, sha, [])
+    assert keyword(imgdex_client, "beach") == []

@@ -92,12 +92,7 @@ class Searcher:
         if not query:
             raise BadRequest("the query is empty", code="empty_query")
         self._check_weights(options)
-        # find: the keyword index answers text queries beside the vector indexes.
-        wanted = options.index
-        names = [wanted] if isinstance(wanted, str) else wanted
-        keyword = names is None or keyword_index.NAME in names
-        rest = None if names is None else [n for n in names if n != keyword_index.NAME]
-        slots = [] if rest == [] else self._targets("text", rest, none_ok=names is None)
+        slots, keyword = self._text_targets(options.index)
 
         def embed(slot: EmbedderSlot) -> npt.NDArray[np.float32]:
             vectors: npt.NDArray[np.float32] = slot.embed_texts([query], query=True)
@@ -140,6 +135,17 @@ class Searcher:
         (callers check this before decoding or even base64-decoding the image)."""
         self._check_weights(options)
         return self._targets("image", options.index)
+
+    def _text_targets(self, wanted: str | list[str] | None) -> tuple[list[EmbedderSlot], bool]:
+        """The vector indexes a text search asks, and whether the keyword index answers
+        too (it does unless `wanted` names only vector indexes)."""
+        names = [wanted] if isinstance(wanted, str) else wanted
+        if names is None:
+            return self._targets("text", None, none_ok=True), True
+        rest = [n for n in names if n != keyword_index.NAME]
+        if rest or not names:  # an empty list gets its 400 from _targets
+            return self._targets("text", rest), len(rest) < len(names)
+        return [], True
 
     def _check_weights(self, options: SearchOptions) -> None:
         # A misspelt index in `weights` would otherwise just weigh nothing, silently.
@@ -270,8 +276,8 @@ class Searcher:
         methods = set(options.methods) if options.methods else None
         name = slot.name
         c = _Candidates(name, model_name(slot.provider.model))
+        images = scope.images()  # a bad filter fails the request, not just this index
         try:
-            images = scope.images()
             vector = embed(slot)
             index = slot.ready_index()
             among = None if images is None else index.labels.labels_of(images, methods)

@@ -53,10 +53,6 @@ class Scope:
         self._done = filters is None or filters.empty
         self._images: set[str] | None = None
 
-    @property
-    def filtered(self) -> bool:
-        return not self._done or self._images is not None
-
     def images(self) -> set[str] | None:
         """The images a result may be, None when any may."""
         if self._done:

@@ -142,6 +142,11 @@ class KeywordStore(Store):
             )
         ]
 
+    def index_tags(self, db: Connection, image: str, tags: Iterable[str]) -> None:
+        """Index an image's current tags, in the caller's transaction (the tag store's
+        hook: ``catalog.keyword.index_tags(db, image, tags)``)."""
+        index_tags(self.dialect, db, image, tags)
+
     def keyword_count(self) -> int:
         """Documents in the keyword index."""
         return int(self._read("SELECT COUNT(*) FROM keyword_docs")[0][0])

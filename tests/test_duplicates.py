@@ -136,21 +136,26 @@ def test_a_resized_reencoded_copy_is_found_and_resolved(client: Client) -> None:
     assert duplicates(client)["groups"] == []
 
 
-def test_images_stored_before_are_checked_too(client: Client) -> None:
-    # A backfill: forget every check, as a catalog from before this feature would be.
+def test_images_stored_before_are_checked_at_start(tmp_path: Any) -> None:
+    # A library from before near-duplicate detection: its images were never checked.
+    from imgdex.api import create_app
+
+    config = make_config(tmp_path / "data")
+    plugins = {"pixels": ToyPlugin(PixelEmbedder())}
     original = photo(5)
-    a = upload(client, encode(original, "PNG"), "a.png")
-    b = upload(
-        client, encode(original.rotate(0.5, resample=Image.Resampling.BICUBIC), "PNG"), "b.png"
-    )
-    wait_for(lambda: checked(client))
-    catalog = client.app.state.library.catalog
-    with catalog.transaction() as db:
-        catalog.forget_duplicate_checks(db, "pixels_v1")
-    assert duplicates(client)["groups"] == []
-    wait_for(lambda: bool(duplicates(client)["groups"]))
-    (group,) = duplicates(client)["groups"]
-    assert {i["sha256"] for i in group["images"]} == {a, b}
+    with TestClient(create_app(config, plugins=plugins, entry_points=False)) as client:
+        a = upload(client, encode(original, "PNG"), "a.png")
+        edited = original.rotate(0.5, resample=Image.Resampling.BICUBIC)
+        b = upload(client, encode(edited, "PNG"), "b.png")
+        wait_for(lambda: checked(client))
+        catalog = client.app.state.library.catalog
+        with catalog.transaction() as db:
+            catalog.forget_duplicate_checks(db, "pixels_v1")
+    plugins = {"pixels": ToyPlugin(PixelEmbedder())}
+    with TestClient(create_app(config, plugins=plugins, entry_points=False)) as client:
+        wait_for(lambda: bool(duplicates(client)["groups"]))
+        (group,) = duplicates(client)["groups"]
+        assert {i["sha256"] for i in group["images"]} == {a, b}
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,10 @@
 
 Exact byte copies are already one image. A `find_duplicates` job per image and image
 index compares the image's stored vector with its nearest neighbours in that index and
-records the pairs at least ``duplicates.min_score`` alike. Jobs are planned for every
-live image the index holds and has not checked (new images and, once, every image
-already stored), by `DuplicateFinder.run_once`, which the app runs in the background.
+records the pairs at least ``duplicates.min_score`` alike. `DuplicateFinder.run_once`,
+which the app runs every ``worker.interval``, plans jobs for the images the index holds
+and has not checked (at start every one, a backfill; then those embedded since) and
+runs them.
 `groups` turns the pairs into groups; `resolve` keeps one image of a group and moves the
 others to the trash (a soft delete, restorable).
 """
@@ -72,6 +73,9 @@ class DuplicateFinder:
         self.library = library
         self.config = library.config.duplicates
         self.batch = library.config.worker.batch_size * 4
+        # Per index, the highest label already planned: each run plans only the vectors
+        # added since (a cheap look-up when nothing changed), the first run everything.
+        self._planned: dict[str, int] = {}
 
     def run_once(self) -> int:
         """Plan and run the due jobs of every enabled image index; returns how many ran."""
@@ -83,7 +87,10 @@ class DuplicateFinder:
             index = library.indexes.get(slot.name)
             if index is None:  # not opened yet (its model is loading)
                 continue
-            catalog.plan("find_duplicates", slot.name)
+            last = catalog.last_label(slot.name)
+            if last != self._planned.get(slot.name):
+                catalog.plan_duplicate_checks(slot.name, self._planned.get(slot.name, 0))
+                self._planned[slot.name] = last
             while jobs := catalog.claim_jobs("find_duplicates", slot.name, self.batch, time.time()):
                 for job in jobs:
                     image = job.image_sha256

@@ -40,6 +40,28 @@ class DuplicateStore(Store):
             (image, index),
         )
 
+    def plan_duplicate_checks(self, index: str, after: int = 0) -> int:
+        """Queue a `find_duplicates` job for each live image whose vector in `index` has a
+        label above `after` and that the index has not checked; returns how many."""
+        with self.engine.transaction() as db:
+            return int(
+                db.execute(
+                    "INSERT INTO jobs (kind, target, image_sha256, method) "
+                    "SELECT 'find_duplicates', ?, v.image_sha256, 'image' FROM vector_entries v "
+                    "JOIN images i ON i.sha256 = v.image_sha256 "
+                    "WHERE v.index_name = ? AND v.method = 'image' AND v.id > ? "
+                    "AND i.is_deleted = 0 AND NOT EXISTS (SELECT 1 FROM duplicate_checks c "
+                    "WHERE c.image_sha256 = v.image_sha256 AND c.index_name = ?) "
+                    f"ORDER BY v.id {self.dialect.insert_ignore()}",
+                    (index, index, after, index),
+                ).rowcount
+            )
+
+    def last_label(self, index: str) -> int:
+        """The highest label `index` has given out (0 when none)."""
+        rows = self._read("SELECT MAX(id) FROM vector_entries WHERE index_name = ?", (index,))
+        return int(rows[0][0] or 0)
+
     def duplicate_pairs(self, threshold: float) -> list[tuple[str, str, float]]:
         """``(a, b, best score over the indexes)`` of live pairs scoring at least
         `threshold`, best first."""

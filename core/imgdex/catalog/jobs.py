@@ -67,16 +67,6 @@ class JobStore(Store):
                 "d.image_sha256 AND v.method = d.method AND v.index_name = ?)"
             )
             params = (target, target)
-        elif kind == "find_duplicates":
-            # Images with a vector in the index that the index has not checked yet.
-            select = (
-                "SELECT 'find_duplicates', ?, i.sha256, 'image' FROM images i "
-                "WHERE i.is_deleted = 0 AND EXISTS (SELECT 1 FROM vector_entries v "
-                "WHERE v.image_sha256 = i.sha256 AND v.index_name = ? AND v.method = 'image') "
-                "AND NOT EXISTS (SELECT 1 FROM duplicate_checks c "
-                "WHERE c.image_sha256 = i.sha256 AND c.index_name = ?)"
-            )
-            params = (target, target, target)
         else:
             select = (
                 "SELECT 'describe', ?, i.sha256, ? FROM images i WHERE i.is_deleted = 0 "

@@ -164,7 +164,7 @@ def test_disable_takes_effect_at_once_and_survives_restart(
         searched = client.post("/api/search/text", json={"query": "red kite"}).json()[
             "indexes_searched"
         ]
-        assert [s["index"] for s in searched] == ["toy_color_v1"]
+        assert [s["index"] for s in searched] == ["toy_color_v1", "keyword"]
         r = client.post("/api/search/text", json={"query": "kite", "index": "toy_words_v1"})
         assert r.status_code == 409 and r.json()["error"] == "index_disabled"
         # Its index stays on disk.
@@ -485,7 +485,7 @@ def test_uninstalled_plugin_leaves_fan_out_cleanly(tmp_path: Path, imgdex_app_fa
         assert indexes["toy_words_v1"]["state"] == "orphaned"
         assert indexes["toy_words_v1"]["count"] == 1
         body = client.post("/api/search/text", json={"query": "red car"}).json()
-        assert [s["index"] for s in body["indexes_searched"]] == ["toy_color_v1"]
+        assert [s["index"] for s in body["indexes_searched"]] == ["toy_color_v1", "keyword"]
         assert body["results"][0]["sha256"] == sha
         r = client.post(
             f"/api/images/{sha}/descriptions", json={"method": "vlm1", "content": "a car"}

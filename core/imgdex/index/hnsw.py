@@ -31,10 +31,11 @@ __all__ = ["HnswBackend", "HnswIndex"]
 log = logging.getLogger(__name__)
 
 _SPACES = {"cosine": "cosine", "ip": "ip", "l2": "l2"}
-# A filtered search over at most this many labels, or this share of the index
-# (1 / _EXACT_SHARE), is exact: brute force over so few beats walking the graph.
-_EXACT_AT_MOST = 2048
-_EXACT_SHARE = 50
+# A filtered search over at most this many labels is exact: a graph walk that skips
+# all but a few labels visits most of the graph, calling the filter (Python) at every
+# node. Not more: hnswlib's get_items copies vectors through Python lists, which costs
+# more than the walk beyond a few hundred (docs/benchmarks.md, bench/filtered.py).
+_EXACT_AT_MOST = 512
 
 
 class HnswIndex(VectorIndex):
@@ -134,8 +135,7 @@ class HnswIndex(VectorIndex):
         graph search, told to skip the others."""
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
         with self._lock.read():
-            count = self._index.get_current_count()
-            if len(among) <= max(_EXACT_AT_MOST, count // _EXACT_SHARE):
+            if len(among) <= _EXACT_AT_MOST:
                 return self._exact(query[0], k, among)
             allowed = set(among.tolist())
             k = min(k, len(allowed))

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from litestar.testing import TestClient
 
+from imgdex.catalog import keyword as catalog_keyword
 from imgdex.catalog.keyword import match_expression, prepare
 from imgdex.testing import image_bytes
 
@@ -147,3 +149,18 @@ def test_tags_are_searchable_once_indexed(imgdex_client: Client) -> None:
     with catalog.transaction() as db:
         catalog.keyword.index_tags(db, sha, [])
     assert keyword(imgdex_client, "beach") == []
+
+
+def test_words_too_common_to_rank_by_are_left_out(
+    imgdex_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Scoring every document holding "the" costs seconds at 100k documents.
+    monkeypatch.setattr(catalog_keyword, "COMMON_AT", 2)
+    shas = [upload(imgdex_client, "red", i) for i in (1, 2, 3)]
+    describe(imgdex_client, shas[0], "human", "the harbour")
+    describe(imgdex_client, shas[1], "human", "the street")
+    describe(imgdex_client, shas[2], "human", "the park")
+    assert [r["sha256"] for r in keyword(imgdex_client, "the harbour")] == [shas[0]]
+    assert keyword(imgdex_client, "the") == []
+    monkeypatch.setattr(catalog_keyword, "COMMON_AT", 3)
+    assert len(keyword(imgdex_client, "the")) == 3

@@ -62,6 +62,9 @@ class KeywordSql:
     #: Parameters: match expression, limit. Rows: image, field, score (higher is better),
     #: best first, live images only.
     search: str
+    #: Parameters: the terms (an IN list of `n` placeholders, see `marks`). Rows: term,
+    #: how many documents hold it.
+    term_docs: str
 
 
 class Dialect(abc.ABC):

@@ -18,15 +18,18 @@ OR-ed: BM25 ranks documents matching more and rarer terms first.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
+from typing import NamedTuple
 
 from imgdex.catalog.dialect import Connection, Dialect
-from imgdex.catalog.engine import Store
+from imgdex.catalog.engine import Store, marks
 
 __all__ = [
+    "COMMON_AT",
     "FILENAME",
     "TAGS",
     "KeywordStore",
+    "Term",
     "backfill",
     "description_field",
     "field_label",
@@ -34,11 +37,16 @@ __all__ = [
     "index_text",
     "match_expression",
     "prepare",
+    "query_terms",
 ]
 
 FILENAME = "filename"
 TAGS = "tags"
 _MAX_TERMS = 32
+# A word in more documents than this is left out of a query: BM25 would have to score
+# every one of them (seconds at 100k documents for "a" or "the") for a term that hardly
+# ranks (its IDF is low).
+COMMON_AT = 5000
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _RUNS = re.compile(rf"([{_CJK}]+)|((?:(?![{_CJK}])\w)+)")
@@ -72,18 +80,32 @@ def prepare(text: str) -> str:
     return " ".join(out)
 
 
-def match_expression(query: str) -> str | None:
-    """The full-text MATCH expression for a user's query; None when it has no words."""
-    terms: list[str] = []
+class Term(NamedTuple):
+    """One term of a query: its MATCH expression, and the plain word it stands for
+    (None for a CJK phrase or character, which is always kept)."""
+
+    expression: str
+    word: str | None
+
+
+def query_terms(query: str) -> list[Term]:
+    """A user's query as MATCH terms (see the module's docstring)."""
+    terms: list[Term] = []
     for match in _RUNS.finditer(query.lower()):
         cjk, word = match.groups()
         if cjk:
-            terms.append(f'"{cjk}"*' if len(cjk) == 1 else '"' + " ".join(_bigrams(cjk)) + '"')
-        elif len(word) >= 3:
-            terms.append(f'"{word}"*')
+            phrase = f'"{cjk}"*' if len(cjk) == 1 else '"' + " ".join(_bigrams(cjk)) + '"'
+            terms.append(Term(phrase, None))
         else:
-            terms.append(f'"{word}"')
-    terms = list(dict.fromkeys(terms))[:_MAX_TERMS]
+            # A prefix from 4 characters on: "the"* would match every "there" and "them".
+            terms.append(Term(f'"{word}"*' if len(word) >= 4 else f'"{word}"', word))
+    return list(dict.fromkeys(terms))[:_MAX_TERMS]
+
+
+def match_expression(query: str, common: Collection[str] = ()) -> str | None:
+    """The full-text MATCH expression for a user's query, without the words in
+    `common`; None when no term is left."""
+    terms = [t.expression for t in query_terms(query) if t.word not in common]
     return " OR ".join(terms) if terms else None
 
 
@@ -132,8 +154,15 @@ class KeywordStore(Store):
     def keyword_search(self, query: str, limit: int) -> list[tuple[str, str, float]]:
         """``(image, field, score)`` of the best `limit` documents of live images for
         `query`, best first (score: BM25, higher is better)."""
-        expression = match_expression(query)
-        if expression is None or limit <= 0:
+        if limit <= 0:
+            return []
+        words = [t.word for t in query_terms(query) if t.word is not None]
+        common: set[str] = set()
+        if words:
+            sql = self.dialect.keyword().term_docs.format(marks=marks(len(words)))
+            common = {str(w) for w, docs in self._read(sql, words) if docs > COMMON_AT}
+        expression = match_expression(query, common)
+        if expression is None:
             return []
         return [
             (str(image), str(field), float(score))

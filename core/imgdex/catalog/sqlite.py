@@ -111,6 +111,8 @@ _KEYWORD_INDEX = (
 )""",
     "CREATE VIRTUAL TABLE IF NOT EXISTS keyword_fts USING fts5("
     "body, tokenize = 'unicode61 remove_diacritics 2')",
+    # Document counts per term, to leave out words too common to rank by.
+    "CREATE VIRTUAL TABLE IF NOT EXISTS keyword_vocab USING fts5vocab(keyword_fts, 'row')",
     # Whatever removes a document (an image's hard delete cascades) removes its text.
     "CREATE TRIGGER IF NOT EXISTS keyword_docs_gone AFTER DELETE ON keyword_docs "
     "BEGIN DELETE FROM keyword_fts WHERE rowid = old.id; END",
@@ -127,6 +129,7 @@ _KEYWORD_SQL = KeywordSql(
         "WHERE keyword_fts MATCH ? AND i.is_deleted = 0 "
         "ORDER BY bm25(keyword_fts), d.image_sha256, d.field LIMIT ?"
     ),
+    term_docs="SELECT term, doc FROM keyword_vocab WHERE term IN ({marks})",
 )
 
 

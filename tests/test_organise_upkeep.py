@@ -32,6 +32,7 @@ class TaggingNamer(Describer):
 
     method = "namer"
     model = "imgdex-toy-namer"
+    empty_ok = True  # "nothing to say" is an answer here, as for OCR
 
     def describe_images(self, images: Sequence[Any]) -> list[str | Caption]:
         out: list[str | Caption] = []

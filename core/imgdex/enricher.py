@@ -376,8 +376,12 @@ class Enricher:
         method = unit.target
         captions = unit.slot.describe_images([image for _, image in items])
         for (job, _), caption in zip(items, captions, strict=True):
-            # organise (issue 14): an empty text is "nothing to say" (OCR on a photo
-            # without text), not a failure; tags come with the caption, in its transaction.
+            # A describer that may find nothing to say (OCR of a photo without text) says
+            # so with `empty_ok`; from others an empty answer is a fault.
+            if not caption.text and not caption.tags and not unit.slot.provider.empty_ok:
+                raise ServiceUnavailable(f"{unit.slot.name}: empty caption for {job.item}")
+        for (job, _), caption in zip(items, captions, strict=True):
+            # Tags come with the caption, in its transaction.
             tags = normalise_tags(caption.tags)
             if caption.text:
                 library.storage.put_description(job.image_sha256, method, caption.text)

@@ -97,6 +97,9 @@ class Describer(abc.ABC):
     model: str
     # What `load` needs imported first, serially (see `Embedder.imports`).
     imports: tuple[str, ...] = ()
+    # True when an empty text is an answer (OCR of an image without text), not a fault:
+    # the job then finishes without writing a description.
+    empty_ok: bool = False
 
     def load(self) -> None:  # noqa: B027 - loading is optional
         """Load weights or open clients. Called once, lazily, in a worker thread."""
@@ -157,6 +160,22 @@ class VectorIndex(abc.ABC):
     @abc.abstractmethod
     def search(self, vector: Vectors, k: int) -> tuple[npt.NDArray[np.int64], Vectors]:
         """The up-to-`k` nearest visible labels and their similarity (higher is closer)."""
+
+    def search_among(
+        self, vector: Vectors, k: int, among: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], Vectors]:
+        """The up-to-`k` nearest visible labels among `among` (a filtered search).
+
+        This default widens a plain `search` until `k` of them are found or the index is
+        exhausted; backends override it with a filtered or an exact search."""
+        total = len(self)
+        fetch = min(total, max(4 * k, 64))
+        while True:
+            labels, scores = self.search(vector, fetch)
+            keep = np.isin(labels, among)
+            if keep.sum() >= k or fetch >= total:
+                return labels[keep][:k], scores[keep][:k]
+            fetch = min(total, fetch * 4)
 
     @abc.abstractmethod
     def labels(self) -> set[int]:

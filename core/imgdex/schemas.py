@@ -45,6 +45,7 @@ __all__ = [
 
 Method = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$", max_length=64)]
 Fusion = Literal["rrf", "max"]
+SearchSort = Literal["relevance", "taken_at"]
 
 
 class EmbeddingInfo(Struct, kw_only=True, frozen=True):
@@ -170,6 +171,10 @@ class SearchOptions(Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tru
     min_score: float | None = None
     fusion: Fusion | None = None
     weights: dict[str, Annotated[float, Meta(ge=0)]] | None = None
+    # Only images matching every condition are returned (a full page, however few match).
+    filters: ImageFilters | None = None
+    # relevance, or the most relevant results ordered by capture date, newest first.
+    sort: SearchSort = "relevance"
 
 
 class SearchTextRequest(SearchOptions, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -114,6 +114,7 @@ def test_schema_tables_and_version(catalog: Catalog) -> None:
     assert {"images", "descriptions", "vector_entries", "plugin_state"} <= tables
     assert {"jobs", "index_roles", "schema_version"} <= tables
     assert {"users", "sessions", "api_keys", "audit_log", "shares"} <= tables
+    assert {"keyword_docs", "keyword_fts", "duplicate_pairs", "duplicate_checks"} <= tables
     assert "meta" not in tables  # it held only the version, which schema_version records
     assert catalog.engine.read("SELECT version FROM schema_version ORDER BY version") == [
         (2,),
@@ -121,6 +122,7 @@ def test_schema_tables_and_version(catalog: Catalog) -> None:
         (4,),
         (5,),
         (6,),
+        (7,),
     ]
 
 

@@ -33,6 +33,7 @@ from imgdex.auth.middleware import (
 from imgdex.auth.service import AuthService
 from imgdex.auth.shares import Shares
 from imgdex.config import Config
+from imgdex.duplicates import DuplicateFinder
 from imgdex.enricher import Enricher
 from imgdex.library import Library
 from imgdex.plugins import PluginHost
@@ -45,12 +46,14 @@ from .albums import AlbumsController
 from .auth import AuthController
 from .deps import provide_library, provide_searcher
 from .docs import docs_assets, finish_document, openapi_config
+from .duplicates import DuplicatesController
 from .errors import exception_handlers
 from .images import ImagesController
 from .keys import KeysController
 from .request import request_class
 from .search import SearchController
 from .services import ServicesController
+from .similar import SimilarController
 from .system import SystemController
 from .tags import TagsController
 from .users import UsersController
@@ -140,6 +143,11 @@ def create_app(
                 _every(config.index.save_interval, library, library.indexes.save_dirty)
             )
         )
+        if background:  # near-duplicates of new (and, once, of older) images
+            finder = DuplicateFinder(library)
+            tasks.append(
+                asyncio.create_task(_every(config.worker.interval, library, finder.run_once))
+            )
         if library.services.slots:
             tasks.append(asyncio.create_task(library.services.run(), name="imgdex-health"))
         log.info("imgdex %s serving data in %s", imgdex.__version__, config.data_path)
@@ -157,6 +165,8 @@ def create_app(
             SystemController,
             ImagesController,
             SearchController,
+            SimilarController,
+            DuplicatesController,
             AdminController,
             ServicesController,
             TagsController,

@@ -6,9 +6,10 @@ checked against it at start-up. Layout:
 - `engine`: per-thread connections and transactions; `dialect`: the seam an engine fills
   in; `sqlite`: the SQLite dialect (the only module with SQLite-only SQL);
   `migrations`: numbered schema versions, applied when a `Catalog` opens.
-- `images`, `descriptions`, `vectors`, `jobs`, `plugins`, `tags`, `albums`, `users`
-  (users, sessions, API keys, audit log), `shares` (album share links): one store per area
-  (`filters` builds the WHERE clause of `imgdex.filters.ImageFilters`);
+- `images`, `descriptions`, `vectors`, `jobs`, `plugins`, `tags`, `albums`, `keyword`,
+  `duplicates`, `users` (users, sessions, API keys, audit log), `shares` (album share
+  links): one store per area (`filters` builds the WHERE clause of
+  `imgdex.filters.ImageFilters`);
   `rows`: the records they return.
 
 `Catalog` opens the database and offers every store both ways: as narrow stores
@@ -25,9 +26,11 @@ from pathlib import Path
 from imgdex.catalog.albums import AlbumStore
 from imgdex.catalog.descriptions import DescriptionStore
 from imgdex.catalog.dialect import Connection, Dialect
+from imgdex.catalog.duplicates import DuplicateStore
 from imgdex.catalog.engine import Engine, Store
 from imgdex.catalog.images import ImageStore
 from imgdex.catalog.jobs import JobStore
+from imgdex.catalog.keyword import KeywordStore
 from imgdex.catalog.migrations import CatalogTooNew, migrate
 from imgdex.catalog.plugins import PluginStore
 from imgdex.catalog.rows import (
@@ -70,7 +73,15 @@ __all__ = [
 # The stores share one engine and name no method twice, so the facade can inherit them
 # all: old call sites keep working while new code takes only the store it needs.
 class Catalog(
-    ImageStore, DescriptionStore, VectorStore, JobStore, PluginStore, TagStore, AlbumStore
+    ImageStore,
+    DescriptionStore,
+    VectorStore,
+    JobStore,
+    PluginStore,
+    TagStore,
+    AlbumStore,
+    KeywordStore,
+    DuplicateStore,
 ):
     """The catalog database. Methods are blocking; call them from worker threads."""
 
@@ -88,6 +99,8 @@ class Catalog(
         self.shares = ShareStore(engine)
         self.tags = TagStore(engine)
         self.albums = AlbumStore(engine)
+        self.keyword = KeywordStore(engine)
+        self.duplicates = DuplicateStore(engine)
         try:
             migrate(engine)
         except BaseException:

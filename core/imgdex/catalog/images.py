@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal, NamedTuple
 
+from imgdex.catalog import keyword
 from imgdex.catalog.dialect import Connection
 from imgdex.catalog.engine import Store, chunks, marks
 from imgdex.catalog.filters import where_clause
@@ -103,6 +104,7 @@ class ImageStore(Store):
             "filename, source, status, original_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (id_, full, width, height, file_size, fmt, filename, source, status, original_name),
         )
+        keyword.index_text(self.dialect, db, id_, keyword.FILENAME, original_name)
 
     def set_status(self, id_: str, status: str, error: str | None = None) -> None:
         """Set an image's status and error, in a transaction of its own."""
@@ -127,6 +129,7 @@ class ImageStore(Store):
         db.execute("UPDATE albums SET cover = NULL WHERE cover = ?", (id_,))
         db.execute("DELETE FROM vector_entries WHERE image_sha256 = ?", (id_,))
         db.execute("DELETE FROM descriptions WHERE image_sha256 = ?", (id_,))
+        db.execute("DELETE FROM keyword_docs WHERE image_sha256 = ?", (id_,))
         db.execute("DELETE FROM images WHERE sha256 = ?", (id_,))
 
     def list_images(
@@ -175,6 +178,17 @@ class ImageStore(Store):
             [*params, limit, offset],
         )
         return [ImageRow(*r) for r in rows], int(total)
+
+    def taken_at(self, ids: Iterable[str]) -> dict[str, str | None]:
+        """``{image: capture time (the camera's wall clock) or None}`` of `ids` that exist."""
+        out: dict[str, str | None] = {}
+        for chunk in chunks(list(ids)):
+            for sha, when in self._read(
+                f"SELECT sha256, taken_local FROM images WHERE sha256 IN ({marks(len(chunk))})",
+                chunk,
+            ):
+                out[str(sha)] = when
+        return out
 
     def filter_ids(self, filters: ImageFilters) -> set[str]:
         """The ids of the live (not deleted) images matching `filters`."""

@@ -19,7 +19,7 @@ __all__ = [
     "vector_job_kind",
 ]
 
-JobKind = Literal["embed_image", "embed_text", "describe"]
+JobKind = Literal["embed_image", "embed_text", "describe", "find_duplicates"]
 
 
 def vector_job_kind(what: str) -> JobKind:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from imgdex.catalog import keyword
 from imgdex.catalog.dialect import Connection
 from imgdex.catalog.engine import Store, chunks, marks
 from imgdex.catalog.rows import TagRow
@@ -57,6 +58,8 @@ class TagStore(Store):
                 f"VALUES (?, ?, ?, ?) {clause}",
                 (id_, tag, source, confidence),
             )
+        if tags:
+            self._reindex(db, id_)
 
     def remove_tags(self, db: Connection, id_: str, tags: Sequence[str]) -> int:
         """Untag an image; returns how many of `tags` it had."""
@@ -66,7 +69,14 @@ class TagStore(Store):
                 f"DELETE FROM image_tags WHERE image_sha256 = ? AND tag IN ({marks(len(chunk))})",
                 (id_, *chunk),
             ).rowcount
+        if removed:
+            self._reindex(db, id_)
         return removed
+
+    def _reindex(self, db: Connection, id_: str) -> None:
+        # The keyword index holds an image's tags as one document, kept in step here.
+        rows = db.execute("SELECT tag FROM image_tags WHERE image_sha256 = ?", (id_,))
+        keyword.index_tags(self.dialect, db, id_, [str(r[0]) for r in rows.fetchall()])
 
     def tag_counts(self, *, prefix: str | None = None, limit: int = 1000) -> list[tuple[str, int]]:
         """``(tag, live images with it)``, most used first."""

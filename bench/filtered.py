@@ -48,7 +48,9 @@ def main() -> None:
         path = Path(tmp)
         info = IndexInfo("bench_v1", "m", "1", args.dim, "cosine", "image", "hnswlib", "now")
         index = ManagedIndex(
-            info, path, HnswBackend().open(IndexLocation.at(path), dimension=args.dim, metric="cosine")
+            info,
+            path,
+            HnswBackend().open(IndexLocation.at(path), dimension=args.dim, metric="cosine"),
         )
         started = time.monotonic()
         for start in range(0, args.n, 10_000):

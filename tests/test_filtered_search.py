@@ -39,7 +39,9 @@ def big_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[ManagedIndex, A
     images = [f"{i:032x}" for i in range(N)]
     path = tmp_path_factory.mktemp("big")
     info = IndexInfo("big_v1", "m", "1", DIM, "cosine", "image", "hnswlib", "now")
-    managed = ManagedIndex(info, path, HnswBackend().open(IndexLocation.at(path), dimension=DIM, metric="cosine"))
+    managed = ManagedIndex(
+        info, path, HnswBackend().open(IndexLocation.at(path), dimension=DIM, metric="cosine")
+    )
     labels = list(range(1, N + 1))
     managed.add(labels, vectors, [(image, "image", 1, 1) for image in images])
     return managed, vectors, images

@@ -53,6 +53,8 @@ from .keys import KeysController
 from .request import request_class
 from .search import SearchController
 from .services import ServicesController
+from .sharelinks import ShareController
+from .shares import SharesController
 from .similar import SimilarController
 from .system import SystemController
 from .tags import TagsController
@@ -171,6 +173,8 @@ def create_app(
             ServicesController,
             TagsController,
             AlbumsController,
+            SharesController,
+            ShareController,  # /s/{token}: public, read-only (imgdex.api.sharelinks)
             docs_assets(),
             AuthController,
             KeysController,

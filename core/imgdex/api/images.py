@@ -201,7 +201,7 @@ class ImagesController(Controller):
     ) -> Response[Any]:
         """The stored bytes; ``HEAD`` answers the same headers without them."""
         opened = await library.open_file(sha256, "file")
-        return _file_response(
+        return file_response(
             request,
             library,
             opened,
@@ -220,7 +220,7 @@ class ImagesController(Controller):
     ) -> Response[Any]:
         opened = await library.open_file(sha256, "thumbnail")
         stem = (opened.row.original_name or opened.row.filename).rsplit(".", 1)[0]
-        return _file_response(
+        return file_response(
             request, library, opened, f"{sha256}-thumb", "image/jpeg", f"{stem}-thumbnail.jpg"
         )
 
@@ -263,7 +263,7 @@ class ImagesController(Controller):
         return {"message": "description deleted", "sha256": sha256, "method": method}
 
 
-def _file_response(
+def file_response(
     request: Request[Any, Any, Any],
     library: LibraryDep,
     opened: OpenedFile,

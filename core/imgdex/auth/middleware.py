@@ -45,6 +45,7 @@ __all__ = [
 
 PRINCIPAL_KEY = "imgdex.principal"
 SESSION_COOKIE = "imgdex_session"
+SHARE_PREFIX = "/s/"  # album share links: public, read-only
 # Query parameters that look like credentials: refused so that keys never sit in URLs
 # (access logs, proxies, browser history).
 _CREDENTIAL_PARAMS = {"api_key", "apikey", "access_token", "token"}
@@ -119,6 +120,12 @@ class AuthMiddleware:
             return
         state = scope["litestar_app"].state
         _refuse_key_in_query(scope)
+        if scope["path"].startswith(SHARE_PREFIX):
+            # Share links answer everyone alike: no session, so no CSRF either, and no
+            # credential of the rest of the API is read (imgdex.api.sharelinks).
+            cast(dict[str, Any], scope)[PRINCIPAL_KEY] = anonymous(False)
+            await self.app(scope, receive, send)
+            return
         principal = await resolve(state.auth, scope)
         cast(dict[str, Any], scope)[PRINCIPAL_KEY] = principal
         if principal.via != "cookie":

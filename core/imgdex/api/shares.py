@@ -1,0 +1,104 @@
+"""``/api/albums/{id}/shares``: make, list and revoke an album's share links.
+
+The links themselves are served by `imgdex.web.share` under ``/s/{token}``; the token is
+shown once, in the answer to ``POST``, and only its hash is stored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, delete, get, post
+from litestar.datastructures import State
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from imgdex import albums
+from imgdex.auth.guards import principal_of, require
+from imgdex.catalog.shares import ShareRow
+from imgdex.errors import BadRequest
+
+from .deps import LibraryDep
+
+__all__ = ["ShareCreated", "ShareRequest", "SharesController"]
+
+
+class ShareRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    expires_at: datetime | None = None  # ISO 8601 with a time zone
+    password: str | None = None  # visitors must give it once (a short-lived cookie)
+
+
+class ShareCreated(msgspec.Struct, kw_only=True, frozen=True):
+    id: int
+    token: str  # shown this once; only its hash is stored
+    url: str
+    expires_at: float | None
+    has_password: bool
+
+
+class SharesController(Controller):
+    path = "/api/albums/{album:int}/shares"
+    guards = [require("write")]
+    tags = ["albums"]
+
+    @post("/", status_code=HTTP_201_CREATED, summary="Make a share link of an album")
+    async def create(
+        self,
+        library: LibraryDep,
+        state: State,
+        request: Request[Any, Any, Any],
+        album: FromPath[int],
+        data: JSONBody[ShareRequest],
+    ) -> ShareCreated:
+        """``{"expires_at"?, "password"?}``; the link ``/s/{token}`` shows this album's
+        images, read-only, to anyone who has it (and the password, when one is set)."""
+        await library.run_io(albums.get_album, library.catalog, album)  # 404 if unknown
+        if data.expires_at is not None and data.expires_at.tzinfo is None:
+            raise BadRequest("expires_at needs a time zone", code="bad_expiry")
+        expires = data.expires_at.timestamp() if data.expires_at is not None else None
+        principal = principal_of(request)
+        row, token = await library.run_io(
+            lambda: state.shares.create(
+                principal, str(album), expires_at=expires, password=data.password
+            )
+        )
+        await library.run_io(
+            lambda: state.auth.store.audit(
+                "share_created", actor=principal.name, target=f"album {album} share {row.id}"
+            )
+        )
+        return ShareCreated(
+            id=row.id,
+            token=token,
+            url=f"/s/{token}",
+            expires_at=row.expires_at,
+            has_password=row.has_password,
+        )
+
+    @get("/", summary="An album's live share links (never their tokens)")
+    async def list_shares(
+        self, library: LibraryDep, state: State, album: FromPath[int]
+    ) -> dict[str, list[ShareRow]]:
+        await library.run_io(albums.get_album, library.catalog, album)
+        return {"shares": await library.run_io(state.shares.list, str(album))}
+
+    @delete("/{share_id:int}", status_code=HTTP_200_OK, summary="Revoke a share link (at once)")
+    async def revoke(
+        self,
+        library: LibraryDep,
+        state: State,
+        request: Request[Any, Any, Any],
+        album: FromPath[int],
+        share_id: FromPath[int],
+    ) -> dict[str, object]:
+        await library.run_io(albums.get_album, library.catalog, album)
+        await library.run_io(state.shares.revoke, str(album), share_id)
+        actor = principal_of(request).name
+        await library.run_io(
+            lambda: state.auth.store.audit(
+                "share_revoked", actor=actor, target=f"album {album} share {share_id}"
+            )
+        )
+        return {"message": "share link revoked", "album": album, "share": share_id}

@@ -32,7 +32,18 @@ PASSWORDS = {
 ROLES = {"alice": "admin", "erin": "editor", "victor": "viewer"}
 # Routes that answer without credentials, on purpose: the log-in page and its
 # stylesheet and scripts too.
-PUBLIC = {"/health", "/api/auth/login", "/api/auth/logout", "/login", "/static/{file_path:path}"}
+PUBLIC = {
+    "/health",
+    "/api/auth/login",
+    "/api/auth/logout",
+    "/login",
+    "/static/{file_path:path}",
+    # Album share links: the token is the credential (tests/test_shares_api.py).
+    "/s/{token:str}",
+    "/s/{token:str}/unlock",
+    "/s/{token:str}/api/images",
+    "/s/{token:str}/api/images/{sha256:str}/{kind:str}",
+}
 
 
 def cli(data: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

@@ -27,6 +27,9 @@ PARAMETERS = {
     "id": "Model service id (services.<id> in the config)",
     "tag": "A tag (normalised before it is compared)",
     "album": "Album id",
+    "share_id": "Share link id, as listed by GET /api/albums/{id}/shares",
+    "token": "The share link's token (the last part of its /s/{token} url)",
+    "kind": "thumbnail or file",
     "sort": "Order by created_at, taken_at, file_size or rating",
     "order": "asc or desc",
     "deleted": "exclude (default), include, or only (the trash)",
@@ -36,6 +39,11 @@ PARAMETERS = {
 }
 
 FIELDS = {
+    "token": "The share link's token, shown only in this answer (only its hash is stored)",
+    "url": "The share link's path: /s/{token}",
+    "has_password": "Whether visitors must give a password first",
+    "album_id": "The shared album's id",
+    "created_by": "Who made it",
     "username": "A user's login name",
     "password": "A password (sent only, never shown; stored as an argon2id hash)",
     "scopes": "What a key or session may do: read, write, delete, admin",

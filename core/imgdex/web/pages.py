@@ -14,7 +14,7 @@ from imgdex.api.deps import LibraryDep, SearcherDep
 from imgdex.albums import check_filters
 from imgdex.api.filterparams import filters_from_fields
 from imgdex.api.uploads import read_form
-from imgdex.auth.guards import require
+from imgdex.auth.guards import principal_of, require
 from imgdex.errors import ImgdexError
 from imgdex.schemas import SearchOptions
 from imgdex.staging import StagedFile
@@ -107,6 +107,7 @@ class PagesController(Controller):
             "filters": shown,
             "error": error,
             "albums": await all_albums(library),
+            "selectable": principal_of(request).allows("write"),
             "more_url": f"/?{urlencode({**query, 'offset': next_offset})}"
             if next_offset < total
             else None,

@@ -63,7 +63,7 @@ def test_image_page_tags_favourite_rating_and_album(
     assert page.locator(f'#grid a[href="/images/{sha}"]').count() == 1
     # The tag, favourite and album are gallery filters (GET fields, the API's names).
     page.goto(server.url + "/")
-    page.get_by_label("Tag").fill("harbour")
+    page.get_by_label("Tag", exact=True).fill("harbour")
     page.get_by_label("Favourites only").check()
     page.get_by_label("Album", exact=True).select_option(label="Harbour trip")
     page.get_by_role("button", name="Apply").click()

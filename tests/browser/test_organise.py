@@ -149,7 +149,7 @@ def test_new_pages_fit_a_phone(
             page.wait_for_load_state("networkidle")
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= PHONE["width"], f"{name} scrolls sideways: {width}px"
-            page.screenshot(path=artifacts / f"{name}-phone-{scheme}.png", full_page=True)
+            page.screenshot(path=artifacts / f"organise-{name}-phone-{scheme}.png", full_page=True)
     finally:
         context.close()
     assert recorder.foreign() == [] and recorder.errors == []

@@ -104,9 +104,7 @@ class OrganisePagesController(Controller):
                 "page": "trash",
                 "cards": await cards_of(library, listing.images),
                 "total": listing.total,
-                "more_url": f"/trash?offset={next_offset}"
-                if next_offset < listing.total
-                else None,
+                "more_url": f"/trash?offset={next_offset}" if next_offset < listing.total else None,
             },
         )
 

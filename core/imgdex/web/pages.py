@@ -10,8 +10,8 @@ from litestar import Controller, Request, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Template
 
-from imgdex.api.deps import LibraryDep, SearcherDep
 from imgdex.albums import check_filters
+from imgdex.api.deps import LibraryDep, SearcherDep
 from imgdex.api.filterparams import filters_from_fields
 from imgdex.api.uploads import read_form
 from imgdex.auth.guards import principal_of, require

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from imgdex.library import Library
 from imgdex.filters import ImageFilters
+from imgdex.library import Library
 from imgdex.schemas import ImageOut, SearchResponse
 
 __all__ = ["PAGE_SIZE", "Card", "cards_of", "gallery_page", "result_cards"]

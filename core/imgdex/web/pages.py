@@ -113,7 +113,8 @@ class PagesController(Controller):
             else None,
         }
         name = "_cards.html" if _htmx(request) else "gallery.html"
-        return Template(template_name=name, context=context)
+        # A bad filter (a date that is not one) says why on the page, as a 400.
+        return Template(template_name=name, context=context, status_code=400 if error else 200)
 
     @get("/search", name="web-search", guards=[page_guard("read")])
     async def search(

@@ -51,10 +51,16 @@ document.addEventListener("click", async (event) => {
       target.closest(".card").remove();
       say("Restored to the library.");
     } else if (target.id === "trash-empty") {
-      const ids = [...document.querySelectorAll("[data-trashed]")].map((li) => li.dataset.trashed);
-      if (!confirm(`Delete ${ids.length} image(s) for good? This cannot be undone.`)) return;
+      const total = document.getElementById("count").textContent.split(" ")[0];
+      if (!confirm(`Delete ${total} image(s) for good? This cannot be undone.`)) return;
       target.disabled = true;
-      for (const id of ids) await call(`/api/images/${id}?hard=true`, "DELETE");
+      // The whole trash, not just this page: a page at a time until it is empty.
+      for (;;) {
+        const page = await call("/api/images?deleted=only&limit=100", "GET");
+        if (!page.images.length) break;
+        for (const image of page.images) await call(`/api/images/${image.sha256}?hard=true`, "DELETE");
+        say(`Deleting for good… ${page.total - page.images.length} left.`);
+      }
       location.reload();
     } else if (target.dataset.keep) {
       const trash = target.dataset.others.split(",").filter(Boolean);

@@ -162,6 +162,9 @@ def test_admin_uses_the_session_and_creates_a_user_who_cannot_upload(
         api.headers["X-CSRFToken"] = r.json()["csrf_token"]
         files = {"file": ("v.png", image_bytes("red", pattern=72), "image/png")}
         sha = api.post("/api/images", files=files).json()["sha256"]
+        files = {"file": ("t.png", image_bytes("green", pattern=73), "image/png")}
+        trashed = api.post("/api/images", files=files).json()["sha256"]
+        assert api.delete(f"/api/images/{trashed}").status_code == 200
     context = open_context(browser, recorder)
     viewer = context.new_page()
     try:
@@ -179,8 +182,24 @@ def test_admin_uses_the_session_and_creates_a_user_who_cannot_upload(
         assert viewer.get_by_role("link", name="Download original").count() == 1
         assert viewer.locator("#delete-image").count() == 0
         assert viewer.locator("#desc-add").count() == 0
+        # Organising (issue 16): viewers browse albums and duplicates, change nothing.
+        assert viewer.locator("#tag-add, #favorite, #album-add").count() == 0
+        assert nav.get_by_role("link", name="Albums").count() == 1
+        assert nav.get_by_role("link", name="Trash").count() == 0
+        assert viewer.goto(server.url + "/trash").status == 403
+        viewer.goto(server.url + "/")
+        assert viewer.locator("#bulk, input[name=pick]").count() == 0
+        viewer.goto(server.url + "/albums")
+        assert viewer.locator("#album-create").count() == 0
     finally:
         context.close()
+    # Only an admin empties the trash (a hard delete).
+    page.goto(server.url + "/trash")
+    assert page.locator(f'[data-trashed="{trashed}"]').count() == 1
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Empty the trash for good").click()
+    page.get_by_text("The trash is empty.").wait_for()
+    assert page.request.get(server.url + f"/api/images/{trashed}").status == 404
 
 
 def test_too_many_failed_logins_say_when_to_retry(page: Any, server: ServerProcess) -> None:

@@ -103,9 +103,9 @@ def test_gallery_shows_images_with_alt_text_and_scrolls_for_more(
     assert all(alt.strip() for alt in alts)
     # Oldest first starts with the image the API lists last.
     oldest = api.get("/api/images", params={"offset": total - 1, "limit": 1}).json()["images"]
-    page.get_by_label("Sort by date added").select_option("oldest")
+    page.get_by_label("Order").select_option("oldest")
     page.get_by_role("button", name="Apply").click()
-    page.wait_for_url("**/?order=oldest*")
+    page.wait_for_url("**/?*order=oldest*")
     assert page.locator("#grid a").first.get_attribute("href") == f"/images/{oldest[0]['sha256']}"
 
 

@@ -10,15 +10,18 @@ from litestar import Controller, Request, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Template
 
+from imgdex.albums import check_filters
 from imgdex.api.deps import LibraryDep, SearcherDep
+from imgdex.api.filterparams import filters_from_fields
 from imgdex.api.uploads import read_form
-from imgdex.auth.guards import require
+from imgdex.auth.guards import principal_of, require
 from imgdex.errors import ImgdexError
 from imgdex.schemas import SearchOptions
 from imgdex.staging import StagedFile
 
 from .access import page_exception_handlers, page_guard, safe_next
 from .headers import security_headers
+from .organise import all_albums, image_extras
 from .views import PAGE_SIZE, gallery_page, result_cards
 
 __all__ = ["PagesController"]
@@ -46,29 +49,72 @@ class PagesController(Controller):
         library: LibraryDep,
         offset: FromQuery[int] = 0,
         order: FromQuery[Literal["newest", "oldest"]] = "newest",
+        sort: FromQuery[Literal["added", "taken"]] = "added",
         status: FromQuery[Literal["", "pending", "ready", "failed"]] = "",
         source: FromQuery[str] = "",
+        taken_after: FromQuery[str] = "",
+        taken_before: FromQuery[str] = "",
+        camera: FromQuery[str] = "",
+        tag: FromQuery[str] = "",
+        album: FromQuery[str] = "",
+        favorite: FromQuery[Literal["", "true"]] = "",
     ) -> Template:
         offset = max(0, min(offset, 1_000_000_000))
         source = source.strip()[:200]
-        cards, total = await gallery_page(
-            library, offset=offset, order=order, status=status or None, source=source or None
-        )
-        filters = {"order": order, "status": status, "source": source}
-        query = {k: v for k, v in filters.items() if v and (k, v) != ("order", "newest")}
+        # The form's fields, by the API's query parameter names (`tag` is `tags`).
+        fields = {
+            "taken_after": taken_after.strip()[:40],
+            "taken_before": taken_before.strip()[:40],
+            "camera": camera.strip()[:200],
+            "tags": tag.strip()[:200],
+            "album": album.strip()[:20],
+            "favorite": favorite,
+        }
+        filters = {"order": order, "sort": sort, "status": status, "source": source}
+        shown = {**filters, **fields, "tag": fields["tags"]}
+        error = None
+        cards: list[Any] = []
+        total = 0
+        try:
+            image_filters = filters_from_fields(lambda name: [fields.get(name, "")])
+            if image_filters.album is not None:
+                await library.run_io(check_filters, library.catalog, image_filters)
+            cards, total = await gallery_page(
+                library,
+                offset=offset,
+                order=order,
+                sort=sort,
+                status=status or None,
+                source=source or None,
+                filters=image_filters,
+            )
+        except ImgdexError as exc:
+            error = exc.detail
+        defaults = {"order": "newest", "sort": "added"}
+        query = {
+            k: v
+            for k, v in {**filters, **fields}.items()
+            if v and k != "tags" and defaults.get(k) != v
+        }
+        if fields["tags"]:
+            query["tag"] = fields["tags"]
         next_offset = offset + PAGE_SIZE
         context = {
             "page": "gallery",
             "cards": cards,
             "total": total,
             "offset": offset,
-            "filters": filters,
+            "filters": shown,
+            "error": error,
+            "albums": await all_albums(library),
+            "selectable": principal_of(request).allows("write"),
             "more_url": f"/?{urlencode({**query, 'offset': next_offset})}"
             if next_offset < total
             else None,
         }
         name = "_cards.html" if _htmx(request) else "gallery.html"
-        return Template(template_name=name, context=context)
+        # A bad filter (a date that is not one) says why on the page, as a 400.
+        return Template(template_name=name, context=context, status_code=400 if error else 200)
 
     @get("/search", name="web-search", guards=[page_guard("read")])
     async def search(
@@ -112,19 +158,17 @@ class PagesController(Controller):
     async def image(self, library: LibraryDep, sha256: FromPath[str]) -> Template:
         try:
             image = await library.get_image(sha256)
+            extras = await image_extras(library, sha256)
         except ImgdexError as exc:
             return Template(
                 template_name="error.html",
                 context={"page": "", "status": exc.status, "detail": exc.detail},
                 status_code=exc.status,
             )
-        if image.is_deleted:
-            return Template(
-                template_name="error.html",
-                context={"page": "", "status": 404, "detail": f"image {sha256} is deleted"},
-                status_code=404,
-            )
-        return Template(template_name="image.html", context={"page": "image", "image": image})
+        # A trashed image still has its page: it says so and offers to restore it.
+        return Template(
+            template_name="image.html", context={"page": "image", "image": image, **extras}
+        )
 
     @get(
         "/images/{sha256:str}/descriptions-panel",

@@ -18,6 +18,7 @@ from .access import users_mode
 from .account import AccountPanelController
 from .admin import AdminPanelController
 from .headers import security_headers
+from .organise import OrganisePagesController
 from .pages import PagesController
 
 __all__ = ["WebPlugin"]
@@ -48,6 +49,7 @@ class WebPlugin(InitPlugin):
         app_config.route_handlers.extend(
             [
                 PagesController,
+                OrganisePagesController,
                 AdminPanelController,
                 AccountPanelController,
                 create_static_files_router(

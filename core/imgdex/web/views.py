@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import msgspec
 
+from imgdex.filters import ImageFilters
 from imgdex.library import Library
-from imgdex.schemas import ImageListResponse, SearchResponse
+from imgdex.schemas import ImageOut, SearchResponse
 
-__all__ = ["PAGE_SIZE", "Card", "gallery_page", "result_cards"]
+__all__ = ["PAGE_SIZE", "Card", "cards_of", "gallery_page", "result_cards"]
 
 PAGE_SIZE = 48
 _ALT_MAX = 160
 
 Order = Literal["newest", "oldest"]
+Sort = Literal["added", "taken"]
 
 
 class Card(msgspec.Struct, kw_only=True, frozen=True):
@@ -25,6 +27,7 @@ class Card(msgspec.Struct, kw_only=True, frozen=True):
     alt: str
     score: float | None = None
     matches: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    favorite: bool = False
 
 
 def _short(text: str) -> str:
@@ -48,46 +51,42 @@ def _fallback_alt(width: int, height: int, fmt: str = "") -> str:
     return f"Undescribed {fmt.upper()} image, {width} by {height}".replace("  ", " ")
 
 
-async def gallery_page(
-    library: Library,
-    *,
-    offset: int,
-    order: Order,
-    status: str | None,
-    source: str | None,
-) -> tuple[list[Card], int]:
-    """One page of the gallery, newest or oldest first, with alt texts."""
-    limit = PAGE_SIZE
-    if order == "newest":
-        page = await _list(library, offset, limit, status, source)
-        rows = page.images
-    else:
-        # The catalog lists newest first: the oldest-first page at `offset` is the
-        # newest-first window ending `offset` from the end, reversed.
-        total = (await _list(library, 0, 1, status, source)).total
-        end = max(total - offset, 0)
-        start = max(end - limit, 0)
-        page = await _list(library, start, max(end - start, 1), status, source)
-        rows = list(reversed(page.images[: end - start]))
+async def cards_of(library: Library, rows: Sequence[ImageOut]) -> list[Card]:
+    """Grid tiles for `rows`, with alt texts from their descriptions."""
     texts = await library.run_io(_descriptions, library, [r.sha256 for r in rows])
-    cards = [
+    return [
         Card(
             sha256=r.sha256,
             alt=_short(texts[r.sha256])
             if r.sha256 in texts
             else _fallback_alt(r.width, r.height, r.format),
+            favorite=r.favorite,
         )
         for r in rows
     ]
-    return cards, page.total
 
 
-async def _list(
-    library: Library, offset: int, limit: int, status: str | None, source: str | None
-) -> ImageListResponse:
-    return await library.list_images(
-        offset=offset, limit=limit, status=status, source=source, include_deleted=False
+async def gallery_page(
+    library: Library,
+    *,
+    offset: int,
+    order: Order,
+    sort: Sort,
+    status: str | None,
+    source: str | None,
+    filters: ImageFilters | None = None,
+) -> tuple[list[Card], int]:
+    """One page of the gallery by date added or taken, newest or oldest first."""
+    page = await library.list_images(
+        offset=offset,
+        limit=PAGE_SIZE,
+        status=status,
+        source=source,
+        filters=filters,
+        sort="taken_at" if sort == "taken" else "created_at",
+        order="desc" if order == "newest" else "asc",
     )
+    return await cards_of(library, page.images), page.total
 
 
 async def result_cards(library: Library, response: SearchResponse) -> list[Card]:

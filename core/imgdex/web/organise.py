@@ -1,0 +1,117 @@
+"""The organising pages (issue 16 over the issue 14 APIs): albums, an album, the trash,
+near-duplicates; and what the image page shows about tags and albums."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, get
+from litestar.params import FromPath, FromQuery
+from litestar.response import Template
+
+from imgdex import albums
+from imgdex.api.deps import LibraryDep
+from imgdex.catalog.rows import TagRow
+from imgdex.duplicates import groups
+from imgdex.errors import ImgdexError
+from imgdex.library import Library
+from imgdex.schemas import AlbumOut
+
+from .access import page_exception_handlers, page_guard
+from .headers import security_headers
+from .views import PAGE_SIZE, cards_of
+
+__all__ = ["OrganisePagesController", "all_albums", "image_extras"]
+
+
+def _error(exc: ImgdexError) -> Template:
+    return Template(
+        template_name="error.html",
+        context={"page": "", "status": exc.status, "detail": exc.detail},
+        status_code=exc.status,
+    )
+
+
+async def all_albums(library: Library) -> list[AlbumOut]:
+    """Every album, by name (for the add-to-album selects and the filters)."""
+    return (await library.run_io(albums.list_albums, library.catalog)).albums
+
+
+async def image_extras(library: Library, sha256: str) -> dict[str, Any]:
+    """The image page's tags (with who set them: a person or a describer model), and the
+    albums an image can go to (smart albums choose their own images)."""
+    rows: list[TagRow] = await library.run_io(library.catalog.tags.tags_of, sha256)
+    hand_made = [a for a in await all_albums(library) if a.smart is None]
+    return {"tag_rows": rows, "albums": hand_made}
+
+
+class OrganisePagesController(Controller):
+    path = "/"
+    include_in_schema = False
+    after_request = security_headers  # type: ignore[assignment]
+    exception_handlers = page_exception_handlers
+
+    @get("/albums", name="web-albums", guards=[page_guard("read")])
+    async def albums_page(self, library: LibraryDep) -> Template:
+        return Template(
+            template_name="albums.html",
+            context={"page": "albums", "albums": await all_albums(library)},
+        )
+
+    @get("/albums/{album:int}", name="web-album", guards=[page_guard("read")])
+    async def album_page(
+        self, library: LibraryDep, album: FromPath[int], offset: FromQuery[int] = 0
+    ) -> Template:
+        offset = max(0, min(offset, 1_000_000_000))
+        try:
+            row = await library.run_io(albums.get_album, library.catalog, album)
+            if row.smart is not None and row.smart.query:
+                # A smart album with a query is a search: its own API ranks it.
+                listing = None
+            else:
+                listing = await library.run_io(
+                    lambda: albums.page(
+                        library.catalog, album, offset=offset, limit=PAGE_SIZE,
+                        sort="created_at", order="desc", ranked=None,
+                    )
+                )  # fmt: skip
+        except ImgdexError as exc:
+            return _error(exc)
+        cards = await cards_of(library, listing.images) if listing else []
+        total = listing.total if listing else 0
+        next_offset = offset + PAGE_SIZE
+        return Template(
+            template_name="album.html",
+            context={
+                "page": "albums",
+                "album": row,
+                "cards": cards,
+                "total": total,
+                "more_url": f"/albums/{album}?offset={next_offset}"
+                if next_offset < total
+                else None,
+            },
+        )
+
+    @get("/trash", name="web-trash", guards=[page_guard("delete")])
+    async def trash(self, library: LibraryDep, offset: FromQuery[int] = 0) -> Template:
+        offset = max(0, min(offset, 1_000_000_000))
+        listing = await library.list_images(offset=offset, limit=PAGE_SIZE, deleted="only")
+        next_offset = offset + PAGE_SIZE
+        return Template(
+            template_name="trash.html",
+            context={
+                "page": "trash",
+                "cards": await cards_of(library, listing.images),
+                "total": listing.total,
+                "more_url": f"/trash?offset={next_offset}" if next_offset < listing.total else None,
+            },
+        )
+
+    @get("/duplicates", name="web-duplicates", guards=[page_guard("read")])
+    async def duplicates(self, library: LibraryDep) -> Template:
+        found = await library.run_io(groups, library, None)
+        return Template(
+            template_name="duplicates.html",
+            context={"page": "duplicates", "groups": found.groups, "threshold": found.threshold},
+        )

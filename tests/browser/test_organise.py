@@ -1,0 +1,155 @@
+"""The organising pages end to end (issue 16): tags, favourite and rating on the image
+page, albums, the gallery's filters and multi-select, the trash, duplicates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from imgdex.testing import image_bytes
+
+from ..serverproc import ServerProcess
+from .conftest import PHONE, Recorder, open_context
+from .test_web import upload
+
+
+def status_says(page: Any, selector: str, text: str) -> None:
+    page.wait_for_function(
+        "([s, t]) => document.querySelector(s).textContent.includes(t)", arg=[selector, text]
+    )
+
+
+def test_image_page_tags_favourite_rating_and_album(
+    page: Any, server: ServerProcess, api: httpx.Client, artifacts: Path
+) -> None:
+    sha = upload(api, image_bytes((0, 128, 128), size=(640, 480), pattern=301), "a teal boat")
+    # An album made on the Albums page.
+    page.goto(server.url + "/albums")
+    page.get_by_label("New album name").fill("Harbour trip")
+    page.get_by_role("button", name="Create album").click()
+    page.wait_for_url("**/albums/*")
+    album_id = page.url.rsplit("/", 1)[1]
+    assert page.get_by_role("heading", level=1).inner_text() == "Harbour trip"
+    assert "No images in this album yet" in page.inner_text("main")
+
+    page.goto(server.url + f"/images/{sha}")
+    page.get_by_label("Add tags").fill("Boats, harbour")
+    page.get_by_role("button", name="Add", exact=True).click()
+    status_says(page, "#organise-status", "Tagged")
+    shown = page.locator("#tags li").evaluate_all("lis => lis.map(li => li.dataset.tag)")
+    assert shown == ["boats", "harbour"]  # normalised by the API
+    assert sorted(t["tag"] for t in api.get(f"/api/images/{sha}/tags").json()["tags"]) == shown
+    page.get_by_role("button", name="Remove the tag boats").click()
+    status_says(page, "#organise-status", "Removed the tag boats")
+    assert api.get(f"/api/images/{sha}").json()["tags"] == ["harbour"]
+
+    favourite = page.get_by_role("button", name="☆ Favourite")
+    favourite.click()
+    page.wait_for_function("() => document.querySelector('#favorite').ariaPressed === 'true'")
+    page.get_by_label("Rating", exact=True).select_option("4")
+    status_says(page, "#organise-status", "Rated 4 of 5")
+    info = api.get(f"/api/images/{sha}").json()
+    assert (info["favorite"], info["rating"]) == (True, 4)
+
+    page.get_by_label("Add to album").select_option(label="Harbour trip")
+    page.get_by_role("button", name="Add to album").click()
+    status_says(page, "#organise-status", "Added to Harbour trip")
+    page.screenshot(path=artifacts / "image-organise-desktop-light.png", full_page=True)
+    page.get_by_role("link", name="Open Harbour trip").click()
+    page.wait_for_url(f"**/albums/{album_id}")
+    assert page.locator(f'#grid a[href="/images/{sha}"]').count() == 1
+    # The tag, favourite and album are gallery filters (GET fields, the API's names).
+    page.goto(server.url + "/")
+    page.get_by_label("Tag", exact=True).fill("harbour")
+    page.get_by_label("Favourites only").check()
+    page.get_by_label("Album", exact=True).select_option(label="Harbour trip")
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url("**/?*tag=harbour*")
+    assert page.locator("#grid a[data-sha]").evaluate_all(
+        "links => links.map(a => a.dataset.sha)"
+    ) == [sha]
+    assert "favorite=true" in page.url and f"album={album_id}" in page.url
+
+
+def test_gallery_multi_select_tags_and_trashes(
+    page: Any, server: ServerProcess, api: httpx.Client
+) -> None:
+    shas = [upload(api, image_bytes((128, 128, 0), pattern=320 + i)) for i in range(3)]
+    page.goto(server.url + "/")
+    for sha in shas[:2]:
+        page.locator(f'input[name=pick][value="{sha}"]').check()
+    assert page.inner_text("#selected-count") == "2 images selected"
+    page.get_by_label("Tag selected").fill("batch")
+    page.get_by_role("button", name="Add tags").click()
+    status_says(page, "#bulk-status", "Tagged 2 images")
+    page.goto(server.url + "/?tag=batch")
+    found = page.locator("#grid a[data-sha]").evaluate_all("ls => ls.map(a => a.dataset.sha)")
+    assert sorted(found) == sorted(shas[:2])
+    page.locator(f'input[name=pick][value="{shas[0]}"]').check()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Move selected to trash").click()
+    status_says(page, "#bulk-status", "Moved 1 to the trash")
+    assert api.get(f"/api/images/{shas[0]}").json()["is_deleted"]
+
+
+def test_trash_page_restores_and_the_image_page_says_trashed(
+    page: Any, server: ServerProcess, api: httpx.Client, artifacts: Path
+) -> None:
+    sha = upload(api, image_bytes((128, 0, 0), pattern=340), "a maroon door")
+    assert api.delete(f"/api/images/{sha}").status_code == 200
+    page.goto(server.url + f"/images/{sha}")
+    assert "in the trash" in page.inner_text("#trashed")
+    page.get_by_role("link", name="Trash").click()
+    page.wait_for_url("**/trash")
+    card = page.locator(f'[data-trashed="{sha}"]')
+    assert card.count() == 1
+    # Hard delete is for admins only: the open mode's visitor may trash, never destroy.
+    assert page.locator("#trash-empty").count() == 0
+    page.screenshot(path=artifacts / "trash-desktop-light.png")
+    card.get_by_role("button", name="Restore").click()
+    status_says(page, "#albums-status", "Restored")
+    assert not api.get(f"/api/images/{sha}").json()["is_deleted"]
+    assert card.count() == 0
+
+
+def test_duplicates_page_lists_groups(page: Any, server: ServerProcess) -> None:
+    page.goto(server.url + "/duplicates")
+    assert page.get_by_role("heading", level=1).inner_text() == "Duplicates"
+    assert page.locator("section.group").count() + page.locator("p.empty").count() >= 1
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_new_pages_fit_a_phone(
+    browser: Any,
+    server: ServerProcess,
+    api: httpx.Client,
+    recorder: Recorder,
+    artifacts: Path,
+    scheme: str,
+) -> None:
+    sha = upload(api, image_bytes((0, 0, 128), size=(900, 500), pattern=360), "a navy coat")
+    api.post(f"/api/images/{sha}/tags", json={"tags": ["a-rather-long-tag-name-for-phones"]})
+    album = api.post("/api/albums", json={"name": f"Phone {scheme}"}).json()["id"]
+    api.post(f"/api/albums/{album}/images", json={"images": [sha]})
+    context = open_context(browser, recorder, viewport=PHONE, color_scheme=scheme)
+    try:
+        page = context.new_page()
+        for name, path in [
+            ("gallery", "/?sort=taken"),
+            ("image", f"/images/{sha}"),
+            ("albums", "/albums"),
+            ("album", f"/albums/{album}"),
+            ("trash", "/trash"),
+            ("duplicates", "/duplicates"),
+        ]:
+            page.goto(server.url + path)
+            page.wait_for_load_state("networkidle")
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= PHONE["width"], f"{name} scrolls sideways: {width}px"
+            page.screenshot(path=artifacts / f"organise-{name}-phone-{scheme}.png", full_page=True)
+    finally:
+        context.close()
+    assert recorder.foreign() == [] and recorder.errors == []

@@ -39,7 +39,6 @@ from imgdex.library import Library
 from imgdex.plugins import PluginHost
 from imgdex.reconcile import reconcile_storage
 from imgdex.search import Searcher
-from imgdex.web import WebPlugin
 
 from .admin import AdminController
 from .albums import AlbumsController
@@ -191,7 +190,7 @@ def create_app(
         if config.server.cors_origins
         else None,
         lifespan=[lifespan],
-        plugins=[WebPlugin()],  # the web app at / (imgdex.web)
+        plugins=[_web_plugin()],  # the web app at / (imgdex.web)
         dependencies={
             "library": Provide(provide_library, sync_to_thread=False),
             "searcher": Provide(provide_searcher, sync_to_thread=False),
@@ -262,3 +261,11 @@ async def _every(seconds: float, library: Library, fn: Callable[[], object]) -> 
 def data_dir_of(app: Litestar) -> Path:
     library: Library = app.state.library
     return library.config.data_path
+
+
+def _web_plugin() -> Any:
+    # Imported here, not at the top: the web app's controllers use this package's
+    # dependencies, so a top-level import would make `import imgdex.web` circular.
+    from imgdex.web import WebPlugin
+
+    return WebPlugin()

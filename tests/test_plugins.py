@@ -342,7 +342,7 @@ def test_admin_jobs_pause_rebuild_and_remove_index(imgdex_client: Client) -> Non
     imgdex_client.post("/api/admin/plugins/toy_color/disable", headers=ADMIN)
     r = imgdex_client.delete("/api/admin/indexes/toy_color_v1", headers=ADMIN)
     assert r.json() == {"index": "toy_color_v1", "removed_vectors": 2}
-    storage = Path(imgdex_client.app.state.library.config.data_dir) / "storage"
+    storage = Path(imgdex_client.app.state.runtime.config.data_dir) / "storage"
     wait_for(lambda: not list(storage.glob("*/*/*/embedding/toy_color_v1")))
     assert not (storage.parent / "vector_index" / "toy_color_v1").exists()
     for bad in ("..", "%2e%2e", "a%2Fb"):

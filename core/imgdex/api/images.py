@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated, Any, BinaryIO, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from litestar import Controller, HttpMethod, Request, Response, delete, get, post, route
@@ -12,7 +11,7 @@ from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from imgdex.imaging import media_type
-from imgdex.library import OpenedFile
+from imgdex.ops.images import OpenedFile
 from imgdex.schemas import (
     DeleteResponse,
     DescriptionOut,
@@ -23,7 +22,7 @@ from imgdex.schemas import (
     UploadResponse,
 )
 
-from .deps import LibraryDep, check_admin
+from .deps import DeletionDep, DescriptionsDep, ImagesDep, IngestDep, check_admin
 from .uploads import read_form, upload_operation
 
 __all__ = ["ImagesController"]
@@ -45,19 +44,17 @@ class ImagesController(Controller):
         ),
     )
     async def upload(
-        self, library: LibraryDep, request: Request[Any, Any, Any]
+        self, ingest: IngestDep, request: Request[Any, Any, Any]
     ) -> Response[UploadResponse]:
         """Store an image once per content and embed it with every enabled image model.
 
         The body is ``multipart/form-data`` with a ``file`` part and an optional
         ``source``; it is read into memory, or staged on disk when large
         (`imgdex.api.uploads`)."""
-        form = await read_form(request, "file", ("source",), library.spooling)
+        form = await read_form(request, "file", ("source",), ingest.spooling)
         try:
             source = form.text("source")
-            result = await library.ingest(
-                form.file, source[:200] if source else None, form.filename
-            )
+            result = await ingest.ingest(form.file, source[:200] if source else None, form.filename)
         finally:
             form.close()
         return Response(result, status_code=HTTP_200_OK if result.duplicate else HTTP_201_CREATED)
@@ -65,14 +62,14 @@ class ImagesController(Controller):
     @get("/", summary="List images")
     async def list_images(
         self,
-        library: LibraryDep,
+        images: ImagesDep,
         offset: Annotated[int, QueryParameter(ge=0, le=1_000_000_000)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 20,
         status: FromQuery[Literal["pending", "ready", "failed"] | None] = None,
         source: FromQuery[str | None] = None,
         include_deleted: FromQuery[bool] = False,
     ) -> ImageListResponse:
-        return await library.list_images(
+        return await images.list_images(
             offset=offset,
             limit=limit,
             status=status,
@@ -81,13 +78,13 @@ class ImagesController(Controller):
         )
 
     @get("/{sha256:str}", summary="Image facts and descriptions")
-    async def get_image(self, library: LibraryDep, sha256: FromPath[str]) -> ImageOut:
-        return await library.get_image(sha256)
+    async def get_image(self, images: ImagesDep, sha256: FromPath[str]) -> ImageOut:
+        return await images.get_image(sha256)
 
     @delete("/{sha256:str}", status_code=HTTP_200_OK, summary="Delete an image")
     async def delete_image(
         self,
-        library: LibraryDep,
+        deletion: DeletionDep,
         request: Request[Any, Any, Any],
         sha256: FromPath[str],
         hard: FromQuery[bool] = False,
@@ -96,7 +93,7 @@ class ImagesController(Controller):
         a hard delete destroys data and needs the admin token (401 without, 403 wrong)."""
         if hard:
             check_admin(request)
-        return await library.delete(sha256, hard=hard)
+        return await deletion.delete(sha256, hard=hard)
 
     @route(
         "/{sha256:str}/file",
@@ -104,13 +101,16 @@ class ImagesController(Controller):
         summary="The original file",
     )
     async def file(
-        self, library: LibraryDep, request: Request[Any, Any, Any], sha256: FromPath[str]
+        self,
+        images: ImagesDep,
+        request: Request[Any, Any, Any],
+        sha256: FromPath[str],
     ) -> Response[Any]:
         """The stored bytes; ``HEAD`` answers the same headers without them."""
-        opened = await library.open_file(sha256, "file")
+        opened = await images.open_file(sha256, "file")
         return _file_response(
             request,
-            library,
+            images,
             opened,
             sha256,
             media_type(opened.row.format),
@@ -123,26 +123,30 @@ class ImagesController(Controller):
         summary="A JPEG thumbnail (fits 256x256)",
     )
     async def thumbnail(
-        self, library: LibraryDep, request: Request[Any, Any, Any], sha256: FromPath[str]
+        self,
+        images: ImagesDep,
+        request: Request[Any, Any, Any],
+        sha256: FromPath[str],
     ) -> Response[Any]:
-        opened = await library.open_file(sha256, "thumbnail")
+        opened = await images.open_file(sha256, "thumbnail")
         stem = (opened.row.original_name or opened.row.filename).rsplit(".", 1)[0]
         return _file_response(
-            request, library, opened, f"{sha256}-thumb", "image/jpeg", f"{stem}-thumbnail.jpg"
+            request, images, opened, f"{sha256}-thumb", "image/jpeg", f"{stem}-thumbnail.jpg"
         )
 
     @post("/{sha256:str}/descriptions", status_code=HTTP_201_CREATED, summary="Add a description")
     async def add_description(
-        self, library: LibraryDep, sha256: FromPath[str], data: JSONBody[DescriptionRequest]
+        self,
+        descriptions: DescriptionsDep,
+        sha256: FromPath[str],
+        data: JSONBody[DescriptionRequest],
     ) -> DescriptionResponse:
         """Store (or replace) the description of one method; embedded by every text model."""
-        return await library.add_description(sha256, data.method, data.content)
+        return await descriptions.add(sha256, data.method, data.content)
 
     @get("/{sha256:str}/descriptions", summary="List descriptions")
-    async def descriptions(
-        self, library: LibraryDep, sha256: FromPath[str]
-    ) -> list[DescriptionOut]:
-        return await library.get_descriptions(sha256)
+    async def descriptions(self, images: ImagesDep, sha256: FromPath[str]) -> list[DescriptionOut]:
+        return await images.get_descriptions(sha256)
 
     @delete(
         "/{sha256:str}/descriptions/{method:str}",
@@ -150,15 +154,15 @@ class ImagesController(Controller):
         summary="Delete a description",
     )
     async def delete_description(
-        self, library: LibraryDep, sha256: FromPath[str], method: FromPath[str]
+        self, descriptions: DescriptionsDep, sha256: FromPath[str], method: FromPath[str]
     ) -> dict[str, str]:
-        await library.delete_description(sha256, method)
+        await descriptions.delete(sha256, method)
         return {"message": "description deleted", "sha256": sha256, "method": method}
 
 
 def _file_response(
     request: Request[Any, Any, Any],
-    library: LibraryDep,
+    images: ImagesDep,
     opened: OpenedFile,
     etag: str,
     media: str,
@@ -188,15 +192,7 @@ def _file_response(
         return Response(content=body, headers=headers, media_type=media)
     assert opened.file is not None
     headers["Content-Length"] = str(opened.size)
-    return Stream(_chunks(library, opened.file), headers=headers, media_type=media)
-
-
-async def _chunks(library: LibraryDep, file: BinaryIO) -> AsyncIterator[bytes]:
-    try:
-        while chunk := await library.run_io(file.read, _CHUNK):
-            yield chunk
-    finally:
-        file.close()
+    return Stream(images.chunks(opened.file, _CHUNK), headers=headers, media_type=media)
 
 
 def content_disposition(filename: str) -> str:

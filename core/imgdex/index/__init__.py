@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from imgdex.blobs import BlobStore
 from imgdex.catalog import Catalog, IndexEntry, vector_job_kind
 from imgdex.errors import Conflict, NotFound
+from imgdex.files import atomic_write
 from imgdex.index.labels import Key, LabelMap, Ranked
 from imgdex.providers import Embedder, IndexBackend, Metric, VectorIndex
-from imgdex.storage import Storage, atomic_write
 
 __all__ = ["IndexInfo", "IndexManager", "ManagedIndex"]
 
@@ -137,7 +138,7 @@ class ManagedIndex:
 
 class IndexManager:
     def __init__(
-        self, root: Path, backend: IndexBackend, catalog: Catalog, storage: Storage
+        self, root: Path, backend: IndexBackend, catalog: Catalog, storage: BlobStore
     ) -> None:
         self.root = root
         self.backend = backend

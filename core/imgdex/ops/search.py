@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from imgdex.catalog import Catalog
+from imgdex.config import Config
 from imgdex.errors import (
     BadRequest,
     Conflict,
@@ -30,10 +32,13 @@ from imgdex.errors import (
     ServiceUnavailable,
     reason_of,
 )
-from imgdex.fusion import FusedResult, Hit, collapse, fuse
 from imgdex.imaging import decode_image
 from imgdex.models import EmbedderSlot
+from imgdex.ops.fusion import FusedResult, Hit, collapse, fuse
+from imgdex.pools import Pools
+from imgdex.registry import Registry
 from imgdex.schemas import IndexSearched, Match, SearchOptions, SearchResponse, SearchResult
+from imgdex.staging import Spooling
 from imgdex.status import model_name
 
 if TYPE_CHECKING:
@@ -41,7 +46,6 @@ if TYPE_CHECKING:
 
     from imgdex.config import ImagesConfig
     from imgdex.index import ManagedIndex
-    from imgdex.library import Library
 
 __all__ = ["Searcher"]
 
@@ -63,9 +67,15 @@ class _Candidates:
 
 
 class Searcher:
-    def __init__(self, library: Library) -> None:
-        self.library = library
-        self.config = library.config.search
+    def __init__(
+        self, config: Config, registry: Registry, catalog: Catalog, pools: Pools, spooling: Spooling
+    ) -> None:
+        self.config = config.search
+        self.spooling = spooling  # how query images in multipart bodies are read
+        self.images_config = config.images
+        self.registry = registry
+        self.catalog = catalog
+        self.pools = pools
 
     async def search_text(self, query: str, options: SearchOptions) -> SearchResponse:
         query = query.strip()
@@ -95,7 +105,7 @@ class Searcher:
             return await self._search(None, self._targets("image", options.index), embed, options)
         # Every option is checked before the image is touched: a bad one costs nothing.
         slots = self.image_targets(options)
-        query = _ImageQuery(image, self.library.config.images)
+        query = _ImageQuery(image, self.images_config)
         return await self._search(None, slots, query.embed, options, query.decode)
 
     def image_targets(self, options: SearchOptions) -> list[EmbedderSlot]:
@@ -105,17 +115,16 @@ class Searcher:
         return self._targets("image", options.index)
 
     def _check_weights(self, options: SearchOptions) -> None:
-        unknown = sorted(set(options.weights or ()) - set(self.library.embedders))
+        unknown = sorted(set(options.weights or ()) - set(self.registry.embedders))
         if unknown:
-            known = sorted(self.library.embedders)
+            known = sorted(self.registry.embedders)
             raise BadRequest(
                 f"weights: unknown index {unknown[0]!r} (available: {known})", code="bad_weights"
             )
 
     def _targets(self, modality: str, wanted: str | list[str] | None) -> list[EmbedderSlot]:
-        library = self.library
         if wanted is None:
-            slots = library.embedder_slots(query=modality)
+            slots = self.registry.embedder_slots(query=modality)
             if not slots:
                 raise ServiceUnavailable(
                     f"no enabled index can answer {modality} queries (install or enable a "
@@ -128,11 +137,11 @@ class Searcher:
             raise BadRequest("index: give one index name or a non-empty list", code="bad_index")
         slots = []
         for name in names:
-            slot = library.embedders.get(name)
+            slot = self.registry.embedders.get(name)
             if slot is None:
-                known = sorted(library.embedders)
+                known = sorted(self.registry.embedders)
                 raise NotFound(f"unknown index {name!r} (available: {known})", code="unknown_index")
-            if not library.plugin_enabled(slot.plugin):
+            if not self.registry.plugin_enabled(slot.plugin):
                 raise Conflict(
                     f"index {name!r} is disabled (plugin {slot.plugin.name})", code="index_disabled"
                 )
@@ -155,21 +164,20 @@ class Searcher:
     ) -> SearchResponse:
         """`prepare` (decoding an image query) runs in the worker calls before `embed`;
         its errors fail the request, where `embed`'s fail only that index."""
-        library = self.library
         if options.weights:
             # A misspelt index in `weights` would otherwise just weigh nothing, silently.
-            unknown = sorted(set(options.weights) - set(library.embedders))
+            unknown = sorted(set(options.weights) - set(self.registry.embedders))
             if unknown:
                 raise BadRequest(
                     f"weights: unknown index {', '.join(map(repr, unknown))} "
-                    f"(available: {sorted(library.embedders)})",
+                    f"(available: {sorted(self.registry.embedders)})",
                     code="unknown_index",
                 )
         found: list[_Candidates | None] = [_loading(slot) for slot in slots]
         todo = [i for i, c in enumerate(found) if c is None]
         if not todo:
             if prepare is not None:
-                await library.run_io(prepare)  # a bad image still comes first
+                await self.pools.run_io(prepare)  # a bad image still comes first
             return self._answer(query, [c for c in found if c is not None], options)
         left = len(todo)
         lock = threading.Lock()
@@ -191,7 +199,7 @@ class Searcher:
                 return None
             return self._answer(query, done, options)
 
-        answers = await asyncio.gather(*(library.run_model(search, i) for i in todo))
+        answers = await asyncio.gather(*(self.pools.run_model(search, i) for i in todo))
         return next(a for a in answers if a is not None)
 
     def _candidates(
@@ -249,7 +257,7 @@ class Searcher:
         hidden since the search, say)."""
         entries, sizes, unknown = index.resolve(labels)
         if unknown:
-            entries.update(self.library.catalog.resolve_entries(unknown))
+            entries.update(self.catalog.resolve_entries(unknown))
         return entries, sizes
 
     def _answer(
@@ -299,15 +307,16 @@ class Searcher:
         """Build the page's results. An image a label map knows to be live has its size
         from the map; any other image is read from the catalog and dropped if it was
         deleted while we searched."""
-        library = self.library
-        rows = library.catalog.get_images(r.image for r in page if r.image not in sizes)
+        rows = self.catalog.get_images(r.image for r in page if r.image not in sizes)
         for image, row in rows.items():
             if not row.is_deleted:
                 sizes[image] = (row.width, row.height)
-        texts = library.catalog.description_texts(
+        texts = self.catalog.description_texts(
             (hit.image, hit.method) for r in page for _, hit in r.matches if hit.method != "image"
         )
-        models = {name: model_name(slot.provider.model) for name, slot in library.embedders.items()}
+        models = {
+            name: model_name(slot.provider.model) for name, slot in self.registry.embedders.items()
+        }
         out = []
         for result in page:
             size = sizes.get(result.image)

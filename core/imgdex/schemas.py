@@ -6,7 +6,7 @@ Field names follow the seed design's examples (``sha256``, ``matched_by``,
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -176,7 +176,3 @@ class SearchResponse(Struct, kw_only=True, frozen=True):
     offset: int
     indexes_searched: list[IndexSearched]
     results: list[SearchResult]
-
-
-def to_builtins(obj: Any) -> Any:
-    return msgspec.to_builtins(obj)

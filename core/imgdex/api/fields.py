@@ -111,7 +111,7 @@ FIELDS = {
     "plugins": "Installed plugins",
     "services": "Model service providers, one entry per provider of each index",
     "database": "ok, or the database error",
-    "image_embedding_service": "State of the image models: ok, loading, degraded, unavailable, none",
+    "image_embedding_service": "State of the image models: ok, loading, degraded, none...",
     "text_embedding_service": "State of the text models: ok, loading, degraded, unavailable, none",
     "caption_service": "State of the describers: ok, loading, degraded, unavailable, none",
     "image_count": "Live images (soft-deleted ones excluded)",
@@ -142,5 +142,5 @@ FIELDS = {
     "descriptions_by_method": "Descriptions per method",
     "vector_count": "Vector entries in all indexes",
     "Stats.indexes": "Vector entries per index",
-    "http": "What the HTTP layer refused or dropped (disconnects, oversize heads, stalls)",
+    "http": "What the HTTP layer refused or dropped (disconnects, oversize heads)",
 }

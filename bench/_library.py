@@ -81,8 +81,8 @@ def _build(
 ) -> dict[str, Any]:
     from imgdex.config import decode_config
     from imgdex.index import flat, hnsw
-    from imgdex.runtime import Runtime
     from imgdex.plugins import PluginHost
+    from imgdex.runtime import Runtime
 
     if data.exists() and any(data.iterdir()):
         raise SystemExit(f"{data} exists but holds no matching build: remove it first")

@@ -137,8 +137,8 @@ def library_loop(files: list[Path], out: Path, warm: list[Path]) -> dict[str, An
 
     from imgdex.config import decode_config
     from imgdex.index import flat, hnsw
-    from imgdex.runtime import Runtime
     from imgdex.plugins import PluginHost
+    from imgdex.runtime import Runtime
 
     config = decode_config(json.dumps(server_config(out)).encode(), "bench")
     host = PluginHost(config)

@@ -120,8 +120,8 @@ class Timed:
 
 def library(data: Path, name: str, module: Any, section: dict[str, Any]) -> Any:
     from imgdex.index import flat, hnsw
-    from imgdex.runtime import Runtime
     from imgdex.plugins import PluginHost
+    from imgdex.runtime import Runtime
 
     raw = server_config(data)
     raw["plugins"] = {name: section}

@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint bench clean
+.PHONY: install serve test lint bench clean browser
 
 # Debian packages the tests need: a CJK font for the OCR plugin's rendered Chinese text.
 APT_PACKAGES := fonts-noto-cjk
@@ -35,7 +35,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check
 	$(BIN)/mypy
 
-test: lint
+# The web app's end-to-end tests (tests/browser) drive Debian's chromium through
+# Playwright (its own browser download does not work offline); a CJK font renders
+# Chinese descriptions. Installed only when missing.
+browser:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	dpkg -s fonts-noto-cjk >/dev/null 2>&1 || apt-get install -y fonts-noto-cjk
+
+test: lint browser
 	$(BIN)/python -m pytest $(ARGS)
 
 bench: $(STAMP)

@@ -1,7 +1,7 @@
 """Real model services for the tests, on free loopback ports.
 
 `ThreadedServer` runs any app under uvicorn in a thread (fast; the test can reach into the
-model it serves); `ModelProcess` runs ``imgdex.modelserver`` in its own process, so it can
+model it serves); `ModelProcess` runs ``imgdex.services.server`` in its own process, so it can
 be SIGKILLed and restarted on the same port. Both serve `TunableColor`: the toy colour
 model with knobs for delay, model name, version and dimension.
 """
@@ -130,7 +130,7 @@ from pathlib import Path
 import uvicorn
 sys.path.insert(0, sys.argv[1])
 from modelservers import TunableColor
-from imgdex.modelserver import create_model_app
+from imgdex.services.server import create_model_app
 from imgdex.testing import ToyPlugin, make_config
 port, model, delay_file, data = int(sys.argv[2]), sys.argv[3], Path(sys.argv[4]), sys.argv[5]
 plugin = ToyPlugin(TunableColor(model=model, delay_file=delay_file))
@@ -142,7 +142,7 @@ uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 class ModelProcess:
-    """``toy_color`` served by `imgdex.modelserver` in a subprocess (SIGKILL-able)."""
+    """``toy_color`` served by `imgdex.services.server` in a subprocess (SIGKILL-able)."""
 
     def __init__(self, root: Path, name: str, model: str = "imgdex-toy-color") -> None:
         self.port = free_port()

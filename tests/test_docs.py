@@ -39,13 +39,17 @@ def test_openapi_admin_endpoints_use_the_bearer_scheme(imgdex_client: Any) -> No
     spec = imgdex_client.get("/docs/openapi.json").json()
     scheme = spec["components"]["securitySchemes"]["bearer"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    # Credentials by default: a bearer key or token, or a login session's cookie.
+    assert spec["security"] == [{"bearer": []}, {"cookie": []}]
     admin = [(m, p, op) for m, p, op in operations(spec) if p.startswith("/api/admin/")]
     assert len(admin) >= 10
     for method, path, op in admin:
-        assert op["security"] == [{"bearer": []}], (method, path)
-        assert "401" in op["responses"], (method, path)
-    public = [op for _, p, op in operations(spec) if not p.startswith("/api/admin/")]
-    assert all("security" not in op for op in public)
+        assert "security" not in op, (method, path)  # the document's default applies
+        assert {"401", "403"} <= set(op["responses"]), (method, path)
+        assert "'admin'" in op["description"], (method, path)
+    # What needs no credentials says so explicitly.
+    public = {p for _, p, op in operations(spec) if op.get("security") == [{}]}
+    assert {"/health", "/api/auth/login"} <= public
 
 
 def test_openapi_binary_and_error_responses(imgdex_client: Any) -> None:

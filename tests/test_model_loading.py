@@ -25,7 +25,7 @@ from .conftest import wait_for
 # the slow part, stays imported), in a fresh interpreter.
 RACE = """
 import sys, threading
-import imgdex.models
+import imgdex.models.lifecycle
 from imgdex.models import DescriberSlot
 from imgdex.plugins import PluginRecord
 from imgdex.providers import Describer
@@ -49,7 +49,7 @@ errors = []
 for _ in range(int(sys.argv[1])):
     for name in [m for m in sys.modules if m.split(".")[0] == "transformers"]:
         del sys.modules[name]
-    imgdex.models._imported.clear()  # the core's memo of what it imported
+    imgdex.models.lifecycle._imported.clear()  # the core's memo of what it imported
     slots = [DescriberSlot(record, Importing(n), retry_after=600) for n in NAMES]
     barrier = threading.Barrier(len(slots))
     def run(slot):

@@ -94,7 +94,11 @@ def test_models_download_reports_an_unreachable_hub(tmp_path: Path) -> None:
     hub = tmp_path / "hub"
     config = write_config(tmp_path / "imgdex.yaml", tmp_path / "gone", "acme/no-such-siglip")
     # A loopback port nobody listens on: the hub's connection is refused at once.
-    env = {"HF_HUB_CACHE": str(hub), "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
+    env = {
+        "HF_HUB_CACHE": str(hub),
+        "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "HF_HUB_OFFLINE": "0",  # other test modules set it for the whole session
+    }
     result = run("models", "download", "--config", str(config), env=env)
     assert result.returncode == 1
     assert "siglip2_image_v1: downloading acme/no-such-siglip" in result.stdout
@@ -112,7 +116,11 @@ def test_models_download_with_everything_present_does_nothing(tmp_path: Path) ->
     hub = tmp_path / "hub"
     cache_repo(hub, "acme/siglip", {"config.json": b"{}", "model.safetensors": b"x"})
     config = write_config(tmp_path / "imgdex.yaml", local, "acme/siglip")
-    env = {"HF_HUB_CACHE": str(hub), "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
+    env = {
+        "HF_HUB_CACHE": str(hub),
+        "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "HF_HUB_OFFLINE": "0",  # other test modules set it for the whole session
+    }
     result = run("models", "download", "--config", str(config), env=env)
     assert result.returncode == 0, result.stderr
     assert "already on this machine" in result.stdout

@@ -16,7 +16,7 @@ from imgdex import hookspecs
 from imgdex.config import Config
 from imgdex.hookspecs import hookimpl
 from imgdex.plugins import PluginHost
-from imgdex.providers import Describer
+from imgdex.providers import Describer, IndexLocation, Metric, VectorIndex
 from imgdex.testing import (
     ColorEmbedder,
     ToyPlugin,
@@ -457,3 +457,56 @@ def test_uninstalled_plugin_leaves_fan_out_cleanly(tmp_path: Path, imgdex_app_fa
         )
         assert r.status_code == 201 and r.json()["embedding_count"] == 0
         assert client.get("/health").json()["status"] == "ok"
+
+
+class LocatedBackend:
+    """A plugin's index backend that records every location the core hands it and keeps
+    the vectors in the exact NumPy index (as a database-backed one would keep a cache)."""
+
+    name = "located"
+
+    def __init__(self) -> None:
+        from imgdex.index.flat import FlatBackend
+
+        self.inner = FlatBackend()
+        self.locations: list[IndexLocation] = []
+
+    def configure(self, config: Any) -> None:
+        pass
+
+    def open(self, location: IndexLocation, *, dimension: int, metric: Metric) -> VectorIndex:
+        self.locations.append(location)
+        return self.inner.open(location, dimension=dimension, metric=metric)
+
+
+class LocatedPlugin:
+    def __init__(self) -> None:
+        self.backend = LocatedBackend()
+
+    @hookimpl
+    def register_index_backends(self, register: Callable[[Any], None]) -> None:
+        register(self.backend)
+
+
+def test_an_index_backend_gets_the_location_and_meta_of_each_index(
+    tmp_path: Path, imgdex_app_factory: Any
+) -> None:
+    plugin = LocatedPlugin()
+    config = make_config(tmp_path / "data", index={"backend": "located"})
+    with TestClient(
+        imgdex_app_factory(config, plugins={**toy_plugins(), "located": plugin})
+    ) as client:
+        sha = upload(client, image_bytes("red"))["sha256"]
+        r = client.post(
+            "/api/search/image", files={"file": ("q.png", image_bytes("red"), "image/png")}
+        )
+        assert r.json()["results"][0]["sha256"] == sha
+    by_name = {loc.name: loc for loc in plugin.backend.locations}
+    assert "toy_color_v1" in by_name  # opened on first use: the words index may not be yet
+    color = by_name["toy_color_v1"]
+    assert color.path == tmp_path / "data" / "vector_index" / "toy_color_v1"
+    assert color.url is None
+    assert color.meta["model"] == "imgdex-toy-color" and color.meta["dimension"] == 80
+    assert color.meta["backend"] == "located"
+    with pytest.raises(ValueError, match="no path"):
+        plugin.backend.inner.open(IndexLocation(name="x"), dimension=4, metric="cosine")

@@ -1,7 +1,7 @@
 """Model services anywhere: serve-model's protocol, routing, failover, health and admin.
 
 Every model service here is a real HTTP server on a free loopback port (uvicorn in a
-thread, or `imgdex serve-model` / `imgdex.modelserver` in a subprocess) serving the toy
+thread, or `imgdex serve-model` / `imgdex.services.server` in a subprocess) serving the toy
 colour model; the core talks to them exactly as it would to a GPU box.
 """
 
@@ -26,8 +26,8 @@ from PIL import Image
 from imgdex.cli import main as cli_main
 from imgdex.config import Config, load_config
 from imgdex.errors import BadRequest
-from imgdex.modelserver import create_model_app
-from imgdex.remote import RateLimiter, base_url
+from imgdex.services.client import RateLimiter, base_url
+from imgdex.services.server import create_model_app
 from imgdex.testing import (
     ColorEmbedder,
     ToyPlugin,
@@ -415,7 +415,7 @@ def test_base_url_accepts_seed_style_endpoints() -> None:
 def test_health_check_disables_and_recovers(
     tmp_path: Path, imgdex_app_factory: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="imgdex.remote")
+    caplog.set_level(logging.WARNING, logger="imgdex.services")
     server = ThreadedServer(model_app(tmp_path, TunableColor())).start()
     config = core_config(tmp_path, {"gpu": {"endpoint": server.url, "timeout": 0.5}})
     try:

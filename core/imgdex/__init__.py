@@ -7,13 +7,22 @@ from imgdex.config import Config, PluginConfig, PluginSettings, load_config
 from imgdex.devices import resolve_device
 from imgdex.hookspecs import hookimpl
 from imgdex.models import import_serially
-from imgdex.providers import Describer, Embedder, IndexBackend, Metric, Modality, VectorIndex
+from imgdex.providers import (
+    Describer,
+    Embedder,
+    IndexBackend,
+    IndexLocation,
+    Metric,
+    Modality,
+    VectorIndex,
+)
 
 __all__ = [
     "Config",
     "Describer",
     "Embedder",
     "IndexBackend",
+    "IndexLocation",
     "Metric",
     "Modality",
     "PluginConfig",

@@ -33,10 +33,12 @@ def _config(args: argparse.Namespace) -> Config:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from imgdex.api import create_app
+    from imgdex.auth.cli import check_bind
     from imgdex.datalock import acquire
     from imgdex.server import serve
 
     config = _config(args)
+    check_bind(config, config.server.host)
     # Before plugins load or the port opens: a second server on this data directory
     # stops here, naming the first.
     with acquire(config.data_path):
@@ -58,8 +60,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_model(args: argparse.Namespace) -> int:
-    from imgdex.modelserver import create_model_app
     from imgdex.server import serve
+    from imgdex.services.server import create_model_app
 
     # The model service's own --host/--port, not the core's `server:` section.
     config = load_config(args.config)
@@ -232,6 +234,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             workers=args.workers,
             report=report,
             progress=tick,
+            api_key=os.environ.get("IMGDEX_API_KEY") or None,
         )
     bar.close()
     counts = report.counts
@@ -315,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--show", type=int, default=20, help="how many problems to list")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
     imp.set_defaults(func=cmd_import)
+
+    from imgdex.auth.cli import add_users_parser
+
+    add_users_parser(sub, _config)
     return parser
 
 

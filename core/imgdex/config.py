@@ -19,6 +19,7 @@ import msgspec.yaml
 from imgdex.errors import ConfigError
 
 __all__ = [
+    "AuthConfig",
     "Config",
     "ImagesConfig",
     "IndexConfig",
@@ -65,6 +66,22 @@ class ServerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     # pass it waits up to `upload_wait` seconds, then gets 503 with Retry-After.
     uploads_in_flight_bytes: Annotated[int, msgspec.Meta(ge=1)] = 1024 * 1024 * 1024
     upload_wait: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+    # Origins allowed to call the API from a browser (CORS); none by default.
+    cors_origins: tuple[str, ...] = ()
+
+
+class AuthConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Who may do what (``docs/auth.md``). ``none``: the open API, loopback only."""
+
+    mode: Literal["none", "users"] = "none"
+    # Seconds a login session lasts, and how long it may sit unused before it ends.
+    session_lifetime: Annotated[float, msgspec.Meta(gt=0)] = 14 * 24 * 3600.0
+    session_idle_timeout: Annotated[float, msgspec.Meta(gt=0)] = 24 * 3600.0
+    # Failed logins allowed per account and per client address within the window
+    # (seconds); past them, 429 with Retry-After.
+    login_attempts_per_account: Annotated[int, msgspec.Meta(ge=1)] = 5
+    login_attempts_per_address: Annotated[int, msgspec.Meta(ge=1)] = 20
+    login_window: Annotated[float, msgspec.Meta(gt=0)] = 300.0
 
 
 class ImagesConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -171,6 +188,7 @@ class Config(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tr
     data_dir: str = "./data"
     storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     images: ImagesConfig = msgspec.field(default_factory=ImagesConfig)
     index: IndexConfig = msgspec.field(default_factory=IndexConfig)
     search: SearchConfig = msgspec.field(default_factory=SearchConfig)

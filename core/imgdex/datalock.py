@@ -74,7 +74,7 @@ def acquire(data_dir: Path) -> DataLock:
         if (held := _held.get(path)) is not None:
             held[1] += 1
             return DataLock(path)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -17,6 +17,7 @@ __all__ = [
     "ServiceUnavailable",
     "UnprocessableImage",
     "UnsupportedMedia",
+    "detail_of",
     "reason_of",
 ]
 
@@ -87,3 +88,9 @@ def reason_of(detail: str, name: str) -> str:
     ``"siglip2_image_v1: siglip2_image_v1: model unavailable"`` helps nobody."""
     prefix = f"{name}: "
     return detail[len(prefix) :] if detail.startswith(prefix) else detail
+
+
+def detail_of(exc: BaseException) -> str:
+    """What went wrong, for a log line, a report or another error's detail: an
+    `ImgdexError`'s own detail, else the exception's type and message."""
+    return exc.detail if isinstance(exc, ImgdexError) else f"{type(exc).__name__}: {exc}"

@@ -150,8 +150,11 @@ def import_to_server(
     report: ImportReport,
     progress: Callable[[], None] = lambda: None,
     timeout: float = 300.0,
+    api_key: str | None = None,
 ) -> None:
-    """Upload `items` to a running server, skipping what it already holds."""
+    """Upload `items` to a running server, skipping what it already holds. `api_key`
+    (a key with the ``write`` scope) is needed by a server in ``auth.mode: users``."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     local = threading.local()
     clients: list[httpx.Client] = []
     clients_lock = threading.Lock()
@@ -159,7 +162,7 @@ def import_to_server(
     def client() -> httpx.Client:
         http: httpx.Client | None = getattr(local, "http", None)
         if http is None:
-            http = httpx.Client(base_url=server, timeout=timeout)
+            http = httpx.Client(base_url=server, timeout=timeout, headers=headers)
             local.http = http
             with clients_lock:
                 clients.append(http)
@@ -185,6 +188,9 @@ def import_to_server(
             report.add("added")
         elif r.status_code == 200:
             report.add("duplicate")
+        elif r.status_code in (401, 403):
+            hint = "set IMGDEX_API_KEY to an API key with the write scope"
+            report.add("failed", item.name, f"{_detail(r)} ({hint})")
         elif 400 <= r.status_code < 500:
             report.add("rejected", item.name, _detail(r))
         else:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -26,6 +27,7 @@ __all__ = [
     "Describer",
     "Embedder",
     "IndexBackend",
+    "IndexLocation",
     "Metric",
     "Modality",
     "VectorIndex",
@@ -147,8 +149,35 @@ class VectorIndex(abc.ABC):
         """Release resources (called after a final `save`)."""
 
 
+class IndexLocation(msgspec.Struct, kw_only=True, frozen=True):
+    """Where one index lives, as the core hands it to a backend.
+
+    `path` is a directory of the data dir that belongs to this index (files-based
+    backends keep everything there; others may keep a cache there, or ignore it); `url`
+    names a database or service that holds the index, when the data dir's configuration
+    gives one. `meta` is what the core recorded about the index (model, version,
+    dimension, metric, backend ...; empty for a new index)."""
+
+    name: str
+    path: Path | None = None
+    url: str | None = None
+    meta: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    @classmethod
+    def at(cls, path: Path, **meta: Any) -> IndexLocation:
+        """A local directory as a location (named after it)."""
+        return cls(name=path.name, path=path, meta=meta)
+
+    def directory(self, backend: str) -> Path:
+        """`path`, created if missing; `ValueError` for a location without one."""
+        if self.path is None:
+            raise ValueError(f"the {backend} backend keeps index {self.name} in files: no path")
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self.path
+
+
 class IndexBackend(abc.ABC):
-    """A kind of vector index (hnswlib, exact NumPy ...) that can open indexes on disk."""
+    """A kind of vector index (hnswlib, exact NumPy, one in a database ...)."""
 
     name: ClassVar[str]
 
@@ -156,5 +185,5 @@ class IndexBackend(abc.ABC):
         """Receive the ``index:`` config section (M, ef ...) before any `open`."""
 
     @abc.abstractmethod
-    def open(self, path: Path, *, dimension: int, metric: Metric) -> VectorIndex:
-        """Open the index stored in directory `path`, creating it when empty."""
+    def open(self, location: IndexLocation, *, dimension: int, metric: Metric) -> VectorIndex:
+        """Open the index at `location`, creating it when it does not exist yet."""

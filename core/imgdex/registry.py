@@ -17,7 +17,7 @@ from imgdex.errors import Conflict, NotFound
 from imgdex.index import IndexManager
 from imgdex.models import DescriberSlot, EmbedderSlot
 from imgdex.plugins import PluginHost, PluginRecord
-from imgdex.remote import ServiceManager
+from imgdex.services import ServiceManager
 from imgdex.upgrades import UpgradeState, active_of_family, assign_roles, blocker, stand_in
 
 __all__ = ["IMAGE_METHOD", "Registry", "release"]
@@ -55,7 +55,7 @@ class Registry:
         self._indexes = indexes
         self._wake = wake
         retry = config.worker.retry_load_after
-        # Model services (imgdex.remote): an index whose plugin is named under `services:`
+        # Model services (imgdex.services): an index whose plugin is named under `services:`
         # is routed across those providers; every other index keeps its in-process slot.
         embedders: dict[str, EmbedderSlot] = {}
         for record, embedder in host.embedders():
@@ -234,9 +234,7 @@ class Registry:
         self._drop_stand_in(name)
         self._indexes.remove(name)
         if slot is not None:
-            # A disabled plugin's slot: enabling it again opens a fresh, empty index.
-            slot.index = None
-            slot.state = "not_loaded"
+            slot.forget_index()  # a disabled plugin's: enabling it opens a fresh index
         return int(removed)
 
     def _drop_stand_in(self, name: str) -> None:

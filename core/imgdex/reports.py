@@ -14,9 +14,9 @@ from imgdex.index import IndexManager
 from imgdex.models import ModelSlot
 from imgdex.plugins import PluginHost
 from imgdex.registry import Registry
-from imgdex.remote import ServiceManager
 from imgdex.server import counters
 from imgdex.serverquery import PluginsAnswer, data_dir_id
+from imgdex.services import ServiceManager
 from imgdex.status import (
     IndexStatus,
     PluginInfo,

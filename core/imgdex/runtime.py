@@ -26,8 +26,8 @@ from imgdex.ops.vectors import VectorWriter
 from imgdex.plugins import PluginHost
 from imgdex.pools import Pools, Wakeup
 from imgdex.registry import Registry
-from imgdex.remote import ServiceManager
 from imgdex.reports import Reports
+from imgdex.services import ServiceManager
 from imgdex.staging import Spooling
 
 __all__ = ["Runtime"]

@@ -113,11 +113,13 @@ def test_schema_tables_and_version(catalog: Catalog) -> None:
     }
     assert {"images", "descriptions", "vector_entries", "plugin_state"} <= tables
     assert {"jobs", "index_roles", "schema_version"} <= tables
+    assert {"users", "sessions", "api_keys", "audit_log", "shares"} <= tables
     assert "meta" not in tables  # it held only the version, which schema_version records
     assert catalog.engine.read("SELECT version FROM schema_version ORDER BY version") == [
         (2,),
         (3,),
         (4,),
+        (5,),
     ]
 
 

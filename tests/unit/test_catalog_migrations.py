@@ -135,6 +135,7 @@ def test_a_fresh_catalog_records_every_migration(tmp_path: Path) -> None:
         (2, "baseline"),
         (3, "version moves to schema_version"),
         (4, "images remember their uploaded name"),
+        (5, "users, sessions, api keys, audit log"),
     ]
     assert all(applied for _, _, applied in rows)
     assert rows[-1][0] == LATEST
@@ -145,7 +146,7 @@ def test_an_old_catalog_is_migrated_with_its_data(tmp_path: Path) -> None:
     old_catalog(path)
     cat = Catalog(path)
     try:
-        assert [v for v, _, _ in versions(path)] == [2, 3, 4]
+        assert [v for v, _, _ in versions(path)] == [2, 3, 4, 5]
         tables = {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert "meta" not in tables
         row = cat.get_image(IMAGE)
@@ -202,8 +203,8 @@ def test_concurrent_openers_migrate_once(tmp_path: Path) -> None:
     for thread in threads:
         thread.join(60)
     assert errors == []
-    assert sorted(v for versions_ in applied for v in versions_) == [2, 3, 4]
-    assert [v for v, _, _ in versions(path)] == [2, 3, 4]
+    assert sorted(v for versions_ in applied for v in versions_) == [2, 3, 4, 5]
+    assert [v for v, _, _ in versions(path)] == [2, 3, 4, 5]
 
 
 def test_a_catalog_from_a_newer_imgdex_is_refused_untouched(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from imgdex.index import IndexManager, ManagedIndex
 from imgdex.index.flat import FlatBackend
 from imgdex.index.hnsw import HnswBackend, HnswIndex
 from imgdex.index.rwlock import RWLock
-from imgdex.providers import IndexBackend, VectorIndex
+from imgdex.providers import IndexBackend, IndexLocation, VectorIndex
 from imgdex.testing import ColorEmbedder, WordEmbedder
 
 Vectors = npt.NDArray[np.float32]
@@ -61,7 +61,7 @@ def labels_of(index: VectorIndex, query: Vectors, k: int) -> list[int]:
 
 
 def open_index(backend: IndexBackend, path: Path, dimension: int = 32) -> VectorIndex:
-    return backend.open(path, dimension=dimension, metric="cosine")
+    return backend.open(IndexLocation.at(path), dimension=dimension, metric="cosine")
 
 
 # --- both backends -----------------------------------------------------------------
@@ -91,7 +91,7 @@ def test_cosine_ignores_vector_length(backend: IndexBackend, tmp_path: Path) -> 
 
 
 def test_l2_scores_are_negative_squared_distance(backend: IndexBackend, tmp_path: Path) -> None:
-    index = backend.open(tmp_path / "ix", dimension=2, metric="l2")
+    index = backend.open(IndexLocation.at(tmp_path / "ix"), dimension=2, metric="l2")
     index.add(np.array([1, 2]), np.array([[0.0, 0.0], [3.0, 4.0]], np.float32))
     labels, scores = index.search(np.array([3.0, 0.0], np.float32), 2)
     assert labels.tolist() == [1, 2]
@@ -330,8 +330,8 @@ def test_hnsw_recall_against_flat(tmp_path: Path, clustered_data: tuple[Vectors,
     data, queries = clustered_data
     assert len(queries) == 200
     ids = np.arange(len(data))
-    hnsw = HnswBackend(ef=64).open(tmp_path / "h", dimension=64, metric="cosine")
-    flat = FlatBackend().open(tmp_path / "f", dimension=64, metric="cosine")
+    hnsw = HnswBackend(ef=64).open(IndexLocation.at(tmp_path / "h"), dimension=64, metric="cosine")
+    flat = FlatBackend().open(IndexLocation.at(tmp_path / "f"), dimension=64, metric="cosine")
     for start in range(0, len(data), 1000):
         hnsw.add(ids[start : start + 1000], data[start : start + 1000])
     flat.add(ids, data)
@@ -346,7 +346,9 @@ def test_hnsw_recall_against_flat(tmp_path: Path, clustered_data: tuple[Vectors,
     assert recall(hnsw) >= 0.95
     # After a save and reload hnswlib's ef would be 10 unless it is set again.
     hnsw.save()
-    reloaded = HnswBackend(ef=64).open(tmp_path / "h", dimension=64, metric="cosine")
+    reloaded = HnswBackend(ef=64).open(
+        IndexLocation.at(tmp_path / "h"), dimension=64, metric="cosine"
+    )
     assert isinstance(reloaded, HnswIndex)
     assert reloaded._index.ef == 64
     assert recall(reloaded) >= 0.95
@@ -355,26 +357,26 @@ def test_hnsw_recall_against_flat(tmp_path: Path, clustered_data: tuple[Vectors,
 def test_hnsw_configure_sets_parameters(tmp_path: Path) -> None:
     backend = HnswBackend()
     backend.configure(IndexConfig(m=8, ef_construction=50, ef_search=123))
-    index = backend.open(tmp_path / "ix", dimension=8, metric="cosine")
+    index = backend.open(IndexLocation.at(tmp_path / "ix"), dimension=8, metric="cosine")
     assert isinstance(index, HnswIndex)
     assert index._index.ef == 123
     assert index._index.M == 8
     assert index._index.ef_construction == 50
     index.add(np.arange(5), random_vectors(5, 8))
     index.save()
-    again = backend.open(tmp_path / "ix", dimension=8, metric="cosine")
+    again = backend.open(IndexLocation.at(tmp_path / "ix"), dimension=8, metric="cosine")
     assert isinstance(again, HnswIndex)
     assert again._index.ef == 123
 
 
 def test_hnsw_damaged_cache_starts_empty(tmp_path: Path) -> None:
     path = tmp_path / "ix"
-    index = HnswBackend().open(path, dimension=8, metric="cosine")
+    index = HnswBackend().open(IndexLocation.at(path), dimension=8, metric="cosine")
     index.add(np.arange(5), random_vectors(5, 8))
     index.save()
     state = json.loads((path / "state.json").read_text())
     (path / f"hnsw.{state['gen']}.bin").write_bytes(b"not a graph")
-    reopened = HnswBackend().open(path, dimension=8, metric="cosine")
+    reopened = HnswBackend().open(IndexLocation.at(path), dimension=8, metric="cosine")
     assert len(reopened) == 0  # the core re-adds from the .npy vectors (reconcile)
     reopened.add(np.arange(3), random_vectors(3, 8))
     assert len(reopened) == 3

@@ -17,22 +17,37 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 
 import imgdex
+from imgdex.auth.audit import AuditMiddleware
+from imgdex.auth.guards import document
+from imgdex.auth.middleware import (
+    SESSION_COOKIE,
+    AuthMiddleware,
+    SecurityHeadersMiddleware,
+    csrf_config,
+)
+from imgdex.auth.service import AuthService
+from imgdex.auth.shares import Shares
 from imgdex.config import Config
 from imgdex.ops.recovery import recover_storage
 from imgdex.plugins import PluginHost
 from imgdex.runtime import Runtime
+from imgdex.web import WebPlugin
 
 from .admin import AdminController
+from .auth import AuthController
 from .deps import dependencies
 from .docs import docs_assets, finish_document, openapi_config
 from .errors import exception_handlers
 from .images import ImagesController
+from .keys import KeysController
 from .request import request_class
 from .search import SearchController
 from .services import ServicesController
 from .system import SystemController
+from .users import UsersController
 
 __all__ = ["create_app"]
 
@@ -53,6 +68,23 @@ def admin_token(config: Config) -> str:
         f.write(token + "\n")
     log.warning("no admin token configured: generated one in %s", path)
     return token
+
+
+def _secret_file(config: Config, name: str) -> str:
+    """A random secret kept in ``<data>/<name>`` (owner-only), made on first use."""
+    path = config.data_path / name
+    if path.is_file() and (value := path.read_text().strip()):
+        return value
+    config.data_path.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(32)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return value
 
 
 def create_app(
@@ -88,6 +120,10 @@ def create_app(
         app.state.runtime = runtime
         app.state.enricher = enricher  # `run_once()` drives it with background=False
         app.state.admin_token = await asyncio.to_thread(admin_token, config)
+        secret = await asyncio.to_thread(_secret_file, config, "csrf_secret")
+        app.state.csrf_config = csrf_config(secret)
+        app.state.shares = Shares(runtime.catalog.shares)  # for the albums API
+        app.state.auth = AuthService(runtime.catalog.users, config.auth, app.state.admin_token)
         tasks: list[asyncio.Task[Any]] = []
         if background:
             tasks.append(asyncio.create_task(_startup(runtime, preload), name="imgdex-startup"))
@@ -117,17 +153,32 @@ def create_app(
             AdminController,
             ServicesController,
             docs_assets(),
+            AuthController,
+            KeysController,
+            UsersController,
         ],
+        # Outermost first: headers on every HTML answer (errors too), then who is asking
+        # (and CSRF for cookie sessions), then the audit of admin actions that succeeded.
+        middleware=[SecurityHeadersMiddleware, AuthMiddleware, AuditMiddleware],
+        cors_config=CORSConfig(
+            allow_origins=list(config.server.cors_origins),
+            allow_headers=["Authorization", "Content-Type", "X-CSRFToken"],
+            allow_credentials=True,
+        )
+        if config.server.cors_origins
+        else None,
         lifespan=[lifespan],
+        plugins=[WebPlugin()],  # the web app at / (imgdex.web)
         dependencies=dependencies(),
         exception_handlers=exception_handlers,
         request_max_body_size=config.server.max_upload_bytes,
         request_class=request_class(config.server.max_json_bytes),
-        openapi_config=openapi_config(imgdex.__version__),
+        openapi_config=openapi_config(imgdex.__version__, SESSION_COOKIE),
         # Logging belongs to whoever runs the app (the CLI, uvicorn, a test runner).
         logging_config=None,
         debug=False,
     )
+    document(app)  # before the schema is built: it edits the handlers
     finish_document(app.openapi_schema)
     return app
 

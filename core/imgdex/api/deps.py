@@ -3,15 +3,10 @@ provided by name (``Provide``), and the admin check."""
 
 from __future__ import annotations
 
-import secrets
-from typing import Any
-
-from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
-from litestar.handlers.base import BaseRouteHandler
 
+from imgdex.auth.guards import require
 from imgdex.jobs.worker import Enricher
 from imgdex.ops.deletion import Deletion
 from imgdex.ops.descriptions import Descriptions
@@ -21,9 +16,9 @@ from imgdex.ops.ingest import Ingest
 from imgdex.ops.search import Searcher
 from imgdex.pools import Pools
 from imgdex.registry import Registry
-from imgdex.remote import ServiceManager
 from imgdex.reports import Reports
 from imgdex.runtime import Runtime
+from imgdex.services import ServiceManager
 from imgdex.staging import Spooling
 
 __all__ = [
@@ -40,7 +35,6 @@ __all__ = [
     "SpoolingDep",
     "WorkerDep",
     "admin_guard",
-    "check_admin",
     "dependencies",
 ]
 
@@ -130,19 +124,6 @@ def dependencies() -> dict[str, Provide]:
     return {name: Provide(fn, sync_to_thread=False) for name, fn in providers.items()}
 
 
-def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """``Authorization: Bearer <token>`` must carry the admin token (constant-time check)."""
-    check_admin(connection)
-
-
-def check_admin(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
-    """401 without a bearer token, 403 with a wrong one (compared in constant time)."""
-    expected: str = connection.app.state.admin_token
-    header = connection.headers.get("authorization", "")
-    scheme, _sep, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise NotAuthorizedException(
-            "this needs the admin credential: 'Authorization: Bearer <admin token>'"
-        )
-    if not secrets.compare_digest(token.strip().encode(), expected.encode()):
-        raise PermissionDeniedException("the admin token is wrong")
+# Kept for the controllers that import it: the admin scope, from the admin token, an
+# admin's session or an admin key.
+admin_guard = require("admin")

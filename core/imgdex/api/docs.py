@@ -95,8 +95,8 @@ _ERROR_SCHEMA = Schema(
 )
 
 
-def openapi_config(version: str) -> OpenAPIConfig:
-    """The OpenAPI config: the bearer scheme, Swagger UI served locally."""
+def openapi_config(version: str, session_cookie: str) -> OpenAPIConfig:
+    """The OpenAPI config: the bearer and cookie schemes, Swagger UI served locally."""
     swagger = SwaggerRenderPlugin(
         path="/",
         js_url=f"{ASSETS}/swagger-ui-bundle.js",
@@ -108,8 +108,9 @@ def openapi_config(version: str) -> OpenAPIConfig:
         title="imgdex",
         version=version,
         description="Self-hosted image library: content-addressed storage, descriptions, "
-        "pluggable embedding models and fused text/image search. Admin endpoints need "
-        "`Authorization: Bearer <admin token>` (Authorize, above).",
+        "pluggable embedding models and fused text/image search. Authenticate with "
+        "`Authorization: Bearer <API key or admin token>` (Authorize, above) or the "
+        "session cookie of `POST /api/auth/login` (docs/auth.md).",
         path="/docs",
         render_plugins=[swagger],
         components=Components(
@@ -117,11 +118,20 @@ def openapi_config(version: str) -> OpenAPIConfig:
                 "bearer": SecurityScheme(
                     type="http",
                     scheme="bearer",
-                    description="The admin token: server.admin_token, IMGDEX_ADMIN_TOKEN, "
-                    "or the one generated in <data>/admin_token",
-                )
+                    description="An API key (imgdex_...), or the admin token: "
+                    "server.admin_token, IMGDEX_ADMIN_TOKEN, or the one generated in "
+                    "<data>/admin_token",
+                ),
+                "cookie": SecurityScheme(
+                    type="apiKey",
+                    name=session_cookie,
+                    security_scheme_in="cookie",
+                    description="The session cookie of POST /api/auth/login; unsafe "
+                    "requests also need the X-CSRFToken header.",
+                ),
             },
         ),
+        security=[{"bearer": []}, {"cookie": []}],
     )
 
 
@@ -146,6 +156,7 @@ def finish_document(document: OpenAPI) -> None:
         document.components.schemas = {}
     schemas = document.components.schemas
     schemas[_ERROR] = _ERROR_SCHEMA
+    schemas.pop("ErrorBody", None)  # the guards' copy of the same shape (auth.guards)
     for name, schema in schemas.items():
         if name == _ERROR or not isinstance(schema, Schema):
             continue
@@ -161,17 +172,21 @@ def finish_document(document: OpenAPI) -> None:
 
 
 def _finish_operation(path: str, method: str, operation: Operation) -> None:
-    if path.startswith("/api/admin/"):
-        operation.security = [{"bearer": []}]
     responses: dict[str, Any] = dict(operation.responses or {})
     errors = _ERRORS.get((method, path), ())
     if path.startswith("/api/admin/"):
         errors = (401, *errors)
-    # Litestar documents its own validation shape under 400; ours replaces it.
+    # Litestar documents its own validation shape under 400; ours replaces it. Errors
+    # documented elsewhere (the guards' 401 and 403) keep their text, with our schema.
     responses.pop("400", None)
-    for status in sorted(set(errors)):
+    described = {
+        int(status): response.description
+        for status, response in responses.items()
+        if int(status) >= 400 and isinstance(response, OpenAPIResponse)
+    }
+    for status in sorted(set(errors) | set(described)):
         responses[str(status)] = OpenAPIResponse(
-            description=_STATUS_TEXT[status],
+            description=described.get(status) or _STATUS_TEXT[status],
             content={
                 "application/json": OpenAPIMediaType(
                     schema=Reference(f"#/components/schemas/{_ERROR}")

@@ -94,6 +94,9 @@ def _msgspec_error(
     return _json(400, "invalid_request", str(exc))
 
 
+_PASSED_HEADERS = frozenset({"allow", "www-authenticate", "retry-after"})
+
+
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     status = exc.status_code
     if status >= 500 and status != 503:
@@ -104,8 +107,9 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     detail = exc.detail
     if status == 413:
         detail = "the request body is larger than server.max_upload_bytes"
-    # A 405 must say which methods the path allows (RFC 9110); Litestar puts it here.
-    headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"}
+    # Headers the exception carries go out: Allow on a 405 (RFC 9110), WWW-Authenticate
+    # on a 401, Retry-After.
+    headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() in _PASSED_HEADERS}
     return _json(
         status, _CODES.get(status, "http_error"), _redact(request, detail), headers=headers or None
     )

@@ -9,6 +9,12 @@ from __future__ import annotations
 __all__ = ["FIELDS", "PARAMETERS"]
 
 PARAMETERS = {
+    "action": "Only audit entries of this action (login, key_created, ...)",
+    "all_users": "Admins: everyone's keys or sessions, not only your own",
+    "before": "Only audit entries older than this (unix time), for paging back",
+    "key_id": "API key id, as listed by GET /api/keys",
+    "session_id": "Session id, as listed by GET /api/auth/sessions",
+    "username": "A user's login name",
     "sha256": "Image id: the first 32 hex characters of the SHA-256 of the file",
     "method": "Description method (human, vlm_caption, ...)",
     "hard": "Also delete the files and vectors at once (default: soft delete, restorable)",
@@ -22,6 +28,24 @@ PARAMETERS = {
 }
 
 FIELDS = {
+    "username": "A user's login name",
+    "password": "A password (sent only, never shown; stored as an argon2id hash)",
+    "scopes": "What a key or session may do: read, write, delete, admin",
+    "expires_at": "When it stops working (unix time), or null for never",
+    "disabled": "A disabled user cannot log in and their keys and sessions stop working",
+    "client": "The client address it came from",
+    "via": "How this request authenticated: session, key, admin_token or open",
+    "user_id": "The owning user's id",
+    "target": "What the action was applied to",
+    "last_used_at": "When the key was last used (unix time)",
+    "last_seen_at": "When the session was last used (unix time)",
+    "key": "The API key itself: shown only in this answer, store it now",
+    "AuditRow.detail": "More about the action",
+    "csrf_token": "Send it as the X-CSRFToken header on unsafe requests with the cookie",
+    "at": "When it happened (unix time)",
+    "actor": "Who did it (a username, 'admin token' or null)",
+    "action": "What happened: login, login_failed, key_created, key_revoked, ...",
+    "PluginsAnswer.plugins": "Installed plugins, their indexes, describers and state",
     "backends": "Index backends the plugin provides",
     "content": "The description text",
     "count": "Vectors stored",

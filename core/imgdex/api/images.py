@@ -10,6 +10,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from imgdex.auth.guards import check_hard_delete, creator, require
 from imgdex.imaging import media_type
 from imgdex.ops.images import OpenedFile
 from imgdex.schemas import (
@@ -22,7 +23,7 @@ from imgdex.schemas import (
     UploadResponse,
 )
 
-from .deps import DeletionDep, DescriptionsDep, ImagesDep, IngestDep, check_admin
+from .deps import DeletionDep, DescriptionsDep, ImagesDep, IngestDep
 from .uploads import read_form, upload_operation
 
 __all__ = ["ImagesController"]
@@ -34,6 +35,7 @@ _CHUNK = 256 * 1024
 class ImagesController(Controller):
     path = "/api/images"
     tags = ["images"]
+    guards = [require("read")]  # and write/delete where a handler says so
 
     @post(
         "/",
@@ -42,6 +44,7 @@ class ImagesController(Controller):
         operation_class=upload_operation(
             "file", {"source": "where the image comes from (an album, a folder)"}
         ),
+        guards=[require("write")],
     )
     async def upload(
         self, ingest: IngestDep, request: Request[Any, Any, Any]
@@ -54,7 +57,9 @@ class ImagesController(Controller):
         form = await read_form(request, "file", ("source",), ingest.spooling)
         try:
             source = form.text("source")
-            result = await ingest.ingest(form.file, source[:200] if source else None, form.filename)
+            result = await ingest.ingest(
+                form.file, source[:200] if source else None, form.filename, creator(request)
+            )
         finally:
             form.close()
         return Response(result, status_code=HTTP_200_OK if result.duplicate else HTTP_201_CREATED)
@@ -81,7 +86,12 @@ class ImagesController(Controller):
     async def get_image(self, images: ImagesDep, sha256: FromPath[str]) -> ImageOut:
         return await images.get_image(sha256)
 
-    @delete("/{sha256:str}", status_code=HTTP_200_OK, summary="Delete an image")
+    @delete(
+        "/{sha256:str}",
+        status_code=HTTP_200_OK,
+        summary="Delete an image",
+        guards=[require("delete")],
+    )
     async def delete_image(
         self,
         deletion: DeletionDep,
@@ -90,9 +100,9 @@ class ImagesController(Controller):
         hard: FromQuery[bool] = False,
     ) -> DeleteResponse:
         """Soft delete (restorable by uploading the same file), or ``?hard=true`` for good;
-        a hard delete destroys data and needs the admin token (401 without, 403 wrong)."""
+        a hard delete destroys data and needs an admin credential in every auth mode."""
         if hard:
-            check_admin(request)
+            check_hard_delete(request)
         return await deletion.delete(sha256, hard=hard)
 
     @route(
@@ -134,15 +144,21 @@ class ImagesController(Controller):
             request, images, opened, f"{sha256}-thumb", "image/jpeg", f"{stem}-thumbnail.jpg"
         )
 
-    @post("/{sha256:str}/descriptions", status_code=HTTP_201_CREATED, summary="Add a description")
+    @post(
+        "/{sha256:str}/descriptions",
+        status_code=HTTP_201_CREATED,
+        summary="Add a description",
+        guards=[require("write")],
+    )
     async def add_description(
         self,
         descriptions: DescriptionsDep,
+        request: Request[Any, Any, Any],
         sha256: FromPath[str],
         data: JSONBody[DescriptionRequest],
     ) -> DescriptionResponse:
         """Store (or replace) the description of one method; embedded by every text model."""
-        return await descriptions.add(sha256, data.method, data.content)
+        return await descriptions.add(sha256, data.method, data.content, creator(request))
 
     @get("/{sha256:str}/descriptions", summary="List descriptions")
     async def descriptions(self, images: ImagesDep, sha256: FromPath[str]) -> list[DescriptionOut]:
@@ -152,6 +168,7 @@ class ImagesController(Controller):
         "/{sha256:str}/descriptions/{method:str}",
         status_code=HTTP_200_OK,
         summary="Delete a description",
+        guards=[require("write")],
     )
     async def delete_description(
         self, descriptions: DescriptionsDep, sha256: FromPath[str], method: FromPath[str]

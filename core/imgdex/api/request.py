@@ -19,6 +19,7 @@ from typing import Any
 import anyio.to_thread
 import msgspec
 from litestar import Request
+from litestar.connection.base import empty_receive, empty_send
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import InternalServerException, SerializationException
 from litestar.serialization import decode_json
@@ -51,7 +52,11 @@ class ClientDisconnected(ImgdexError):
 class _ImgdexRequest(Request[Any, Any, Any]):
     max_json_bytes = 1024 * 1024
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    # Defaults as in Litestar's `Request`: its CSRF middleware builds one from scope and
+    # receive only.
+    def __init__(
+        self, scope: Scope, receive: Receive = empty_receive, send: Send = empty_send
+    ) -> None:
         super().__init__(scope, receive, send)
         self._peer_gone = False
         inner = self.receive

@@ -11,6 +11,7 @@ from litestar import Controller, Request, post
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK
 
+from imgdex.auth.guards import require
 from imgdex.errors import BadRequest
 from imgdex.schemas import (
     SearchImageBase64Request,
@@ -41,6 +42,7 @@ IMAGE_SEARCH_FIELDS = {
 class SearchController(Controller):
     path = "/api/search"
     tags = ["search"]
+    guards = [require("read")]
 
     @post("/text", status_code=HTTP_200_OK, summary="Search by text")
     async def text(

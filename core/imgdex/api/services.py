@@ -7,7 +7,7 @@ from litestar import Controller, get, post
 from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK
 
-from imgdex.remote import ServiceInfo
+from imgdex.services import ServiceInfo
 
 from .deps import PoolsDep, ServicesDep, admin_guard
 

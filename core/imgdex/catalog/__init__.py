@@ -6,7 +6,8 @@ checked against it at start-up. Layout:
 - `engine`: per-thread connections and transactions; `dialect`: the seam an engine fills
   in; `sqlite`: the SQLite dialect (the only module with SQLite-only SQL);
   `migrations`: numbered schema versions, applied when a `Catalog` opens.
-- `images`, `descriptions`, `vectors`, `jobs`, `plugins`: one store per area;
+- `images`, `descriptions`, `vectors`, `jobs`, `plugins`, `users` (users, sessions,
+  API keys, audit log), `shares` (album share links): one store per area;
   `rows`: the records they return.
 
 `Catalog` opens the database and offers every store both ways: as narrow stores
@@ -38,7 +39,9 @@ from imgdex.catalog.rows import (
     VectorEntry,
     vector_job_kind,
 )
+from imgdex.catalog.shares import ShareStore
 from imgdex.catalog.sqlite import SqliteDialect
+from imgdex.catalog.users import UserStore
 from imgdex.catalog.vectors import VectorStore
 
 __all__ = [
@@ -71,6 +74,9 @@ class Catalog(ImageStore, DescriptionStore, VectorStore, JobStore, PluginStore):
         self.vectors = VectorStore(engine)
         self.jobs = JobStore(engine)
         self.plugins = PluginStore(engine)
+        # Not on the facade: access records are reached only through this store.
+        self.users = UserStore(engine)
+        self.shares = ShareStore(engine)
         try:
             migrate(engine)
         except BaseException:

@@ -98,11 +98,70 @@ _BASELINE = (
 
 _ADD_ORIGINAL_NAME = "ALTER TABLE images ADD COLUMN original_name TEXT"
 
-_MIGRATIONS = (
+# Users, sessions, API keys and the audit log (`auth.mode: users`), plus who created
+# each image and description.
+_ACCESS = (
+    """CREATE TABLE IF NOT EXISTS users (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    username      TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,                      -- argon2id, never the password
+    role          TEXT NOT NULL CHECK (role IN ('viewer', 'editor', 'admin')),
+    disabled      INTEGER NOT NULL DEFAULT 0,
+    created_at    DATETIME NOT NULL DEFAULT (datetime('now'))
+)""",
+    """CREATE TABLE IF NOT EXISTS sessions (
+    id           TEXT PRIMARY KEY,                    -- sha256 of the cookie value
+    user_id      INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at   REAL NOT NULL,                       -- unix times
+    last_seen_at REAL NOT NULL,
+    expires_at   REAL NOT NULL,
+    client       TEXT
+)""",
+    """CREATE TABLE IF NOT EXISTS api_keys (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id      INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name         TEXT NOT NULL,
+    key_hash     TEXT NOT NULL UNIQUE,                -- sha256 of the key, never the key
+    scopes       TEXT NOT NULL,                       -- comma-separated
+    created_at   REAL NOT NULL,
+    last_used_at REAL,
+    expires_at   REAL,
+    revoked_at   REAL
+)""",
+    """CREATE TABLE IF NOT EXISTS audit_log (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    at       REAL NOT NULL,
+    actor    TEXT,                                    -- username, 'admin-token' or NULL
+    action   TEXT NOT NULL,
+    target   TEXT,
+    client   TEXT,
+    detail   TEXT
+)""",
+    # Share links of albums: the token's SHA-256 only; album_id is the albums table's id
+    # (no foreign key: albums arrive in their own migration).
+    """CREATE TABLE IF NOT EXISTS shares (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    album_id      TEXT NOT NULL,
+    token_hash    TEXT NOT NULL UNIQUE,
+    password_hash TEXT,                               -- argon2id, when the link has one
+    created_by    TEXT,
+    created_at    REAL NOT NULL,
+    expires_at    REAL,
+    revoked_at    REAL
+)""",
+    "CREATE INDEX IF NOT EXISTS idx_shares_album ON shares(album_id)",
+    "CREATE INDEX IF NOT EXISTS idx_sessions_user ON sessions(user_id)",
+    "CREATE INDEX IF NOT EXISTS idx_api_keys_user ON api_keys(user_id)",
+    "ALTER TABLE images ADD COLUMN created_by TEXT",
+    "ALTER TABLE descriptions ADD COLUMN created_by TEXT",
+)
+
+_MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "baseline", _BASELINE),
     # `meta` held only the schema version, which `schema_version` records now.
     Migration(3, "version moves to schema_version", ("DROP TABLE IF EXISTS meta",)),
     Migration(4, "images remember their uploaded name", (_ADD_ORIGINAL_NAME,)),
+    Migration(5, "users, sessions, api keys, audit log", _ACCESS),
 )
 
 _CLAIM = (

@@ -16,8 +16,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,119 +27,29 @@ from imgdex.blobs import BlobStore
 from imgdex.catalog import Catalog, IndexEntry, vector_job_kind
 from imgdex.errors import Conflict, NotFound
 from imgdex.files import atomic_write
-from imgdex.index.labels import Key, LabelMap, Ranked
-from imgdex.providers import Embedder, IndexBackend, Metric, VectorIndex
+from imgdex.index.labels import Key
+from imgdex.index.managed import ManagedIndex
+from imgdex.index.meta import IndexInfo, info_from_meta, read_all_meta, read_meta
+from imgdex.providers import Embedder, IndexBackend, IndexLocation
 
 __all__ = ["IndexInfo", "IndexManager", "ManagedIndex"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class IndexInfo:
-    """What ``meta.json`` records about an index."""
-
-    name: str
-    model: str
-    model_version: str
-    dimension: int
-    metric: Metric
-    stores: str
-    backend: str
-    created_at: str
-    family: str = ""
-
-    def to_json(self, count: int) -> dict[str, Any]:
-        return {
-            "index": self.name,
-            "family": self.family or self.name,
-            "model": self.model,
-            "model_version": self.model_version,
-            "dimension": self.dimension,
-            "metric": self.metric,
-            "stores": self.stores,
-            "backend": self.backend,
-            "count": count,
-            "created_at": self.created_at,
-        }
-
-
-@dataclass
-class ManagedIndex:
-    """An open index plus the bookkeeping the core needs around it."""
-
-    info: IndexInfo
-    path: Path
-    index: VectorIndex
-    dirty: bool = False
-    # Held by writers and by a rebuild's final swap, so no add lands in a replaced index.
-    swap_lock: threading.RLock = field(default_factory=threading.RLock)
-    # What each label embeds, for search: filled by reconcile, kept in step below.
-    labels: LabelMap = field(default_factory=LabelMap)
-
-    @property
-    def name(self) -> str:
-        return self.info.name
-
-    def add(
-        self,
-        ids: Sequence[int],
-        vectors: npt.NDArray[np.float32],
-        keys: Sequence[Key],
-    ) -> None:
-        """Add vectors under their labels; `keys` are their ``(image, method, width,
-        height)``."""
-        with self.swap_lock:
-            self.labels.add(ids, keys)  # mapped before a search can return them
-            self.index.add(np.asarray(ids, dtype=np.int64), vectors)
-            self.dirty = True
-
-    def hide(self, ids: Sequence[int]) -> None:
-        if ids:
-            with self.swap_lock:
-                self.index.hide(list(ids))
-                self.labels.set_alive(ids, False)
-                self.dirty = True
-
-    def unhide(self, ids: Sequence[int]) -> None:
-        if ids:
-            with self.swap_lock:
-                self.labels.set_alive(ids, True)
-                self.index.unhide(list(ids))
-                self.dirty = True
-
-    def rank(
-        self,
-        labels: npt.NDArray[np.int64],
-        scores: npt.NDArray[np.float32],
-        methods: Collection[str] | None = None,
-        limit: int | None = None,
-    ) -> Ranked | None:
-        """Search results collapsed to the best hit per image, from the label map alone;
-        None when the map cannot answer exactly (see `LabelMap.rank`)."""
-        return self.labels.rank(labels, scores, methods, limit)
-
-    def resolve(
-        self, labels: Sequence[int]
-    ) -> tuple[dict[int, tuple[str, str]], dict[str, tuple[int, int]], list[int]]:
-        """``({label: (image, method)}, {image: (width, height)}, labels to ask the catalog
-        about)``."""
-        return self.labels.resolve(labels)
-
-    def search(
-        self, vector: npt.NDArray[np.float32], k: int
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        return self.index.search(vector, k)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-
 class IndexManager:
     def __init__(
-        self, root: Path, backend: IndexBackend, catalog: Catalog, storage: BlobStore
+        self,
+        root: Path,
+        backend: IndexBackend,
+        catalog: Catalog,
+        storage: BlobStore,
+        url: str | None = None,
     ) -> None:
         self.root = root
+        # Handed to the backend with each index's directory: where a backend that keeps
+        # indexes in a database finds it (None: files only, today's backends).
+        self.url = url
         self.backend = backend
         self.catalog = catalog
         self.storage = storage
@@ -174,15 +83,15 @@ class IndexManager:
                 family=embedder.family,
             )
             if meta:
-                self._check(_info_from_meta(meta), embedder, dimension)
+                self._check(info_from_meta(meta), embedder, dimension)
             if meta and meta.get("backend") != self.backend.name:
                 # Another backend's files: start empty, reconcile re-adds every vector.
                 log.warning("index %s: backend changed to %s; rebuilding", info.name, info.backend)
                 self._clear_backend_files(path)
             path.mkdir(parents=True, exist_ok=True)
-            managed = ManagedIndex(
-                info, path, self.backend.open(path, dimension=dimension, metric=embedder.metric)
-            )
+            location = self.location(info.name, path, info.to_json(0) | (meta or {}))
+            index = self.backend.open(location, dimension=dimension, metric=embedder.metric)
+            managed = ManagedIndex(info, path, index)
             self.reconcile(managed)
             self._write_meta(managed)
             self._open[info.name] = managed
@@ -202,14 +111,7 @@ class IndexManager:
             )
 
     def read_meta(self, name: str) -> dict[str, Any] | None:
-        meta = self.root / name / "meta.json"
-        if not meta.is_file():
-            return None
-        try:
-            data: dict[str, Any] = json.loads(meta.read_text())
-            return data
-        except (OSError, ValueError):
-            return None
+        return read_meta(self.root / name)
 
     def on_disk(self) -> dict[str, dict[str, Any]]:
         """Every index directory's ``meta.json``, open or not (plugins may be gone)."""
@@ -217,13 +119,11 @@ class IndexManager:
 
     @staticmethod
     def read_all_meta(root: Path) -> dict[str, dict[str, Any]]:
-        out = {}
-        for meta_file in sorted(root.glob("[!.]*/meta.json")):
-            try:
-                out[meta_file.parent.name] = json.loads(meta_file.read_text())
-            except (OSError, ValueError):
-                continue
-        return out
+        return read_all_meta(root)
+
+    def location(self, name: str, path: Path, meta: dict[str, Any] | None = None) -> IndexLocation:
+        """Where the backend keeps index `name` (its files under `path`)."""
+        return IndexLocation(name=name, path=path, url=self.url, meta=meta or {})
 
     def _write_meta(self, managed: ManagedIndex) -> None:
         data = managed.info.to_json(len(managed))
@@ -332,7 +232,11 @@ class IndexManager:
             fresh = ManagedIndex(
                 info,
                 scratch,
-                self.backend.open(scratch, dimension=info.dimension, metric=info.metric),
+                self.backend.open(
+                    self.location(name, scratch, info.to_json(0)),
+                    dimension=info.dimension,
+                    metric=info.metric,
+                ),
             )
             # Fill the fresh index beside the old one, which keeps serving meanwhile.
             lost: list[IndexEntry] = []
@@ -346,7 +250,9 @@ class IndexManager:
                 scratch.rename(managed.path)
                 # Searches holding the old object finish on it; new calls see the new one.
                 managed.index = self.backend.open(
-                    managed.path, dimension=info.dimension, metric=info.metric
+                    self.location(name, managed.path, info.to_json(before)),
+                    dimension=info.dimension,
+                    metric=info.metric,
                 )
                 self.reconcile(managed)
                 self._write_meta(managed)
@@ -415,17 +321,3 @@ class IndexManager:
                 doomed = self.root / f".{name}.deleted-{uuid.uuid4().hex[:8]}"
                 path.rename(doomed)
                 shutil.rmtree(doomed, ignore_errors=True)
-
-
-def _info_from_meta(meta: dict[str, Any]) -> IndexInfo:
-    return IndexInfo(
-        name=str(meta.get("index", "")),
-        model=str(meta.get("model", "")),
-        model_version=str(meta.get("model_version", "")),
-        dimension=int(meta.get("dimension", 0)),
-        metric=meta.get("metric", "cosine"),
-        stores=str(meta.get("stores", "")),
-        backend=str(meta.get("backend", "")),
-        created_at=str(meta.get("created_at", "")),
-        family=str(meta.get("family", "")),
-    )

@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from imgdex.files import atomic_write
 from imgdex.hookspecs import hookimpl
-from imgdex.providers import IndexBackend, Metric, VectorIndex
+from imgdex.providers import IndexBackend, IndexLocation, Metric, VectorIndex
 
 __all__ = ["FlatBackend", "FlatIndex"]
 
@@ -116,8 +116,8 @@ class FlatIndex(VectorIndex):
 class FlatBackend(IndexBackend):
     name = "flat"
 
-    def open(self, path: Path, *, dimension: int, metric: Metric) -> VectorIndex:
-        path.mkdir(parents=True, exist_ok=True)
+    def open(self, location: IndexLocation, *, dimension: int, metric: Metric) -> VectorIndex:
+        path = location.directory(self.name)
         return FlatIndex(path, dimension, metric)
 
 

@@ -24,7 +24,7 @@ from imgdex.config import IndexConfig
 from imgdex.files import atomic_write
 from imgdex.hookspecs import hookimpl
 from imgdex.index.rwlock import RWLock
-from imgdex.providers import IndexBackend, Metric, VectorIndex
+from imgdex.providers import IndexBackend, IndexLocation, Metric, VectorIndex
 
 __all__ = ["HnswBackend", "HnswIndex"]
 
@@ -174,8 +174,8 @@ class HnswBackend(IndexBackend):
     def configure(self, config: IndexConfig) -> None:
         self.m, self.ef_construction, self.ef = config.m, config.ef_construction, config.ef_search
 
-    def open(self, path: Path, *, dimension: int, metric: Metric) -> VectorIndex:
-        path.mkdir(parents=True, exist_ok=True)
+    def open(self, location: IndexLocation, *, dimension: int, metric: Metric) -> VectorIndex:
+        path = location.directory(self.name)
         return HnswIndex(
             path, dimension, metric, m=self.m, ef_construction=self.ef_construction, ef=self.ef
         )

@@ -38,8 +38,11 @@ class Descriptions:
         self._locks = locks
         self._wakeup = wakeup
 
-    async def add(self, id_: str, method: str, content: str) -> DescriptionResponse:
-        """Store (or replace) a description and embed it with every text embedder."""
+    async def add(
+        self, id_: str, method: str, content: str, creator: str | None = None
+    ) -> DescriptionResponse:
+        """Store (or replace) a description and embed it with every text embedder;
+        `creator` is the user who wrote it (or last replaced it)."""
         check_id(id_)
         check_name(method, "description method")
         if method == IMAGE_METHOD:
@@ -50,6 +53,9 @@ class Descriptions:
         if not content:
             raise BadRequest("the description content is empty", code="empty_description")
         have, replaced = await self._pools.run_io(self._put, id_, method, content)
+        if creator is not None:
+            users = self._catalog.users
+            await self._pools.run_io(users.set_description_creator, id_, method, creator)
         text_slots = self._registry.embedder_slots(stores="text")
         done, failed = await fan_out(
             self._pools,

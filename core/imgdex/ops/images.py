@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from imgdex.blobs import THUMBNAIL, BlobStore
-from imgdex.catalog import Catalog, ImageRow
+from imgdex.catalog import Catalog, DescriptionRow, ImageRow
 from imgdex.errors import NotFound
 from imgdex.ids import check_id
 from imgdex.pools import Pools
@@ -112,6 +112,15 @@ class ImageReader:
                 yield chunk
         finally:
             file.close()
+
+    async def descriptions_of(self, ids: Iterable[str]) -> dict[str, list[DescriptionRow]]:
+        """The descriptions of several images (none for an unknown id), in one I/O call."""
+        wanted = list(ids)
+
+        def read() -> dict[str, list[DescriptionRow]]:
+            return {id_: self._catalog.get_descriptions(id_) for id_ in wanted}
+
+        return await self._pools.run_io(read)
 
     async def get_descriptions(self, id_: str) -> list[DescriptionOut]:
         def read() -> list[DescriptionOut]:

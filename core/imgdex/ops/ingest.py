@@ -83,15 +83,19 @@ class Ingest:
         data: bytes | bytearray | StagedFile,
         source: str | None = None,
         name: str | None = None,
+        creator: str | None = None,
     ) -> UploadResponse:
         """Store an image (once per content) and embed it with every image embedder;
-        `name` is the file's own name, kept for downloads (the first one uploaded wins).
+        `name` is the file's own name, kept for downloads (the first one uploaded wins),
+        and `creator` the user who uploaded it (the first uploader is kept).
 
         A `bytearray` (an upload read into a buffer) is copied to `bytes` in the worker
         thread, not on the event loop; a `StagedFile` (a large upload, already hashed) is
         decoded from disk and renamed into the store."""
         stored = await self._pools.run_io(self._store_image, data, source, original_name(name))
         row = stored.row
+        if creator is not None:
+            await self._pools.run_io(self._catalog.users.set_image_creator, row.sha256, creator)
         embeddings: list[EmbeddingInfo] = []
         errors: list[EmbeddingError] = []
         if stored.decoded is not None:

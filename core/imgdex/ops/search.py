@@ -115,11 +115,13 @@ class Searcher:
         return self._targets("image", options.index)
 
     def _check_weights(self, options: SearchOptions) -> None:
+        # A misspelt index in `weights` would otherwise just weigh nothing, silently.
         unknown = sorted(set(options.weights or ()) - set(self.registry.embedders))
         if unknown:
-            known = sorted(self.registry.embedders)
             raise BadRequest(
-                f"weights: unknown index {unknown[0]!r} (available: {known})", code="bad_weights"
+                f"weights: unknown index {', '.join(map(repr, unknown))} "
+                f"(available: {sorted(self.registry.embedders)})",
+                code="unknown_index",
             )
 
     def _targets(self, modality: str, wanted: str | list[str] | None) -> list[EmbedderSlot]:
@@ -164,15 +166,6 @@ class Searcher:
     ) -> SearchResponse:
         """`prepare` (decoding an image query) runs in the worker calls before `embed`;
         its errors fail the request, where `embed`'s fail only that index."""
-        if options.weights:
-            # A misspelt index in `weights` would otherwise just weigh nothing, silently.
-            unknown = sorted(set(options.weights) - set(self.registry.embedders))
-            if unknown:
-                raise BadRequest(
-                    f"weights: unknown index {', '.join(map(repr, unknown))} "
-                    f"(available: {sorted(self.registry.embedders)})",
-                    code="unknown_index",
-                )
         found: list[_Candidates | None] = [_loading(slot) for slot in slots]
         todo = [i for i, c in enumerate(found) if c is None]
         if not todo:

@@ -1,20 +1,10 @@
 """A standalone model service: one plugin's models behind the seed's HTTP protocol.
 
 ``imgdex serve-model NAME`` runs this app on a GPU box; the core uses it through
-``services:`` entries (`imgdex.remote`). The protocol:
-
-- ``GET /health``: ``{"status": "ok", "model", "version", "dimension", "index", ...}``
-  (503 with ``"status": "loading"`` or ``"error"`` until the model is usable).
-- ``POST /embed/image``: multipart, one or several file parts (any field names) ->
-  ``{"embedding": [...]}`` for one image, ``{"embeddings": [[...], ...]}`` for several,
-  with ``dimension``, ``model``, ``version``, ``index``.
-- ``POST /embed/text``: ``{"text": "..."}`` or ``{"texts": [...]}``, and ``"query": true``
-  for search queries (default: documents) -> ``{"embeddings": [[...]], ...}``.
-- ``POST /describe``: multipart images -> ``{"descriptions": [...], "method", "model"}``.
-
-A plugin with several indexes or describers serves all of them; ``?index=`` (``?method=``)
-picks one. With an API key, every POST needs ``Authorization: Bearer <key>`` (or
-``X-API-Key``); ``/health`` stays open. Errors use the core's JSON error shape.
+``services:`` entries (`imgdex.services`). The protocol is `imgdex.services.protocol`.
+A plugin with several indexes or describers serves all of them; ``?index=``
+(``?method=``) picks one. With an API key, every POST needs ``Authorization: Bearer
+<key>`` (or ``X-API-Key``); ``/health`` stays open. Errors use the core's JSON error shape.
 """
 
 from __future__ import annotations
@@ -24,12 +14,10 @@ import contextlib
 import logging
 import secrets
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import msgspec
-import numpy as np
 from litestar import Litestar, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State, UploadFile
@@ -42,11 +30,20 @@ import imgdex
 from imgdex.api.errors import exception_handlers
 from imgdex.api.request import THREAD_DECODE_BYTES, request_class
 from imgdex.config import Config
-from imgdex.errors import BadRequest, ConfigError, ImgdexError, NotFound, ServiceUnavailable
+from imgdex.errors import BadRequest, ConfigError, NotFound, ServiceUnavailable
 from imgdex.imaging import decode_image
-from imgdex.models import import_for
+from imgdex.models.lifecycle import Lifecycle, import_for
+from imgdex.models.vectors import BadVectors, as_vectors
 from imgdex.plugins import PluginHost, PluginRecord
 from imgdex.providers import Describer, Embedder
+from imgdex.services.protocol import (
+    DescribeReply,
+    DescriberHealth,
+    EmbedReply,
+    HealthReply,
+    IndexHealth,
+    TextRequest,
+)
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -59,55 +56,35 @@ MAX_ITEMS = 256  # images or texts per request
 MAX_TEXT_CHARS = 100_000
 
 M = TypeVar("M", Embedder, Describer)
+T = TypeVar("T")
 
 
-class TextRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    text: str | None = None
-    texts: list[str] | None = None
-    # True for search queries (models such as Qwen3-Embedding prompt them), else documents.
-    query: bool = False
-
-
-class _Model(Generic[M]):
+class ServedModel(Lifecycle, Generic[M]):
     """One model of the plugin: loaded once (in the background at start), one batch at a
     time; a failed load is reported and retried after ``worker.retry_load_after``."""
 
     def __init__(self, provider: M, retry_after: float) -> None:
+        super().__init__(retry_after)
         self.provider: M = provider
-        self.retry_after = retry_after
-        self.state: Literal["not_loaded", "loading", "ready", "failed"] = "not_loaded"
-        self.error: str | None = None
-        self._failed_at = 0.0
-        self._load_lock = threading.Lock()
-        self._infer_lock = threading.Lock()
 
-    def ensure_loaded(self) -> None:
-        with self._load_lock:
-            if self.state == "ready":
-                return
-            if self.state == "failed" and time.monotonic() - self._failed_at < self.retry_after:
-                raise ServiceUnavailable(f"the model could not be loaded: {self.error}")
-            self.state = "loading"
-            try:
-                import_for(self.provider)
-                self.provider.load()
-            except Exception as exc:
-                self.state, self._failed_at = "failed", time.monotonic()
-                self.error = exc.detail if isinstance(exc, ImgdexError) else f"{exc}"
-                log.error("the model could not be loaded: %s", self.error)
-                raise ServiceUnavailable(f"the model could not be loaded: {self.error}") from exc
-            self.state, self.error = "ready", None
+    @property
+    def name(self) -> str:
+        p = self.provider
+        return p.index_name if isinstance(p, Embedder) else f"describer {p.method}"
 
-    def run(self, fn: Callable[[M], Any]) -> Any:
-        self.ensure_loaded()
-        with self._infer_lock:
-            try:
-                return fn(self.provider)
-            except ImgdexError:
-                raise
-            except Exception as exc:
-                log.exception("inference failed")
-                raise ServiceUnavailable(f"inference failed: {type(exc).__name__}: {exc}") from exc
+    def _load(self) -> None:
+        import_for(self.provider)
+        self.provider.load()
+
+    def _unavailable(self, detail: str) -> str:
+        return f"the model could not be loaded: {detail}"
+
+    def _inference_failed(self, detail: str) -> str:
+        return f"inference failed: {detail}"
+
+    def run(self, fn: Callable[[M], T]) -> T:
+        # No back-off on failed calls: the core's own slots count them.
+        return self._run(lambda: fn(self.provider))
 
 
 class ModelService:
@@ -117,11 +94,11 @@ class ModelService:
         self.config = config
         self.record = record
         retry = config.worker.retry_load_after
-        self.embedders = {e.index_name: _Model(e, retry) for e in record.embedders}
-        self.describers = {d.method: _Model(d, retry) for d in record.describers}
+        self.embedders = {e.index_name: ServedModel(e, retry) for e in record.embedders}
+        self.describers = {d.method: ServedModel(d, retry) for d in record.describers}
         self.counts = {"embed_image": 0, "embed_text": 0, "describe": 0}
 
-    def models(self) -> list[_Model[Any]]:
+    def models(self) -> list[ServedModel[Any]]:
         return [*self.embedders.values(), *self.describers.values()]
 
     def preload(self) -> None:
@@ -129,7 +106,7 @@ class ModelService:
             with contextlib.suppress(ServiceUnavailable):
                 model.ensure_loaded()
 
-    def embedder(self, index: str | None, can: Literal["image", "text"]) -> _Model[Embedder]:
+    def embedder(self, index: str | None, can: Literal["image", "text"]) -> ServedModel[Embedder]:
         model = _pick(self.embedders, index, "index", self.record.name)
         e = model.provider
         if e.stores != can and can not in e.query_modalities:
@@ -140,10 +117,10 @@ class ModelService:
             )
         return model
 
-    def describer(self, method: str | None) -> _Model[Describer]:
+    def describer(self, method: str | None) -> ServedModel[Describer]:
         return _pick(self.describers, method, "method", self.record.name)
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> HealthReply:
         models = self.models()
         for model in models:
             if model.state == "not_loaded":
@@ -158,48 +135,47 @@ class ModelService:
             status = "loading"
         indexes = [_embedder_health(m) for _, m in sorted(self.embedders.items())]
         describers = [
-            {
-                "method": m.provider.method,
-                "model": m.provider.model,
-                "state": m.state,
-                "error": m.error,
-            }
+            DescriberHealth(
+                method=m.provider.method, model=m.provider.model, state=m.state, error=m.error
+            )
             for _, m in sorted(self.describers.items())
         ]
-        first: dict[str, Any] = indexes[0] if indexes else {}
+        first = indexes[0] if indexes else IndexHealth()
         errors = [m.error for m in models if m.error]
-        return {
-            "status": status,
-            "plugin": self.record.name,
-            "model": first.get("model", describers[0]["model"] if describers else None),
-            "version": first.get("version"),
-            "dimension": first.get("dimension"),
-            "index": first.get("index"),
-            "indexes": indexes,
-            "describers": describers,
-            "error": "; ".join(errors) or None,
-            "requests": dict(self.counts),
-            "imgdex": imgdex.__version__,
-        }
+        return HealthReply(
+            status=status,
+            plugin=self.record.name,
+            model=first.model if indexes else (describers[0].model if describers else None),
+            version=first.version,
+            dimension=first.dimension,
+            index=first.index,
+            indexes=indexes,
+            describers=describers,
+            error="; ".join(errors) or None,
+            requests=dict(self.counts),
+            imgdex=imgdex.__version__,
+        )
 
 
-def _embedder_health(model: _Model[Embedder]) -> dict[str, Any]:
+def _embedder_health(model: ServedModel[Embedder]) -> IndexHealth:
     e = model.provider
     dimension = e.dimension
-    return {
-        "index": e.index_name,
-        "model": e.model,
-        "version": e.version,
-        "dimension": None if dimension is None else int(dimension),
-        "metric": e.metric,
-        "stores": e.stores,
-        "query_modalities": sorted(e.query_modalities),
-        "state": model.state,
-        "error": model.error,
-    }
+    return IndexHealth(
+        index=e.index_name,
+        model=e.model,
+        version=e.version,
+        dimension=None if dimension is None else int(dimension),
+        metric=e.metric,
+        stores=e.stores,
+        query_modalities=sorted(e.query_modalities),
+        state=model.state,
+        error=model.error,
+    )
 
 
-def _pick(models: dict[str, _Model[M]], name: str | None, what: str, plugin: str) -> _Model[M]:
+def _pick(
+    models: dict[str, ServedModel[M]], name: str | None, what: str, plugin: str
+) -> ServedModel[M]:
     if not models:
         kind = "embedder" if what == "index" else "describer"
         raise NotFound(f"plugin {plugin} has no {kind}", code=f"no_{kind}")
@@ -280,30 +256,26 @@ async def _images(request: Request[Any, Any, Any], config: Config) -> list[Image
     )
 
 
-def _vectors_body(model: _Model[Embedder], vectors: Any, n: int, single: bool) -> dict[str, Any]:
-    array = np.asarray(vectors, dtype=np.float32)
-    if array.ndim != 2 or array.shape[0] != n or not np.isfinite(array).all():
-        raise ServiceUnavailable(f"the model returned vectors of shape {array.shape} for {n}")
+def _vectors_body(model: ServedModel[Embedder], vectors: object, n: int) -> EmbedReply:
+    try:
+        array = as_vectors(vectors, n)
+    except BadVectors as exc:
+        raise ServiceUnavailable(f"the model returned {exc}") from None
     e = model.provider
-    body: dict[str, Any] = {
-        "dimension": int(array.shape[1]),
-        "model": e.model,
-        "version": e.version,
-        "index": e.index_name,
-        "count": n,
-    }
-    rows = array.tolist()
-    if single:
-        body["embedding"] = rows[0]
-    else:
-        body["embeddings"] = rows
-    return body
+    return EmbedReply(
+        dimension=int(array.shape[1]),
+        model=e.model,
+        version=e.version,
+        index=e.index_name,
+        count=n,
+        embeddings=array.tolist(),
+    )
 
 
 @get("/health", summary="Model state, name, version, dimension and index")
-async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+async def health(request: Request[Any, Any, Any]) -> Response[HealthReply]:
     body = _service(request).health()
-    ok = body["status"] == "ok"
+    ok = body.status == "ok"
     return Response(body, status_code=HTTP_200_OK if ok else HTTP_503_SERVICE_UNAVAILABLE)
 
 
@@ -315,14 +287,17 @@ async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
 )
 async def embed_image(
     request: Request[Any, Any, Any], index: FromQuery[str | None] = None
-) -> dict[str, Any]:
+) -> EmbedReply:
     service = _service(request)
     model = service.embedder(index, "image")
     images = await _images(request, service.config)
     vectors = await asyncio.to_thread(model.run, lambda e: e.embed_images(images))
     service.counts["embed_image"] += 1
-    # The seed's shape: `embedding` for one image, `embeddings` for several.
-    return _vectors_body(model, vectors, len(images), single=len(images) == 1)
+    body = _vectors_body(model, vectors, len(images))
+    if len(images) == 1 and body.embeddings:
+        # The seed's shape: `embedding` for one image, `embeddings` for several.
+        body.embedding, body.embeddings = body.embeddings[0], None
+    return body
 
 
 def _decode_texts(body: bytes) -> TextRequest:
@@ -337,7 +312,7 @@ def _decode_texts(body: bytes) -> TextRequest:
 )
 async def embed_text(
     request: Request[Any, Any, Any], index: FromQuery[str | None] = None
-) -> dict[str, Any]:
+) -> EmbedReply:
     service = _service(request)
     model = service.embedder(index, "text")
     body = await request.body()
@@ -364,9 +339,9 @@ async def embed_text(
             )
     vectors = await asyncio.to_thread(model.run, lambda e: e.embed_texts(texts, query=data.query))
     service.counts["embed_text"] += 1
-    out = _vectors_body(model, vectors, len(texts), single=False)
-    if data.text is not None:
-        out["embedding"] = out["embeddings"][0]
+    out = _vectors_body(model, vectors, len(texts))
+    if data.text is not None and out.embeddings:
+        out.embedding = out.embeddings[0]
     return out
 
 
@@ -378,7 +353,7 @@ async def embed_text(
 )
 async def describe(
     request: Request[Any, Any, Any], method: FromQuery[str | None] = None
-) -> dict[str, Any]:
+) -> DescribeReply:
     service = _service(request)
     model = service.describer(method)
     images = await _images(request, service.config)
@@ -386,14 +361,13 @@ async def describe(
     if not isinstance(texts, list) or len(texts) != len(images):
         raise ServiceUnavailable(f"the describer returned {len(texts)} texts for {len(images)}")
     service.counts["describe"] += 1
-    body: dict[str, Any] = {
-        "descriptions": [str(t).strip() for t in texts],
-        "method": model.provider.method,
-        "model": model.provider.model,
-    }
-    if len(texts) == 1:
-        body["description"] = body["descriptions"][0]
-    return body
+    descriptions = [str(t).strip() for t in texts]
+    return DescribeReply(
+        descriptions=descriptions,
+        method=model.provider.method,
+        model=model.provider.model,
+        description=descriptions[0] if len(descriptions) == 1 else None,
+    )
 
 
 def create_model_app(

@@ -412,6 +412,6 @@ def test_the_upload_form_is_documented(imgdex_client: Client) -> None:
     body = spec["paths"]["/api/search/image"]["post"]["requestBody"]
     schema = body["content"]["multipart/form-data"]["schema"]
     assert schema["required"] == ["file"]
-    assert {"file", "top_k", "offset", "index", "methods", "min_score", "fusion", "weights"} == set(
-        schema["properties"]
-    )
+    options = {"file", "top_k", "offset", "index", "methods", "min_score", "fusion", "weights"}
+    filters = set(spec["components"]["schemas"]["ImageFilters"]["properties"])
+    assert options | {"sort"} | filters == set(schema["properties"])

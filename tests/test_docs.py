@@ -102,8 +102,10 @@ def test_openapi_describes_every_parameter_and_field(imgdex_client: Any) -> None
     form = spec["paths"]["/api/search/image"]["post"]["requestBody"]["content"]
     fields = form["multipart/form-data"]["schema"]["properties"]
     options = spec["components"]["schemas"]["SearchTextRequest"]["properties"]
-    # The form takes every search option of the JSON request, and the file.
-    assert set(fields) == (set(options) - {"query"}) | {"file"}
+    # The form takes every search option of the JSON request (the filters as plain
+    # fields), and the file.
+    filters = spec["components"]["schemas"]["ImageFilters"]["properties"]
+    assert set(fields) == (set(options) - {"query", "filters"}) | set(filters) | {"file"}
     assert all(prop.get("description") for prop in fields.values())
 
 

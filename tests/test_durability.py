@@ -344,3 +344,101 @@ def test_sigkill_during_backfill_and_upgrade_finishes_every_job_once(tmp_path: P
             assert "photo number 107" in texts
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_sigkill_during_tags_albums_and_restores_loses_nothing_acknowledged(
+    tmp_path: Path,
+) -> None:
+    """Tags, album additions, soft deletes and restores acknowledged before a SIGKILL are
+    all there after the restart; a restored image is searchable, a trashed one is not."""
+    config_file = write_config(tmp_path)
+    server = ServerProcess(config_file).start()
+    images: list[list[str]] = [[], [], [], []]
+    payloads: dict[str, bytes] = {}
+    with server.client() as http:
+        for n in range(24):
+            payload = image_bytes((n * 41 % 256, n * 13 % 256, n * 97 % 256), (80, 60), pattern=n)
+            r = http.post("/api/images", files={"file": (f"{n}.png", payload, "image/png")})
+            images[n % 4].append(r.json()["sha256"])
+            payloads[r.json()["sha256"]] = payload
+        albums = [http.post("/api/albums", json={"name": f"w{i}"}).json()["id"] for i in range(4)]
+    tags: dict[str, set[str]] = {sha: set() for sha in payloads}
+    in_album: dict[str, int] = {}
+    deleted: dict[str, bool] = {sha: False for sha in payloads}
+    uncertain: set[str] = set()  # the image whose request was in flight at the kill
+    done = [0]
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def worker(w: int) -> None:
+        with server.client() as http:
+            for step in range(10_000):
+                sha = images[w][step % len(images[w])]
+                if stop.is_set():
+                    return
+                try:
+                    match step // len(images[w]) % 4:
+                        case 0:
+                            tag = f"w{w} step {step}"
+                            r = http.post(f"/api/images/{sha}/tags", json={"tags": [tag]})
+                            assert r.status_code == 200, r.text
+                            tags[sha].add(tag)
+                        case 1:
+                            r = http.post(f"/api/albums/{albums[w]}/images", json={"images": [sha]})
+                            assert r.status_code == 200, r.text
+                            in_album[sha] = albums[w]
+                        case 2:
+                            assert http.delete(f"/api/images/{sha}").status_code == 200
+                            deleted[sha] = True
+                        case 3:
+                            assert http.post(f"/api/images/{sha}/restore").status_code == 200
+                            deleted[sha] = False
+                    with lock:
+                        done[0] += 1
+                except httpx.HTTPError:
+                    uncertain.add(sha)
+                    return
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(worker, i) for i in range(4)]
+        wait_for(lambda: done[0] >= 150, timeout=120)
+        server.kill()
+        stop.set()
+        for f in futures:
+            f.result()
+
+    server = ServerProcess(config_file).start()
+    try:
+        with server.client() as http:
+            for sha in payloads:
+                info = http.get(f"/api/images/{sha}").json()
+                assert tags[sha] <= set(info["tags"]), sha
+                if sha in uncertain:
+                    continue
+                assert info["is_deleted"] == int(deleted[sha]), sha
+            for sha, album in in_album.items():
+                listed = http.get(
+                    "/api/images", params={"album": album, "deleted": "include", "limit": 100}
+                ).json()
+                assert sha in {i["sha256"] for i in listed["images"]}
+            trash = {
+                i["sha256"]
+                for i in http.get("/api/images", params={"deleted": "only", "limit": 100}).json()[
+                    "images"
+                ]
+            }
+            for sha, payload in payloads.items():
+                if sha in uncertain:
+                    continue
+                r = http.post(
+                    "/api/search/image",
+                    files={"file": ("q.png", payload, "image/png")},
+                    data={"index": "toy_color_v1", "top_k": "1"},
+                ).json()["results"]
+                if deleted[sha]:
+                    assert sha in trash and (not r or r[0]["sha256"] != sha)
+                else:
+                    assert r[0]["sha256"] == sha and r[0]["score"] > 0.999
+    finally:
+        server.stop()

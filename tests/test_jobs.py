@@ -225,8 +225,12 @@ def test_model_upgrade_builds_behind_the_old_index_and_takes_over(
             searcher.join()
         assert failures == []
         used = [s for s in searched if "toy_color_v1" in s or "toy_color_v2" in s]
-        assert used[0] == ["toy_color_v1", "toy_words_v1"]  # the old index answered first
-        assert used[-1] == ["toy_color_v2", "toy_words_v1"]  # then the new one took over
+        assert used[0] == [
+            "toy_color_v1",
+            "toy_words_v1",
+            "keyword",
+        ]  # the old index answered first
+        assert used[-1] == ["toy_color_v2", "toy_words_v1", "keyword"]  # then the new one took over
         assert not any("toy_color_v1" in s and "toy_color_v2" in s for s in searched)
 
         listed = indexes(client)
@@ -243,7 +247,11 @@ def test_model_upgrade_builds_behind_the_old_index_and_takes_over(
         assert listed["toy_color_v2"]["role"] == "active"
         assert listed["toy_color_v1"]["state"] == "retired"
         body = client.post("/api/search/text", json={"query": "red", "top_k": 3}).json()
-        assert [i["index"] for i in body["indexes_searched"]] == ["toy_color_v2", "toy_words_v1"]
+        assert [i["index"] for i in body["indexes_searched"]] == [
+            "toy_color_v2",
+            "toy_words_v1",
+            "keyword",
+        ]
         assert (data / "vector_index" / "toy_color_v1" / "meta.json").is_file()
         r = client.delete("/api/admin/indexes/toy_color_v1", headers=ADMIN)
         assert r.status_code == 200 and r.json()["removed_vectors"] == 25
@@ -266,7 +274,11 @@ def test_upgrade_without_the_old_model_answers_from_the_new_index(
     with TestClient(imgdex_app_factory(color_config(data, "2"), plugins=plugins)) as client:
         wait_for(lambda: indexes(client)["toy_color_v2"]["role"] == "active")
         body = client.post("/api/search/text", json={"query": "green"}).json()
-        assert [i["index"] for i in body["indexes_searched"]] == ["toy_color_v2", "toy_words_v1"]
+        assert [i["index"] for i in body["indexes_searched"]] == [
+            "toy_color_v2",
+            "toy_words_v1",
+            "keyword",
+        ]
         assert len(body["results"]) == 6
         assert indexes(client)["toy_color_v1"]["role"] == "retired"
 
@@ -311,7 +323,11 @@ def test_a_new_version_that_fails_never_takes_over(tmp_path: Path, imgdex_app_fa
             in listed["toy_color_v2"]["note"]
         )
         body = client.post("/api/search/text", json={"query": "blue"}).json()
-        assert [i["index"] for i in body["indexes_searched"]] == ["toy_color_v1", "toy_words_v1"]
+        assert [i["index"] for i in body["indexes_searched"]] == [
+            "toy_color_v1",
+            "toy_words_v1",
+            "keyword",
+        ]
         assert len(body["results"]) == 3
         # The images stay ready: the old index, which answers, has them.
         listed_images = client.get("/api/images", params={"status": "ready"}).json()

@@ -164,7 +164,7 @@ def test_disable_takes_effect_at_once_and_survives_restart(
         searched = client.post("/api/search/text", json={"query": "red kite"}).json()[
             "indexes_searched"
         ]
-        assert [s["index"] for s in searched] == ["toy_color_v1"]
+        assert [s["index"] for s in searched] == ["toy_color_v1", "keyword"]
         r = client.post("/api/search/text", json={"query": "kite", "index": "toy_words_v1"})
         assert r.status_code == 409 and r.json()["error"] == "index_disabled"
         # Its index stays on disk.
@@ -317,6 +317,41 @@ def test_describers_write_descriptions_that_get_embedded(imgdex_app_factory: Any
         ]
 
 
+class SignReader(Describer):
+    """An OCR-like describer: the text on red images, none on the others."""
+
+    method = "signs"
+    model = "imgdex-toy-signs"
+    empty_ok = True
+
+    def describe_images(self, images: Sequence[Any]) -> list[str]:
+        means = [np.asarray(i.convert("RGB"), np.float32).reshape(-1, 3).mean(0) for i in images]
+        return ["STOP ahead" if m[0] > 2 * m[2] else "" for m in means]
+
+
+class SignPlugin:
+    @hookimpl
+    def register_describers(self, register: Callable[[Describer], None]) -> None:
+        register(SignReader())
+
+
+def test_an_empty_text_from_a_describer_that_allows_it_finishes_the_job(
+    imgdex_app_factory: Any,
+) -> None:
+    with TestClient(imgdex_app_factory(plugins={**toy_plugins(), "signs": SignPlugin()})) as client:
+        red = upload(client, image_bytes("red", pattern=1))["sha256"]
+        blue = upload(client, image_bytes("blue", pattern=2))["sha256"]
+        catalog = client.app.state.runtime.catalog
+        wait_for(lambda: ("describe", "signs") not in catalog.job_counts())
+        assert client.get(f"/api/images/{blue}/descriptions").json() == []
+        assert catalog.failed_jobs() == {}
+        (text,) = client.get(f"/api/images/{red}/descriptions").json()
+        assert text["content"] == "STOP ahead"
+        body = {"query": "stop", "index": "keyword"}
+        hits = client.post("/api/search/text", json=body).json()["results"]
+        assert [(h["sha256"], h["matched_by"]) for h in hits] == [(red, "signs")]
+
+
 def test_admin_jobs_pause_rebuild_and_remove_index(imgdex_client: Client) -> None:
     shas = [
         upload(imgdex_client, image_bytes(c, pattern=i))["sha256"]
@@ -450,7 +485,7 @@ def test_uninstalled_plugin_leaves_fan_out_cleanly(tmp_path: Path, imgdex_app_fa
         assert indexes["toy_words_v1"]["state"] == "orphaned"
         assert indexes["toy_words_v1"]["count"] == 1
         body = client.post("/api/search/text", json={"query": "red car"}).json()
-        assert [s["index"] for s in body["indexes_searched"]] == ["toy_color_v1"]
+        assert [s["index"] for s in body["indexes_searched"]] == ["toy_color_v1", "keyword"]
         assert body["results"][0]["sha256"] == sha
         r = client.post(
             f"/api/images/{sha}/descriptions", json={"method": "vlm1", "content": "a car"}

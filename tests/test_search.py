@@ -90,7 +90,8 @@ def test_text_search_fuses_indexes_and_explains(imgdex_client: Client) -> None:
     body = text(imgdex_client, query="red harbour", top_k=5)
     assert body["fusion"] == "rrf"
     searched = {s["index"]: s for s in body["indexes_searched"]}
-    assert set(searched) == {"toy_color_v1", "toy_words_v1"}
+    # The keyword index answers text queries beside the vector indexes.
+    assert set(searched) == {"toy_color_v1", "toy_words_v1", "keyword"}
     assert searched["toy_words_v1"]["model"] == "imgdex-toy-words"
     ids = [r["sha256"] for r in body["results"]]
     assert len(ids) == len(set(ids)), "one result per image"
@@ -175,7 +176,8 @@ def test_max_fusion_uses_raw_scores(imgdex_client: Client) -> None:
 
 def test_weights_shift_rrf(imgdex_client: Client) -> None:
     library(imgdex_client)
-    body = text(imgdex_client, query="harbour", weights={"toy_color_v1": 0.0}, top_k=5)
+    weights = {"toy_color_v1": 0.0, "keyword": 0.0}
+    body = text(imgdex_client, query="harbour", weights=weights, top_k=5)
     for result in body["results"]:
         words = [m for m in result["matches"] if m["index"] == "toy_words_v1"]
         expected = sum(1 / (60 + m["rank"]) for m in words)
@@ -213,7 +215,8 @@ def test_fused_search_resolves_labels_from_memory_or_the_catalog(
 
     monkeypatch.setattr(catalog, "resolve_entries", counted)
     body = text(imgdex_client, query="red harbour", top_k=3)
-    assert {s["index"] for s in body["indexes_searched"]} == {"toy_color_v1", "toy_words_v1"}
+    searched = {s["index"] for s in body["indexes_searched"]}
+    assert searched == {"toy_color_v1", "toy_words_v1", "keyword"}
     assert all(s["result_count"] > 0 for s in body["indexes_searched"])
     assert calls == []  # every label answered by its index's label map
 

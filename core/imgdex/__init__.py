@@ -8,6 +8,7 @@ from imgdex.devices import resolve_device
 from imgdex.hookspecs import hookimpl
 from imgdex.models import import_serially
 from imgdex.providers import (
+    Caption,
     Describer,
     Embedder,
     IndexBackend,
@@ -18,6 +19,7 @@ from imgdex.providers import (
 )
 
 __all__ = [
+    "Caption",
     "Config",
     "Describer",
     "Embedder",

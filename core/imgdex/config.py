@@ -144,6 +144,22 @@ class ServiceConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     image_format: Literal["jpeg", "png"] = "jpeg"
 
 
+class DuplicatesConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Near-duplicate detection over the image indexes (see ``docs/architecture.md``)."""
+
+    enabled: bool = True
+    # Pairs at least this similar (cosine in the image index) are recorded ...
+    min_score: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.9
+    # ... and `GET /api/duplicates` lists those at least this similar by default.
+    threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.95
+    # Each image is compared with this many nearest neighbours.
+    neighbours: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+
+    def __post_init__(self) -> None:
+        if self.threshold < self.min_score:
+            raise ValueError("threshold must be at least min_score (pairs below it are not kept)")
+
+
 class WorkerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     # How often the background workers look for due jobs when nothing wakes them.
     interval: Annotated[float, msgspec.Meta(gt=0)] = 5.0
@@ -170,6 +186,9 @@ class StorageConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     # is private); "027" lets the group read. At start the data directory itself and
     # the catalog files are set to it too.
     umask: Annotated[str, msgspec.Meta(pattern=r"^0?[0-7]{1,3}$")] = "077"
+    # Soft-deleted images stay restorable this many days, then upkeep deletes them for
+    # good (files, vectors, rows); 0 keeps them until deleted by hand.
+    trash_days: Annotated[float, msgspec.Meta(ge=0)] = 30.0
 
     @property
     def mask(self) -> int:
@@ -193,6 +212,7 @@ class Config(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tr
     index: IndexConfig = msgspec.field(default_factory=IndexConfig)
     search: SearchConfig = msgspec.field(default_factory=SearchConfig)
     worker: WorkerConfig = msgspec.field(default_factory=WorkerConfig)
+    duplicates: DuplicatesConfig = msgspec.field(default_factory=DuplicatesConfig)
     plugins: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     services: dict[str, ServiceConfig] = msgspec.field(default_factory=dict)
 

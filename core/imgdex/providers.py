@@ -10,7 +10,8 @@ event loop.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from imgdex.config import IndexConfig
 
 __all__ = [
+    "Caption",
     "Describer",
     "Embedder",
     "IndexBackend",
@@ -95,13 +97,42 @@ class Describer(abc.ABC):
     model: str
     # What `load` needs imported first, serially (see `Embedder.imports`).
     imports: tuple[str, ...] = ()
+    # True when an empty text is an answer (OCR of an image without text), not a fault:
+    # the job then finishes without writing a description.
+    empty_ok: bool = False
 
     def load(self) -> None:  # noqa: B027 - loading is optional
         """Load weights or open clients. Called once, lazily, in a worker thread."""
 
     @abc.abstractmethod
-    def describe_images(self, images: Sequence[Image]) -> list[str]:
-        """Describe each decoded RGB image; one string per image, in order."""
+    def describe_images(self, images: Sequence[Image]) -> Sequence[str | Caption]:
+        """Describe each decoded RGB image, in order: a string, or a `Caption` with tags
+        (a ``{"text", "tags"}`` mapping is taken too). An empty text means the image has
+        nothing to say for this method (OCR on a photo without text), not a failure."""
+
+
+@dataclass(frozen=True, slots=True)
+class Caption:
+    """A describer's answer for one image: its text and, optionally, a few tags (stored
+    with the describer's method as their source)."""
+
+    text: str
+    tags: tuple[str, ...] = ()
+
+
+def as_caption(value: object) -> Caption:
+    """A describer's answer for one image as a `Caption` (from a string, a `Caption` or a
+    ``{"text", "tags"}`` mapping); raises TypeError for anything else."""
+    if isinstance(value, Caption):
+        return Caption(value.text.strip(), tuple(str(t) for t in value.tags))
+    if isinstance(value, str):
+        return Caption(value.strip())
+    if isinstance(value, Mapping) and isinstance(value.get("text", ""), str):
+        tags = value.get("tags") or ()
+        if isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
+            raise TypeError("a caption's tags must be a list of strings")
+        return Caption(str(value.get("text", "")).strip(), tuple(tags))
+    raise TypeError(f"a describer answered {type(value).__name__}, not text or a Caption")
 
 
 class VectorIndex(abc.ABC):
@@ -129,6 +160,22 @@ class VectorIndex(abc.ABC):
     @abc.abstractmethod
     def search(self, vector: Vectors, k: int) -> tuple[npt.NDArray[np.int64], Vectors]:
         """The up-to-`k` nearest visible labels and their similarity (higher is closer)."""
+
+    def search_among(
+        self, vector: Vectors, k: int, among: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], Vectors]:
+        """The up-to-`k` nearest visible labels among `among` (a filtered search).
+
+        This default widens a plain `search` until `k` of them are found or the index is
+        exhausted; backends override it with a filtered or an exact search."""
+        total = len(self)
+        fetch = min(total, max(4 * k, 64))
+        while True:
+            labels, scores = self.search(vector, fetch)
+            keep = np.isin(labels, among)
+            if keep.sum() >= k or fetch >= total:
+                return labels[keep][:k], scores[keep][:k]
+            fetch = min(total, fetch * 4)
 
     @abc.abstractmethod
     def labels(self) -> set[int]:

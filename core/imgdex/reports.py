@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from imgdex.backfill import metadata_progress
 from imgdex.catalog import Catalog, JobKind, vector_job_kind
 from imgdex.index import IndexManager
 from imgdex.models import ModelSlot
@@ -97,6 +98,11 @@ class JobError(msgspec.Struct, kw_only=True, frozen=True):
     attempts: int
 
 
+class MetadataProgress(msgspec.Struct, kw_only=True, frozen=True):
+    done: int
+    total: int
+
+
 class JobsReport(msgspec.Struct, kw_only=True, frozen=True):
     paused: bool
     jobs: dict[str, dict[str, int]]
@@ -104,6 +110,8 @@ class JobsReport(msgspec.Struct, kw_only=True, frozen=True):
     describers: dict[str, JobProgress]
     failed: dict[str, int]
     errors: dict[str, list[JobError]]
+    # organise (issue 14): photo metadata read of older images (a one-shot backfill).
+    metadata: MetadataProgress
 
 
 def _summary(slots: list[Any], services: ServiceManager | None = None) -> str:
@@ -279,6 +287,7 @@ class Reports:
             },
             failed={name: p.failed for name, p in progress.items() if p.failed},
             errors=errors,
+            metadata=MetadataProgress(**metadata_progress(catalog)),
         )
 
     def health(self) -> Health:

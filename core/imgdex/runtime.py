@@ -17,11 +17,14 @@ from imgdex.jobs.worker import Enricher
 from imgdex.memory import tune_allocator
 from imgdex.ops.deletion import Deletion
 from imgdex.ops.descriptions import Descriptions
+from imgdex.ops.duplicates import DuplicateFinder, Duplicates
 from imgdex.ops.images import ImageReader
 from imgdex.ops.indexes import IndexAdmin
 from imgdex.ops.ingest import Ingest
 from imgdex.ops.locks import ImageLocks
 from imgdex.ops.search import Searcher
+from imgdex.ops.similar import Similar
+from imgdex.ops.trash import Trash
 from imgdex.ops.vectors import VectorWriter
 from imgdex.plugins import PluginHost
 from imgdex.pools import Pools, Wakeup
@@ -95,8 +98,32 @@ class Runtime:
         handlers = Handlers(
             config.images, catalog, blobs, self.vectors, self.descriptions, self.wakeup
         )
+        self.trash = Trash(
+            catalog,
+            blobs,
+            registry,
+            self.vectors,
+            self.deletion,
+            self.images,
+            pools,
+            locks,
+            self.wakeup,
+        )
+        self.similar = Similar(registry, catalog, blobs, pools, self.searcher)
+        self.duplicates = Duplicates(config, catalog, self.deletion, pools)
+        # Near-duplicates of new (and, once, of older) images; the app runs it periodically.
+        self.duplicate_finder = DuplicateFinder(config, registry, catalog, blobs, self.indexes)
         self.worker = Enricher(
-            config.worker, registry, catalog, blobs, self.indexes, pools, self.wakeup, handlers
+            config.worker,
+            registry,
+            catalog,
+            blobs,
+            self.indexes,
+            pools,
+            self.wakeup,
+            handlers,
+            trash_days=config.storage.trash_days,
+            purge_trash=self.trash.purge,
         )
 
     def close(self) -> None:

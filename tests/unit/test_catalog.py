@@ -114,12 +114,15 @@ def test_schema_tables_and_version(catalog: Catalog) -> None:
     assert {"images", "descriptions", "vector_entries", "plugin_state"} <= tables
     assert {"jobs", "index_roles", "schema_version"} <= tables
     assert {"users", "sessions", "api_keys", "audit_log", "shares"} <= tables
+    assert {"keyword_docs", "keyword_fts", "duplicate_pairs", "duplicate_checks"} <= tables
     assert "meta" not in tables  # it held only the version, which schema_version records
     assert catalog.engine.read("SELECT version FROM schema_version ORDER BY version") == [
         (2,),
         (3,),
         (4,),
         (5,),
+        (6,),
+        (7,),
     ]
 
 
@@ -231,7 +234,9 @@ def test_list_images_same_second_is_stable(catalog: Catalog) -> None:
             offset=offset, limit=6, status=None, source=None, include_deleted=False
         )
         seen += [r.sha256 for r in rows]
-    assert seen == sorted(ids)  # ties ordered by id: paging neither repeats nor skips
+    # Ties ordered by id, in the list's direction (so an index gives the page): paging
+    # neither repeats nor skips.
+    assert seen == sorted(ids, reverse=True)
 
 
 def test_delete_image_rows(catalog: Catalog) -> None:

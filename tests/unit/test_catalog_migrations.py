@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from imgdex.catalog import Catalog, CatalogTooNew, IndexRole
+from imgdex.catalog.dialect import Migration
 from imgdex.catalog.engine import Engine
 from imgdex.catalog.migrations import current_version, migrate
 from imgdex.catalog.sqlite import SqliteDialect
@@ -136,6 +137,8 @@ def test_a_fresh_catalog_records_every_migration(tmp_path: Path) -> None:
         (3, "version moves to schema_version"),
         (4, "images remember their uploaded name"),
         (5, "users, sessions, api keys, audit log"),
+        (6, "photo metadata, ratings, tags and albums"),
+        (7, "keyword index and near-duplicates"),
     ]
     assert all(applied for _, _, applied in rows)
     assert rows[-1][0] == LATEST
@@ -146,12 +149,14 @@ def test_an_old_catalog_is_migrated_with_its_data(tmp_path: Path) -> None:
     old_catalog(path)
     cat = Catalog(path)
     try:
-        assert [v for v, _, _ in versions(path)] == [2, 3, 4, 5]
+        assert [v for v, _, _ in versions(path)] == [2, 3, 4, 5, 6, 7]
         tables = {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert "meta" not in tables
         row = cat.get_image(IMAGE)
         assert row is not None and (row.source, row.status) == ("camera", "pending")
         assert cat.get_description(IMAGE, "caption") == "x"
+        # Migration 7 indexed the descriptions already there for keyword search.
+        assert [(i, f) for i, f, _ in cat.keyword_search("x", 5)] == [(IMAGE, "d:caption")]
         assert cat.plugin_states() == {"toy": False}
         assert cat.index_roles() == {
             "old_v1": IndexRole("old_v1", "img", "toy", "active", {"version": "1"})
@@ -203,8 +208,8 @@ def test_concurrent_openers_migrate_once(tmp_path: Path) -> None:
     for thread in threads:
         thread.join(60)
     assert errors == []
-    assert sorted(v for versions_ in applied for v in versions_) == [2, 3, 4, 5]
-    assert [v for v, _, _ in versions(path)] == [2, 3, 4, 5]
+    assert sorted(v for versions_ in applied for v in versions_) == [2, 3, 4, 5, 6, 7]
+    assert [v for v, _, _ in versions(path)] == [2, 3, 4, 5, 6, 7]
 
 
 def test_a_catalog_from_a_newer_imgdex_is_refused_untouched(tmp_path: Path) -> None:
@@ -219,3 +224,29 @@ def test_a_catalog_from_a_newer_imgdex_is_refused_untouched(tmp_path: Path) -> N
     with pytest.raises(CatalogTooNew, match=f"schema version {LATEST + 1}"):
         Catalog(path)
     assert versions(path) == before
+
+
+def test_a_migration_filling_a_gap_is_applied_later(tmp_path: Path) -> None:
+    # Work merged in another order: a catalog at 7 that never saw 5 gets it later.
+
+    path = tmp_path / "imgdex.db"
+
+    class Without5(SqliteDialect):
+        def migrations(self) -> tuple[Migration, ...]:
+            return tuple(m for m in super().migrations() if m.version != 5)
+
+    engine = Engine(Without5(), str(path))
+    try:
+        migrate(engine)
+    finally:
+        engine.close()
+    assert [v for v, _, _ in versions(path)] == [2, 3, 4, 6, 7]
+    engine = Engine(SqliteDialect(), str(path))
+    try:
+        assert migrate(engine) == [5]
+        assert current_version(engine) == 7
+    finally:
+        engine.close()
+    assert [v for v, _, _ in versions(path)] == [2, 3, 4, 5, 6, 7]
+    tables = {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"users", "albums"} <= tables

@@ -37,16 +37,20 @@ from imgdex.runtime import Runtime
 from imgdex.web import WebPlugin
 
 from .admin import AdminController
+from .albums import AlbumsController
 from .auth import AuthController
 from .deps import dependencies
 from .docs import docs_assets, finish_document, openapi_config
+from .duplicates import DuplicatesController
 from .errors import exception_handlers
 from .images import ImagesController
 from .keys import KeysController
 from .request import request_class
 from .search import SearchController
 from .services import ServicesController
+from .similar import SimilarController
 from .system import SystemController
+from .tags import TagsController
 from .users import UsersController
 
 __all__ = ["create_app"]
@@ -133,6 +137,11 @@ def create_app(
                 _every(config.index.save_interval, runtime, runtime.indexes.save_dirty)
             )
         )
+        if background:  # near-duplicates of new (and, once, of older) images
+            finder = runtime.duplicate_finder
+            tasks.append(
+                asyncio.create_task(_every(config.worker.interval, runtime, finder.run_once))
+            )
         if runtime.services.slots:
             tasks.append(asyncio.create_task(runtime.services.run(), name="imgdex-health"))
         log.info("imgdex %s serving data in %s", imgdex.__version__, config.data_path)
@@ -150,8 +159,12 @@ def create_app(
             SystemController,
             ImagesController,
             SearchController,
+            SimilarController,
+            DuplicatesController,
             AdminController,
             ServicesController,
+            TagsController,
+            AlbumsController,
             docs_assets(),
             AuthController,
             KeysController,

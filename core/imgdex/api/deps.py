@@ -7,13 +7,17 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 
 from imgdex.auth.guards import require
+from imgdex.catalog import Catalog
 from imgdex.jobs.worker import Enricher
 from imgdex.ops.deletion import Deletion
 from imgdex.ops.descriptions import Descriptions
+from imgdex.ops.duplicates import Duplicates
 from imgdex.ops.images import ImageReader
 from imgdex.ops.indexes import IndexAdmin
 from imgdex.ops.ingest import Ingest
 from imgdex.ops.search import Searcher
+from imgdex.ops.similar import Similar
+from imgdex.ops.trash import Trash
 from imgdex.pools import Pools
 from imgdex.registry import Registry
 from imgdex.reports import Reports
@@ -22,8 +26,10 @@ from imgdex.services import ServiceManager
 from imgdex.staging import Spooling
 
 __all__ = [
+    "CatalogDep",
     "DeletionDep",
     "DescriptionsDep",
+    "DuplicatesDep",
     "ImagesDep",
     "IndexAdminDep",
     "IngestDep",
@@ -32,14 +38,20 @@ __all__ = [
     "ReportsDep",
     "SearcherDep",
     "ServicesDep",
+    "SimilarDep",
     "SpoolingDep",
+    "TrashDep",
     "WorkerDep",
     "admin_guard",
     "dependencies",
 ]
 
+# The organise stores (tags, albums, image edits): `imgdex.organise` and `imgdex.albums`
+# are functions of the catalog, run in the I/O pool.
+CatalogDep = NamedDependency[Catalog]
 DeletionDep = NamedDependency[Deletion]
 DescriptionsDep = NamedDependency[Descriptions]
+DuplicatesDep = NamedDependency[Duplicates]
 ImagesDep = NamedDependency[ImageReader]
 IndexAdminDep = NamedDependency[IndexAdmin]
 IngestDep = NamedDependency[Ingest]
@@ -48,13 +60,31 @@ RegistryDep = NamedDependency[Registry]
 ReportsDep = NamedDependency[Reports]
 SearcherDep = NamedDependency[Searcher]
 ServicesDep = NamedDependency[ServiceManager]
+SimilarDep = NamedDependency[Similar]
 SpoolingDep = NamedDependency[Spooling]
+TrashDep = NamedDependency[Trash]
 WorkerDep = NamedDependency[Enricher]
 
 
 def _runtime(state: State) -> Runtime:
     runtime: Runtime = state.runtime
     return runtime
+
+
+def provide_catalog(state: State) -> Catalog:
+    return _runtime(state).catalog
+
+
+def provide_duplicates(state: State) -> Duplicates:
+    return _runtime(state).duplicates
+
+
+def provide_similar(state: State) -> Similar:
+    return _runtime(state).similar
+
+
+def provide_trash(state: State) -> Trash:
+    return _runtime(state).trash
 
 
 def provide_deletion(state: State) -> Deletion:
@@ -106,11 +136,17 @@ def provide_worker(state: State) -> Enricher:
 
 
 def dependencies() -> dict[str, Provide]:
-    """Every dependency the controllers name, for the app."""
+    """Every dependency the controllers name, for the app.
+
+    No name may be a top-level field of a request body (``images``, ``trash``, ...):
+    Litestar answers a body that fails validation on a field named like a dependency
+    with a 500, taking it for a broken dependency."""
     providers = {
+        "catalog": provide_catalog,
         "deletion": provide_deletion,
         "descriptions": provide_descriptions,
-        "images": provide_images,
+        "duplicates": provide_duplicates,
+        "reader": provide_images,
         "index_admin": provide_index_admin,
         "ingest": provide_ingest,
         "pools": provide_pools,
@@ -118,7 +154,9 @@ def dependencies() -> dict[str, Provide]:
         "reports": provide_reports,
         "searcher": provide_searcher,
         "services": provide_services,
+        "similar": provide_similar,
         "spooling": provide_spooling,
+        "trash_bin": provide_trash,
         "worker": provide_worker,
     }
     return {name: Provide(fn, sync_to_thread=False) for name, fn in providers.items()}

@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from litestar import Controller, HttpMethod, Request, Response, delete, get, post, route
+from litestar import Controller, HttpMethod, Request, Response, delete, get, patch, post, route
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from imgdex.albums import check_filters
 from imgdex.auth.guards import check_hard_delete, creator, require
+from imgdex.catalog.images import SORT_KEYS
 from imgdex.imaging import media_type
 from imgdex.ops.images import OpenedFile
+from imgdex.organise import edit_image, list_choice
 from imgdex.schemas import (
     DeleteResponse,
     DescriptionOut,
@@ -20,10 +23,20 @@ from imgdex.schemas import (
     DescriptionResponse,
     ImageListResponse,
     ImageOut,
+    ImagePatch,
     UploadResponse,
 )
 
-from .deps import DeletionDep, DescriptionsDep, ImagesDep, IngestDep
+from .deps import (
+    CatalogDep,
+    DeletionDep,
+    DescriptionsDep,
+    ImagesDep,
+    IngestDep,
+    PoolsDep,
+    TrashDep,
+)
+from .filterparams import filters_from_fields
 from .uploads import read_form, upload_operation
 
 __all__ = ["ImagesController"]
@@ -67,24 +80,107 @@ class ImagesController(Controller):
     @get("/", summary="List images")
     async def list_images(
         self,
-        images: ImagesDep,
+        reader: ImagesDep,
+        catalog: CatalogDep,
+        pools: PoolsDep,
+        request: Request[Any, Any, Any],
         offset: Annotated[int, QueryParameter(ge=0, le=1_000_000_000)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 20,
         status: FromQuery[Literal["pending", "ready", "failed"] | None] = None,
         source: FromQuery[str | None] = None,
         include_deleted: FromQuery[bool] = False,
+        # organise (issue 14): trash, sorting and the shared image filters.
+        deleted: Annotated[
+            str | None, QueryParameter(description="exclude (default), include or only")
+        ] = None,
+        sort: Annotated[str, QueryParameter(description="|".join(SORT_KEYS))] = "created_at",
+        order: Annotated[str, QueryParameter(description="asc or desc")] = "desc",
+        taken_after: Annotated[
+            str | None,
+            QueryParameter(description="ISO 8601 date or date-time; taken at or after it"),
+        ] = None,
+        taken_before: Annotated[
+            str | None, QueryParameter(description="ISO 8601 date or date-time; taken before it")
+        ] = None,
+        camera: Annotated[
+            str | None,
+            QueryParameter(description="camera make or model contains it, case-insensitive"),
+        ] = None,
+        tags: Annotated[
+            list[str] | None,
+            QueryParameter(description="images with all of these tags (repeat or comma-separate)"),
+        ] = None,
+        any_tags: Annotated[
+            list[str] | None, QueryParameter(description="images with at least one of these tags")
+        ] = None,
+        album: Annotated[str | None, QueryParameter(description="album id")] = None,
+        favorite: Annotated[
+            str | None, QueryParameter(description="true: only favourites; false: only others")
+        ] = None,
+        min_rating: Annotated[
+            str | None, QueryParameter(description="rating at least (0-5)")
+        ] = None,
+        has_gps: Annotated[
+            str | None, QueryParameter(description="true: with a GPS position; false: without")
+        ] = None,
+        near: Annotated[
+            str | None, QueryParameter(description="lat,lon,km: within km of the point")
+        ] = None,
+        format: Annotated[
+            str | None, QueryParameter(description="stored format, e.g. JPEG, PNG, HEIF")
+        ] = None,
     ) -> ImageListResponse:
-        return await images.list_images(
+        """A page of images, newest first; the image filters, ``sort`` and ``order``
+        apply, and ``deleted=only`` lists the trash. Tag lists repeat or use commas."""
+        # The filter parameters above document the query; they are read from it here so
+        # that one parser (shared with the search form) checks them all.
+        params = request.query_params
+        filters = filters_from_fields(
+            lambda name: [] if name == "source" else params.getall(name, [])
+        )
+        if filters.album is not None:
+            await pools.run_io(check_filters, catalog, filters)
+        return await reader.list_images(
             offset=offset,
             limit=limit,
             status=status,
             source=source,
             include_deleted=include_deleted,
+            deleted=list_choice(deleted, ("exclude", "include", "only"), "deleted"),
+            filters=filters,
+            sort=list_choice(sort, SORT_KEYS, "sort"),
+            order=list_choice(order, ("asc", "desc"), "order"),
         )
 
+    @patch(
+        "/{sha256:str}",
+        summary="Change an image's source, favourite or rating",
+        guards=[require("write")],
+    )
+    async def patch_image(
+        self,
+        catalog: CatalogDep,
+        pools: PoolsDep,
+        sha256: FromPath[str],
+        data: JSONBody[ImagePatch],
+    ) -> ImageOut:
+        """``{"source"?, "favorite"?, "rating"? (0-5)}``; absent fields stay as they are,
+        ``"source": null`` clears it."""
+        return await pools.run_io(edit_image, catalog, sha256, data)
+
+    @post(
+        "/{sha256:str}/restore",
+        status_code=HTTP_200_OK,
+        summary="Restore from the trash",
+        guards=[require("delete")],
+    )
+    async def restore(self, trash_bin: TrashDep, sha256: FromPath[str]) -> ImageOut:
+        """Bring a soft-deleted image back with its descriptions, tags and vectors."""
+        return await trash_bin.restore(sha256)
+
     @get("/{sha256:str}", summary="Image facts and descriptions")
-    async def get_image(self, images: ImagesDep, sha256: FromPath[str]) -> ImageOut:
-        return await images.get_image(sha256)
+    async def get_image(self, reader: ImagesDep, sha256: FromPath[str]) -> ImageOut:
+        return await reader.get_image(sha256)
 
     @delete(
         "/{sha256:str}",
@@ -99,8 +195,9 @@ class ImagesController(Controller):
         sha256: FromPath[str],
         hard: FromQuery[bool] = False,
     ) -> DeleteResponse:
-        """Soft delete (restorable by uploading the same file), or ``?hard=true`` for good;
-        a hard delete destroys data and needs an admin credential in every auth mode."""
+        """Soft delete to the trash (``POST .../restore`` or uploading the same file brings
+        it back; upkeep empties the trash after ``storage.trash_days``), or ``?hard=true``
+        for good: a hard delete destroys data and needs an admin credential in every mode."""
         if hard:
             check_hard_delete(request)
         return await deletion.delete(sha256, hard=hard)
@@ -112,15 +209,15 @@ class ImagesController(Controller):
     )
     async def file(
         self,
-        images: ImagesDep,
+        reader: ImagesDep,
         request: Request[Any, Any, Any],
         sha256: FromPath[str],
     ) -> Response[Any]:
         """The stored bytes; ``HEAD`` answers the same headers without them."""
-        opened = await images.open_file(sha256, "file")
+        opened = await reader.open_file(sha256, "file")
         return _file_response(
             request,
-            images,
+            reader,
             opened,
             sha256,
             media_type(opened.row.format),
@@ -134,14 +231,14 @@ class ImagesController(Controller):
     )
     async def thumbnail(
         self,
-        images: ImagesDep,
+        reader: ImagesDep,
         request: Request[Any, Any, Any],
         sha256: FromPath[str],
     ) -> Response[Any]:
-        opened = await images.open_file(sha256, "thumbnail")
+        opened = await reader.open_file(sha256, "thumbnail")
         stem = (opened.row.original_name or opened.row.filename).rsplit(".", 1)[0]
         return _file_response(
-            request, images, opened, f"{sha256}-thumb", "image/jpeg", f"{stem}-thumbnail.jpg"
+            request, reader, opened, f"{sha256}-thumb", "image/jpeg", f"{stem}-thumbnail.jpg"
         )
 
     @post(
@@ -161,8 +258,8 @@ class ImagesController(Controller):
         return await descriptions.add(sha256, data.method, data.content, creator(request))
 
     @get("/{sha256:str}/descriptions", summary="List descriptions")
-    async def descriptions(self, images: ImagesDep, sha256: FromPath[str]) -> list[DescriptionOut]:
-        return await images.get_descriptions(sha256)
+    async def descriptions(self, reader: ImagesDep, sha256: FromPath[str]) -> list[DescriptionOut]:
+        return await reader.get_descriptions(sha256)
 
     @delete(
         "/{sha256:str}/descriptions/{method:str}",
@@ -179,7 +276,7 @@ class ImagesController(Controller):
 
 def _file_response(
     request: Request[Any, Any, Any],
-    images: ImagesDep,
+    reader: ImagesDep,
     opened: OpenedFile,
     etag: str,
     media: str,
@@ -209,7 +306,7 @@ def _file_response(
         return Response(content=body, headers=headers, media_type=media)
     assert opened.file is not None
     headers["Content-Length"] = str(opened.size)
-    return Stream(images.chunks(opened.file, _CHUNK), headers=headers, media_type=media)
+    return Stream(reader.chunks(opened.file, _CHUNK), headers=headers, media_type=media)
 
 
 def content_disposition(filename: str) -> str:

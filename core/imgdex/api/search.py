@@ -25,7 +25,24 @@ from .deps import SearcherDep
 from .request import LARGE_JSON
 from .uploads import Form, read_form, upload_operation
 
-__all__ = ["IMAGE_SEARCH_FIELDS", "SearchController"]
+__all__ = ["FILTER_FIELDS", "IMAGE_SEARCH_FIELDS", "SearchController"]
+
+# The filters as plain form fields (the JSON searches take them as a `filters` object).
+FILTER_FIELDS = {
+    "taken_after": "filter: taken at or after this ISO 8601 date or date-time",
+    "taken_before": "filter: taken before this ISO 8601 date or date-time",
+    "camera": "filter: camera make or model, case-insensitive",
+    "source": "filter: exact source label",
+    "tags": "filter: images with all these tags, separated by commas",
+    "any_tags": "filter: images with at least one of these tags, separated by commas",
+    "album": "filter: album id",
+    "favorite": "filter: true for favourites only, false for the others",
+    "min_rating": "filter: rating at least (0-5)",
+    "has_gps": "filter: true for images with a GPS position, false for those without",
+    "near": "filter: lat,lon,km: images taken within km of the point",
+    "format": "filter: stored format (JPEG, PNG, HEIF ...)",
+}
+_LIST_FILTERS = ("tags", "any_tags")
 
 # The text parts of an image search form, with their OpenAPI descriptions.
 IMAGE_SEARCH_FIELDS = {
@@ -36,6 +53,8 @@ IMAGE_SEARCH_FIELDS = {
     "min_score": "drop results scoring below this",
     "fusion": "rrf (default) or max",
     "weights": 'per-index fusion weights as a JSON object, e.g. {"siglip2_image_v1": 2}',
+    "sort": "relevance (default) or taken_at (the relevant results, newest first)",
+    **FILTER_FIELDS,
 }
 
 
@@ -93,9 +112,11 @@ def _split(value: str | None) -> list[str] | None:
 
 def _form_options(form: Form) -> SearchOptions:
     raw: dict[str, Any] = {}
-    for key in ("top_k", "offset", "min_score", "fusion"):
+    for key in ("top_k", "offset", "min_score", "fusion", "sort"):
         if (value := form.text(key)) is not None:
             raw[key] = value
+    if filters := _form_filters(form):
+        raw["filters"] = filters
     if (names := _split(form.text("index"))) is not None:
         raw["index"] = names[0] if len(names) == 1 else names
     if (methods := _split(form.text("methods"))) is not None:
@@ -109,6 +130,25 @@ def _form_options(form: Form) -> SearchOptions:
         return msgspec.convert(raw, SearchOptions, strict=False)
     except msgspec.ValidationError as exc:
         raise BadRequest(f"invalid search option: {exc}", code="invalid_request") from None
+
+
+def _form_filters(form: Form) -> dict[str, Any]:
+    """The filter fields given, as the `filters` object's raw values."""
+    raw: dict[str, Any] = {}
+    for key in FILTER_FIELDS:
+        value = form.text(key)
+        if value is None or not value.strip():
+            continue
+        if key in _LIST_FILTERS:
+            raw[key] = _split(value)
+        elif key == "near":
+            parts = _split(value) or []
+            if len(parts) != 3:
+                raise BadRequest("near: give lat,lon,km", code="bad_filter")
+            raw[key] = dict(zip(("lat", "lon", "km"), parts, strict=True))
+        else:
+            raw[key] = value.strip()
+    return raw
 
 
 def _b64decode(value: str) -> bytes:

@@ -6,8 +6,10 @@ checked against it at start-up. Layout:
 - `engine`: per-thread connections and transactions; `dialect`: the seam an engine fills
   in; `sqlite`: the SQLite dialect (the only module with SQLite-only SQL);
   `migrations`: numbered schema versions, applied when a `Catalog` opens.
-- `images`, `descriptions`, `vectors`, `jobs`, `plugins`, `users` (users, sessions,
-  API keys, audit log), `shares` (album share links): one store per area;
+- `images`, `descriptions`, `vectors`, `jobs`, `plugins`, `tags`, `albums`, `keyword`,
+  `duplicates`, `users` (users, sessions, API keys, audit log), `shares` (album share
+  links): one store per area (`filters` builds the WHERE clause of
+  `imgdex.filters.ImageFilters`);
   `rows`: the records they return.
 
 `Catalog` opens the database and offers every store both ways: as narrow stores
@@ -21,14 +23,18 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from imgdex.catalog.albums import AlbumStore
 from imgdex.catalog.descriptions import DescriptionStore
 from imgdex.catalog.dialect import Connection, Dialect
+from imgdex.catalog.duplicates import DuplicateStore
 from imgdex.catalog.engine import Engine, Store
 from imgdex.catalog.images import ImageStore
 from imgdex.catalog.jobs import JobStore
+from imgdex.catalog.keyword import KeywordStore
 from imgdex.catalog.migrations import CatalogTooNew, migrate
 from imgdex.catalog.plugins import PluginStore
 from imgdex.catalog.rows import (
+    AlbumRow,
     DescriptionRow,
     FailedJob,
     ImageRow,
@@ -36,15 +42,18 @@ from imgdex.catalog.rows import (
     IndexRole,
     Job,
     JobKind,
+    TagRow,
     VectorEntry,
     vector_job_kind,
 )
 from imgdex.catalog.shares import ShareStore
 from imgdex.catalog.sqlite import SqliteDialect
+from imgdex.catalog.tags import TagStore
 from imgdex.catalog.users import UserStore
 from imgdex.catalog.vectors import VectorStore
 
 __all__ = [
+    "AlbumRow",
     "Catalog",
     "CatalogTooNew",
     "Connection",
@@ -55,6 +64,7 @@ __all__ = [
     "IndexRole",
     "Job",
     "JobKind",
+    "TagRow",
     "VectorEntry",
     "vector_job_kind",
 ]
@@ -62,7 +72,17 @@ __all__ = [
 
 # The stores share one engine and name no method twice, so the facade can inherit them
 # all: old call sites keep working while new code takes only the store it needs.
-class Catalog(ImageStore, DescriptionStore, VectorStore, JobStore, PluginStore):
+class Catalog(
+    ImageStore,
+    DescriptionStore,
+    VectorStore,
+    JobStore,
+    PluginStore,
+    TagStore,
+    AlbumStore,
+    KeywordStore,
+    DuplicateStore,
+):
     """The catalog database. Methods are blocking; call them from worker threads."""
 
     def __init__(self, path: Path, dialect: Dialect | None = None) -> None:
@@ -77,6 +97,10 @@ class Catalog(ImageStore, DescriptionStore, VectorStore, JobStore, PluginStore):
         # Not on the facade: access records are reached only through this store.
         self.users = UserStore(engine)
         self.shares = ShareStore(engine)
+        self.tags = TagStore(engine)
+        self.albums = AlbumStore(engine)
+        self.keyword = KeywordStore(engine)
+        self.duplicates = DuplicateStore(engine)
         try:
             migrate(engine)
         except BaseException:

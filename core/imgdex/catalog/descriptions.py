@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from imgdex.catalog import keyword
 from imgdex.catalog.dialect import Connection
 from imgdex.catalog.engine import Store, chunks
 from imgdex.catalog.rows import DescriptionRow
@@ -62,7 +63,7 @@ class DescriptionStore(Store):
         )
 
     def upsert_description(self, db: Connection, id_: str, method: str, content: str) -> None:
-        """Write (or replace) a description's text."""
+        """Write (or replace) a description's text, and its keyword index document."""
         upsert = self.dialect.upsert(
             "image_sha256, method",
             f"content = excluded.content, updated_at = {self.dialect.now}",
@@ -71,9 +72,12 @@ class DescriptionStore(Store):
             f"INSERT INTO descriptions (image_sha256, method, content) VALUES (?, ?, ?) {upsert}",
             (id_, method, content),
         )
+        keyword.index_text(self.dialect, db, id_, keyword.description_field(method), content)
 
     def delete_description(self, db: Connection, id_: str, method: str) -> int:
-        """Remove a description and its embedding jobs; returns the rows removed (0 or 1)."""
+        """Remove a description, its embedding jobs and its keyword index document; returns
+        the rows removed (0 or 1)."""
+        keyword.index_text(self.dialect, db, id_, keyword.description_field(method), None)
         db.execute(
             "DELETE FROM jobs WHERE kind = 'embed_text' AND image_sha256 = ? AND method = ?",
             (id_, method),

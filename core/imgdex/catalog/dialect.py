@@ -10,11 +10,11 @@ PostgreSQL dialect is an added module whose `connect` hands out connections that
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["Connection", "Cursor", "Dialect", "Migration"]
+__all__ = ["Connection", "Cursor", "Dialect", "KeywordSql", "Migration"]
 
 
 class Cursor(Protocol):
@@ -43,6 +43,28 @@ class Migration:
     version: int
     name: str
     statements: tuple[str, ...]
+    #: Runs after the statements, in the same transaction: a backfill that needs Python
+    #: (the keyword index's text preparation), written in portable SQL.
+    after: Callable[[Connection], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordSql:
+    """The keyword (full-text) index's engine-specific statements.
+
+    ``keyword_docs (id, image_sha256, field)`` is portable; the text lives in the engine's
+    full-text table, one row per doc id."""
+
+    #: Parameters: doc id, prepared text.
+    put: str
+    #: Parameters: doc id.
+    remove: str
+    #: Parameters: match expression, limit. Rows: image, field, score (higher is better),
+    #: best first, live images only.
+    search: str
+    #: Parameters: the terms (an IN list of `n` placeholders, see `marks`). Rows: term,
+    #: how many documents hold it.
+    term_docs: str
 
 
 class Dialect(abc.ABC):
@@ -91,7 +113,20 @@ class Dialect(abc.ABC):
         """An aggregate joining `expr` over a group with `separator` (a literal)."""
 
     @abc.abstractmethod
+    def keyword(self) -> KeywordSql:
+        """The keyword index's statements (full-text search with BM25 ranking)."""
+
+    @abc.abstractmethod
     def claim_jobs(self) -> str:
         """The statement that marks due queued jobs of live images running and returns
         ``(id, image_sha256, method, attempts)``; parameters: kind, target, now, limit.
         Concurrent claimers must never get the same job."""
+
+    @abc.abstractmethod
+    def distance_km(self, lat: str, lon: str) -> str:
+        """An expression for the great-circle distance in km from the point of columns
+        `lat`, `lon` to a point given as two parameters (latitude, longitude)."""
+
+    @abc.abstractmethod
+    def order_nulls_last(self, expr: str, descending: bool) -> str:
+        """An ORDER BY term sorting `expr` with NULLs after every value, either way."""

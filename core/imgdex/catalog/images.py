@@ -3,18 +3,49 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
+from imgdex.catalog import keyword
 from imgdex.catalog.dialect import Connection
 from imgdex.catalog.engine import Store, chunks, marks
+from imgdex.catalog.filters import where_clause
 from imgdex.catalog.rows import ImageRow
+from imgdex.filters import ImageFilters
 
-__all__ = ["ImageStore"]
+__all__ = ["SORT_KEYS", "Deleted", "ImageStore", "PhotoFacts"]
 
 _IMAGE_COLUMNS = (
     "sha256, sha256_full, width, height, file_size, format, filename, created_at, source, "
-    "status, error, is_deleted, deleted_at, original_name"
+    "status, error, is_deleted, deleted_at, original_name, taken_at, camera_make, "
+    "camera_model, camera_lens, gps_lat, gps_lon, gps_alt, exif, favorite, rating"
 )
+_ALIASED = ", ".join(f"i.{c.strip()}" for c in _IMAGE_COLUMNS.split(","))
+
+# List orders: the column, and a tie-breaker that makes pages stable. Images without a
+# date (or rating) come last in either direction.
+SORT_KEYS = ("created_at", "taken_at", "file_size", "rating")
+_SORT_COLUMN = {
+    "created_at": "i.created_at",
+    "taken_at": "i.taken_local",
+    "file_size": "i.file_size",
+    "rating": "i.rating",
+}
+_NULLABLE = {"taken_at"}
+Deleted = Literal["exclude", "include", "only"]
+
+
+class PhotoFacts(NamedTuple):
+    """What an image's file says about the photo (`imgdex.metadata`), ready to store."""
+
+    taken_at: str | None
+    taken_local: str | None
+    camera_make: str | None
+    camera_model: str | None
+    camera_lens: str | None
+    gps_lat: float | None
+    gps_lon: float | None
+    gps_alt: float | None
+    exif: str | None
 
 
 class ImageStore(Store):
@@ -73,6 +104,7 @@ class ImageStore(Store):
             "filename, source, status, original_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (id_, full, width, height, file_size, fmt, filename, source, status, original_name),
         )
+        keyword.index_text(self.dialect, db, id_, keyword.FILENAME, original_name)
 
     def set_status(self, id_: str, status: str, error: str | None = None) -> None:
         """Set an image's status and error, in a transaction of its own."""
@@ -92,8 +124,12 @@ class ImageStore(Store):
     def delete_image_rows(self, db: Connection, id_: str) -> None:
         """Remove an image and everything recorded of it: jobs, vectors, descriptions."""
         db.execute("DELETE FROM jobs WHERE image_sha256 = ?", (id_,))
+        db.execute("DELETE FROM image_tags WHERE image_sha256 = ?", (id_,))
+        db.execute("DELETE FROM album_images WHERE image_sha256 = ?", (id_,))
+        db.execute("UPDATE albums SET cover = NULL WHERE cover = ?", (id_,))
         db.execute("DELETE FROM vector_entries WHERE image_sha256 = ?", (id_,))
         db.execute("DELETE FROM descriptions WHERE image_sha256 = ?", (id_,))
+        db.execute("DELETE FROM keyword_docs WHERE image_sha256 = ?", (id_,))
         db.execute("DELETE FROM images WHERE sha256 = ?", (id_,))
 
     def list_images(
@@ -101,28 +137,128 @@ class ImageStore(Store):
         *,
         offset: int,
         limit: int,
-        status: str | None,
-        source: str | None,
-        include_deleted: bool,
+        status: str | None = None,
+        source: str | None = None,
+        include_deleted: bool = False,
+        deleted: Deleted | None = None,
+        filters: ImageFilters | None = None,
+        sort: str = "created_at",
+        order: Literal["asc", "desc"] = "desc",
     ) -> tuple[list[ImageRow], int]:
-        """A page of images, newest first, and how many match in all."""
-        where, params = ["1=1"], []
-        if not include_deleted:
-            where.append("is_deleted = 0")
+        """A page of images matching `filters` in the `sort` order (newest first by
+        default), and how many match in all. `deleted`: live images (``exclude``, the
+        default), ``include`` them all, or ``only`` the trash."""
+        sql, params = where_clause(filters or ImageFilters(), self.dialect)
+        where, params = [sql], list(params)
+        deleted = deleted or ("include" if include_deleted else "exclude")
+        if deleted != "include":
+            where.append("i.is_deleted = ?")
+            params.append(int(deleted == "only"))
         if status is not None:
-            where.append("status = ?")
+            where.append("i.status = ?")
             params.append(status)
         if source is not None:
-            where.append("source = ?")
+            where.append("i.source = ?")
             params.append(source)
         clause = " AND ".join(where)
-        total = self._read(f"SELECT COUNT(*) FROM images WHERE {clause}", params)[0][0]
+        column = _SORT_COLUMN[sort]
+        descending = order != "asc"
+        direction = "DESC" if descending else "ASC"
+        # The id breaks ties in the same direction, so an index on (column, id) gives
+        # the page without sorting.
+        first = (
+            self.dialect.order_nulls_last(column, descending)
+            if sort in _NULLABLE
+            else f"{column} {direction}"
+        )
+        total = self._read(f"SELECT COUNT(*) FROM images i WHERE {clause}", params)[0][0]
         rows = self._read(
-            f"SELECT {_IMAGE_COLUMNS} FROM images WHERE {clause} "
-            "ORDER BY created_at DESC, sha256 LIMIT ? OFFSET ?",
+            f"SELECT {_ALIASED} FROM images i WHERE {clause} "
+            f"ORDER BY {first}, i.sha256 {direction} LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
         return [ImageRow(*r) for r in rows], int(total)
+
+    def taken_at(self, ids: Iterable[str]) -> dict[str, str | None]:
+        """``{image: capture time (the camera's wall clock) or None}`` of `ids` that exist."""
+        out: dict[str, str | None] = {}
+        for chunk in chunks(list(ids)):
+            for sha, when in self._read(
+                f"SELECT sha256, taken_local FROM images WHERE sha256 IN ({marks(len(chunk))})",
+                chunk,
+            ):
+                out[str(sha)] = when
+        return out
+
+    def filter_ids(self, filters: ImageFilters) -> set[str]:
+        """The ids of the live (not deleted) images matching `filters`."""
+        sql, params = where_clause(filters, self.dialect)
+        rows = self._read(f"SELECT i.sha256 FROM images i WHERE i.is_deleted = 0 AND {sql}", params)
+        return {r[0] for r in rows}
+
+    def count_matching(self, filters: ImageFilters) -> int:
+        """How many live images match `filters`."""
+        sql, params = where_clause(filters, self.dialect)
+        rows = self._read(f"SELECT COUNT(*) FROM images i WHERE i.is_deleted = 0 AND {sql}", params)
+        return int(rows[0][0])
+
+    def set_facts(self, db: Connection, id_: str, facts: PhotoFacts | None) -> None:
+        """Record what the file says about the photo (None: nothing readable) and mark
+        its metadata read."""
+        facts = facts or PhotoFacts(*([None] * len(PhotoFacts._fields)))
+        db.execute(
+            "UPDATE images SET taken_at = ?, taken_local = ?, camera_make = ?, "
+            "camera_model = ?, camera_lens = ?, gps_lat = ?, gps_lon = ?, gps_alt = ?, "
+            "exif = ?, meta_read = 1 WHERE sha256 = ?",
+            (*facts, id_),
+        )
+
+    def unread_metadata(self, limit: int) -> list[ImageRow]:
+        """Images whose metadata was never read (stored before imgdex read it)."""
+        rows = self._read(
+            f"SELECT {_IMAGE_COLUMNS} FROM images WHERE meta_read = 0 ORDER BY sha256 LIMIT ?",
+            (limit,),
+        )
+        return [ImageRow(*r) for r in rows]
+
+    def metadata_progress(self) -> tuple[int, int]:
+        """``(read, total)`` images whose metadata has been read."""
+        rows = self._read("SELECT COALESCE(SUM(meta_read), 0), COUNT(*) FROM images")
+        return int(rows[0][0]), int(rows[0][1])
+
+    def update_image(
+        self,
+        db: Connection,
+        id_: str,
+        *,
+        source: str | None = None,
+        clear_source: bool = False,
+        favorite: bool | None = None,
+        rating: int | None = None,
+    ) -> None:
+        """Change what a person may edit on an image: source, favourite, rating."""
+        sets: list[str] = []
+        params: list[Any] = []
+        if source is not None or clear_source:
+            sets.append("source = ?")
+            params.append(source)
+        if favorite is not None:
+            sets.append("favorite = ?")
+            params.append(int(favorite))
+        if rating is not None:
+            sets.append("rating = ?")
+            params.append(rating)
+        if sets:
+            db.execute(f"UPDATE images SET {', '.join(sets)} WHERE sha256 = ?", (*params, id_))
+
+    def expired_trash(self, before: str, limit: int) -> list[str]:
+        """Images soft-deleted before `before` (``YYYY-MM-DD HH:MM:SS``, UTC), oldest first."""
+        rows = self._read(
+            "SELECT sha256 FROM images WHERE is_deleted = 1 AND deleted_at < ? "
+            "ORDER BY deleted_at LIMIT ?",
+            (before, limit),
+        )
+        return [r[0] for r in rows]
 
     def all_image_ids(self) -> set[str]:
         """Every image id, deleted or not."""

@@ -28,7 +28,11 @@ def current_version(engine: Engine) -> int:
 
 
 def migrate(engine: Engine) -> list[int]:
-    """Apply the migrations the catalog lacks, oldest first; returns their versions."""
+    """Apply the migrations the catalog lacks, oldest first; returns their versions.
+
+    Each version is looked up on its own, so numbering may have gaps: a catalog at 7
+    still gets a 5 or 6 added later (migrations must not depend on running in order
+    with versions that did not exist when they were written)."""
     dialect = engine.dialect
     migrations = sorted(dialect.migrations(), key=lambda m: m.version)
     latest = migrations[-1].version if migrations else 0
@@ -49,6 +53,8 @@ def migrate(engine: Engine) -> list[int]:
                 continue
             for statement in migration.statements:
                 db.execute(statement)
+            if migration.after is not None:
+                migration.after(db)
             db.execute(
                 "INSERT INTO schema_version (version, name, applied_at) "
                 f"VALUES (?, ?, {dialect.now})",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 __all__ = [
+    "AlbumRow",
     "DescriptionRow",
     "FailedJob",
     "ImageRow",
@@ -13,11 +14,12 @@ __all__ = [
     "IndexRole",
     "Job",
     "JobKind",
+    "TagRow",
     "VectorEntry",
     "vector_job_kind",
 ]
 
-JobKind = Literal["embed_image", "embed_text", "describe"]
+JobKind = Literal["embed_image", "embed_text", "describe", "find_duplicates"]
 
 
 def vector_job_kind(what: str) -> JobKind:
@@ -42,6 +44,16 @@ class ImageRow:
     is_deleted: int
     deleted_at: str | None
     original_name: str | None = None  # the uploaded file's own name, when it had one
+    taken_at: str | None = None  # ISO 8601 as the photo says (aware when it has an offset)
+    camera_make: str | None = None
+    camera_model: str | None = None
+    camera_lens: str | None = None
+    gps_lat: float | None = None
+    gps_lon: float | None = None
+    gps_alt: float | None = None
+    exif: str | None = None  # JSON of the remaining EXIF details
+    favorite: int = 0
+    rating: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,3 +129,23 @@ class IndexRole:
     plugin: str
     role: str
     settings: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TagRow:
+    tag: str
+    source: str  # 'user' or the describer method that produced it
+    confidence: float | None
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlbumRow:
+    id: int
+    name: str
+    description: str | None
+    cover: str | None
+    smart: str | None  # JSON {"query"?, "filters"?} of a smart album, else None
+    created_at: str
+    updated_at: str
+    image_count: int  # live images added by hand (a smart album's are counted live)

@@ -12,7 +12,9 @@ import sqlite3
 from collections.abc import Sequence
 from typing import cast
 
-from imgdex.catalog.dialect import Connection, Dialect, Migration
+from imgdex.catalog import keyword
+from imgdex.catalog.dialect import Connection, Dialect, KeywordSql, Migration
+from imgdex.geo import great_circle_km
 
 __all__ = ["SqliteDialect"]
 
@@ -155,14 +157,160 @@ _ACCESS = (
     "ALTER TABLE images ADD COLUMN created_by TEXT",
     "ALTER TABLE descriptions ADD COLUMN created_by TEXT",
 )
-
-_MIGRATIONS: tuple[Migration, ...] = (
-    Migration(2, "baseline", _BASELINE),
-    # `meta` held only the schema version, which `schema_version` records now.
-    Migration(3, "version moves to schema_version", ("DROP TABLE IF EXISTS meta",)),
-    Migration(4, "images remember their uploaded name", (_ADD_ORIGINAL_NAME,)),
-    Migration(5, "users, sessions, api keys, audit log", _ACCESS),
+# Organising a library: photo metadata, favourites and ratings on `images`; tags; albums.
+# `taken_local` is `taken_at`'s wall-clock part (``YYYY-MM-DDTHH:MM:SS``): what filters
+# and sorting compare, since most photos carry no UTC offset. `meta_read` is 0 until the
+# file's metadata has been read (the backfill of older images looks for it).
+_ORGANISE = (
+    *(
+        f"ALTER TABLE images ADD COLUMN {column}"
+        for column in (
+            "taken_at TEXT",
+            "taken_local TEXT",
+            "camera_make TEXT",
+            "camera_model TEXT",
+            "camera_lens TEXT",
+            "gps_lat REAL",
+            "gps_lon REAL",
+            "gps_alt REAL",
+            "exif TEXT",
+            "favorite INTEGER NOT NULL DEFAULT 0",
+            "rating INTEGER NOT NULL DEFAULT 0 CHECK (rating BETWEEN 0 AND 5)",
+            "meta_read INTEGER NOT NULL DEFAULT 0",
+        )
+    ),
+    # The list's orders, live images first: a page is read off the index, no sort.
+    *(
+        f"CREATE INDEX IF NOT EXISTS idx_images_list_{column} "
+        f"ON images(is_deleted, {column}, sha256)"
+        for column in ("created_at", "taken_local", "file_size", "rating")
+    ),
+    # Oldest taken first, undated last (`SqliteDialect.order_nulls_last`).
+    "CREATE INDEX IF NOT EXISTS idx_images_list_taken_asc "
+    "ON images(is_deleted, taken_local IS NULL, taken_local, sha256)",
+    "CREATE INDEX IF NOT EXISTS idx_images_favorite ON images(favorite)",
+    "CREATE INDEX IF NOT EXISTS idx_images_gps ON images(gps_lat, gps_lon)",
+    "CREATE INDEX IF NOT EXISTS idx_images_meta_read ON images(meta_read)",
+    # One row per (image, tag): a person's tag wins over a model's (source 'user').
+    """CREATE TABLE IF NOT EXISTS image_tags (
+    image_sha256 TEXT NOT NULL REFERENCES images(sha256) ON DELETE CASCADE,
+    tag          TEXT NOT NULL,                      -- normalised (imgdex.tags.normalise)
+    source       TEXT NOT NULL,                      -- 'user' or the describer's method
+    confidence   REAL,
+    created_at   DATETIME NOT NULL DEFAULT (datetime('now')),
+    PRIMARY KEY (image_sha256, tag)
+)""",
+    "CREATE INDEX IF NOT EXISTS idx_tags_tag ON image_tags(tag)",
+    """CREATE TABLE IF NOT EXISTS albums (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    name        TEXT NOT NULL,
+    description TEXT,
+    cover       TEXT REFERENCES images(sha256) ON DELETE SET NULL,
+    smart       TEXT,                                -- JSON {"query"?, "filters"?}
+    created_at  DATETIME NOT NULL DEFAULT (datetime('now')),
+    updated_at  DATETIME NOT NULL DEFAULT (datetime('now'))
+)""",
+    """CREATE TABLE IF NOT EXISTS album_images (
+    album_id     INTEGER NOT NULL REFERENCES albums(id) ON DELETE CASCADE,
+    image_sha256 TEXT NOT NULL REFERENCES images(sha256) ON DELETE CASCADE,
+    added_at     DATETIME NOT NULL DEFAULT (datetime('now')),
+    PRIMARY KEY (album_id, image_sha256)
+)""",
+    "CREATE INDEX IF NOT EXISTS idx_album_images_image ON album_images(image_sha256)",
 )
+
+# The keyword index (imgdex.catalog.keyword): documents keyed by (image, field), their
+# prepared text in an FTS5 table under the same id. unicode61 splits words and folds
+# case and accents; CJK text arrives as bigrams (prepared in Python).
+_KEYWORD_INDEX = (
+    """CREATE TABLE IF NOT EXISTS keyword_docs (
+    id           INTEGER PRIMARY KEY,
+    image_sha256 TEXT NOT NULL REFERENCES images(sha256) ON DELETE CASCADE,
+    field        TEXT NOT NULL,                     -- d:<method>, tags or filename
+    UNIQUE (image_sha256, field)
+)""",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS keyword_fts USING fts5("
+    "body, tokenize = 'unicode61 remove_diacritics 2')",
+    # Document counts per term, to leave out words too common to rank by.
+    "CREATE VIRTUAL TABLE IF NOT EXISTS keyword_vocab USING fts5vocab(keyword_fts, 'row')",
+    # Whatever removes a document (an image's hard delete cascades) removes its text.
+    "CREATE TRIGGER IF NOT EXISTS keyword_docs_gone AFTER DELETE ON keyword_docs "
+    "BEGIN DELETE FROM keyword_fts WHERE rowid = old.id; END",
+)
+
+_KEYWORD_SQL = KeywordSql(
+    put="INSERT INTO keyword_fts (rowid, body) VALUES (?, ?)",
+    remove="DELETE FROM keyword_fts WHERE rowid = ?",
+    # bm25() is lower for better matches: negated, so that higher is better everywhere.
+    search=(
+        "SELECT d.image_sha256, d.field, -bm25(keyword_fts) AS score FROM keyword_fts "
+        "JOIN keyword_docs d ON d.id = keyword_fts.rowid "
+        "JOIN images i ON i.sha256 = d.image_sha256 "
+        "WHERE keyword_fts MATCH ? AND i.is_deleted = 0 "
+        "ORDER BY bm25(keyword_fts), d.image_sha256, d.field LIMIT ?"
+    ),
+    term_docs="SELECT term, doc FROM keyword_vocab WHERE term IN ({marks})",
+)
+
+
+# Near-duplicates: a job kind that compares an image's vector with its neighbours, the
+# pairs it found (a < b, one row per index) and which images each index has checked.
+# SQLite cannot change a CHECK constraint in place: the jobs table is rebuilt.
+_DUPLICATES = (
+    """CREATE TABLE jobs_new (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind         TEXT NOT NULL CHECK (kind IN ('embed_image', 'embed_text', 'describe',
+                                              'find_duplicates')),
+    target       TEXT NOT NULL,                      -- index name, or describer method
+    image_sha256 TEXT NOT NULL REFERENCES images(sha256) ON DELETE CASCADE,
+    method       TEXT NOT NULL,                      -- 'image' or a description method
+    state        TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'failed')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_run_at  REAL NOT NULL DEFAULT 0,            -- unix time; back-off after failures
+    error        TEXT,
+    created_at   DATETIME NOT NULL DEFAULT (datetime('now')),
+    updated_at   DATETIME NOT NULL DEFAULT (datetime('now')),
+    UNIQUE (kind, target, image_sha256, method)
+)""",
+    "INSERT INTO jobs_new SELECT * FROM jobs",
+    "DROP TABLE jobs",
+    "ALTER TABLE jobs_new RENAME TO jobs",
+    "CREATE INDEX IF NOT EXISTS idx_jobs_claim ON jobs(kind, target, state, next_run_at)",
+    "CREATE INDEX IF NOT EXISTS idx_jobs_image ON jobs(image_sha256)",
+    """CREATE TABLE IF NOT EXISTS duplicate_pairs (
+    image_a    TEXT NOT NULL REFERENCES images(sha256) ON DELETE CASCADE,
+    image_b    TEXT NOT NULL REFERENCES images(sha256) ON DELETE CASCADE,
+    index_name TEXT NOT NULL,
+    score      REAL NOT NULL,                       -- similarity in that index
+    PRIMARY KEY (image_a, image_b, index_name),
+    CHECK (image_a < image_b)
+)""",
+    "CREATE INDEX IF NOT EXISTS idx_duplicates_b ON duplicate_pairs(image_b)",
+    "CREATE INDEX IF NOT EXISTS idx_duplicates_score ON duplicate_pairs(score)",
+    """CREATE TABLE IF NOT EXISTS duplicate_checks (
+    image_sha256 TEXT NOT NULL REFERENCES images(sha256) ON DELETE CASCADE,
+    index_name   TEXT NOT NULL,
+    PRIMARY KEY (image_sha256, index_name)
+)""",
+)
+
+
+def _migrations(dialect: Dialect) -> tuple[Migration, ...]:
+    return (
+        Migration(2, "baseline", _BASELINE),
+        # `meta` held only the schema version, which `schema_version` records now.
+        Migration(3, "version moves to schema_version", ("DROP TABLE IF EXISTS meta",)),
+        Migration(4, "images remember their uploaded name", (_ADD_ORIGINAL_NAME,)),
+        Migration(5, "users, sessions, api keys, audit log", _ACCESS),
+        Migration(6, "photo metadata, ratings, tags and albums", _ORGANISE),
+        Migration(
+            7,
+            "keyword index and near-duplicates",
+            _KEYWORD_INDEX + _DUPLICATES,
+            keyword.backfill(dialect),
+        ),
+    )
+
 
 _CLAIM = (
     "UPDATE jobs SET state = 'running', updated_at = datetime('now') WHERE id IN "
@@ -195,6 +343,7 @@ class SqliteDialect(Dialect):
         # Reads of a large catalog through the page cache cost read() calls; mapped
         # pages are shared by every connection (docs/benchmarks.md).
         conn.execute("PRAGMA mmap_size=268435456")
+        conn.create_function("imgdex_km", 4, great_circle_km, deterministic=True)
         return conn
 
     def close(self, conn: Connection) -> None:
@@ -208,7 +357,7 @@ class SqliteDialect(Dialect):
 
     def migrations(self) -> Sequence[Migration]:
         """The SQLite schema, version 2 (the baseline) on."""
-        return _MIGRATIONS
+        return _migrations(self)
 
     def upsert(self, conflict: str, updates: str) -> str:
         """``ON CONFLICT (...) DO UPDATE SET ...``."""
@@ -226,6 +375,19 @@ class SqliteDialect(Dialect):
         """SQLite's ``group_concat``."""
         return f"group_concat({expr}, '{separator}')"
 
+    def keyword(self) -> KeywordSql:
+        """FTS5 with BM25 ranking."""
+        return _KEYWORD_SQL
+
     def claim_jobs(self) -> str:
         """One UPDATE ... RETURNING inside the caller's write transaction."""
         return _CLAIM
+
+    def order_nulls_last(self, expr: str, descending: bool) -> str:
+        """SQLite sorts NULL first: descending puts it last already (and keeps the
+        index usable); ascending needs the extra key."""
+        return f"{expr} DESC" if descending else f"{expr} IS NULL, {expr} ASC"
+
+    def distance_km(self, lat: str, lon: str) -> str:
+        """A Python function registered on every connection (`connect`)."""
+        return f"imgdex_km({lat}, {lon}, ?, ?)"

@@ -94,6 +94,23 @@ class FlatIndex(VectorIndex):
         top = top[np.argsort(-scores[top], kind="stable")]
         return ids[top], scores[top].astype(np.float32)
 
+    def search_among(
+        self, vector: npt.NDArray[np.float32], k: int, among: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        ids, vecs, hidden = self._snap
+        keep = np.isin(ids, among)
+        if hidden:
+            keep &= ~np.isin(ids, list(hidden))
+        ids, vecs = ids[keep], vecs[keep]
+        k = min(k, len(ids))
+        if k <= 0:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        query = self._prepare(vector)[0]
+        scores = -np.sum((vecs - query) ** 2, axis=1) if self.metric == "l2" else vecs @ query
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return ids[top], scores[top].astype(np.float32)
+
     def labels(self) -> set[int]:
         return set(self._snap[0].tolist())
 

@@ -31,6 +31,11 @@ __all__ = ["HnswBackend", "HnswIndex"]
 log = logging.getLogger(__name__)
 
 _SPACES = {"cosine": "cosine", "ip": "ip", "l2": "l2"}
+# A filtered search over at most this many labels is exact: a graph walk that skips
+# all but a few labels visits most of the graph, calling the filter (Python) at every
+# node. Not more: hnswlib's get_items copies vectors through Python lists, which costs
+# more than the walk beyond a few hundred (docs/benchmarks.md, bench/filtered.py).
+_EXACT_AT_MOST = 512
 
 
 class HnswIndex(VectorIndex):
@@ -121,6 +126,58 @@ class HnswIndex(VectorIndex):
                 return np.empty(0, np.int64), np.empty(0, np.float32)
         scores = -distances[0] if self.metric == "l2" else 1.0 - distances[0]
         return labels[0].astype(np.int64), scores.astype(np.float32)
+
+    def search_among(
+        self, vector: npt.NDArray[np.float32], k: int, among: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Few labels (a selective filter): an exact search over their stored vectors, as
+        a graph search would have to visit most of the graph to find them. Many: the
+        graph search, told to skip the others."""
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
+        with self._lock.read():
+            if len(among) <= _EXACT_AT_MOST:
+                return self._exact(query[0], k, among)
+            allowed = set(among.tolist())
+            k = min(k, len(allowed))
+            while k > 0:
+                try:
+                    # One thread: the filter is a Python callable, run under the GIL.
+                    labels, distances = self._index.knn_query(
+                        query, k=k, num_threads=1, filter=allowed.__contains__
+                    )
+                    break
+                except RuntimeError:  # fewer than k reachable
+                    k //= 2
+            else:
+                return np.empty(0, np.int64), np.empty(0, np.float32)
+        scores = -distances[0] if self.metric == "l2" else 1.0 - distances[0]
+        return labels[0].astype(np.int64), scores.astype(np.float32)
+
+    def _exact(
+        self, query: npt.NDArray[np.float32], k: int, among: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Under the read lock. hnswlib stores cosine vectors normalised."""
+        ids = np.asarray([x for x in among.tolist() if x not in self._hidden], np.int64)
+        if not len(ids) or k <= 0:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        try:
+            vectors = np.asarray(self._index.get_items(ids, return_type="numpy"), np.float32)
+        except RuntimeError:  # a label not in the graph: keep those that are
+            present = set(self._index.get_ids_list())
+            ids = ids[np.isin(ids, list(present))]
+            if not len(ids):
+                return np.empty(0, np.int64), np.empty(0, np.float32)
+            vectors = np.asarray(self._index.get_items(ids, return_type="numpy"), np.float32)
+        if self.metric == "l2":
+            scores = -np.sum((vectors - query) ** 2, axis=1)
+        else:
+            if self.metric == "cosine":
+                query = query / max(float(np.linalg.norm(query)), 1e-12)
+            scores = vectors @ query
+        k = min(k, len(ids))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.lexsort((ids[top], -scores[top]))]
+        return ids[top], scores[top].astype(np.float32)
 
     def labels(self) -> set[int]:
         with self._lock.read():

@@ -80,8 +80,14 @@ class ManagedIndex:
         return self.labels.resolve(labels)
 
     def search(
-        self, vector: npt.NDArray[np.float32], k: int
+        self,
+        vector: npt.NDArray[np.float32],
+        k: int,
+        among: npt.NDArray[np.int64] | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """The `k` nearest live labels; only labels in `among`, when given."""
+        if among is not None:
+            return self.index.search_among(vector, k, among)
         return self.index.search(vector, k)
 
     def __len__(self) -> int:

@@ -16,6 +16,7 @@ from imgdex.ops.descriptions import Descriptions
 from imgdex.ops.vectors import VectorWriter
 from imgdex.pools import Wakeup
 from imgdex.registry import IMAGE_METHOD
+from imgdex.tags import parse_tag_list
 
 __all__ = ["Gone", "Handlers", "Item"]
 
@@ -76,8 +77,16 @@ class Handlers:
         method = slot.provider.method
         captions = slot.describe_images([image for _, image in items])
         for (job, _), caption in zip(items, captions, strict=True):
-            if not caption:
+            # A describer that may find nothing to say (OCR of a photo without text) says
+            # so with `empty_ok`; from others an empty answer is a fault.
+            if not caption.text and not caption.tags and not slot.provider.empty_ok:
                 raise ServiceUnavailable(f"{slot.name}: empty caption for {job.item}")
         for (job, _), caption in zip(items, captions, strict=True):
-            self.descriptions.write_caption(job.image_sha256, method, caption, job.id)
+            tags = normalise_tags(caption.tags)
+            self.descriptions.write_caption(job.image_sha256, method, caption.text, tags, job.id)
         self.wakeup.ring()  # new descriptions for the text embedders
+
+
+def normalise_tags(tags: tuple[str, ...]) -> list[str]:
+    """A describer's tags in their normal form, bounded: whatever a model writes."""
+    return parse_tag_list(",".join(t.replace(",", " ") for t in tags), limit=20)

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from imgdex.backfill import backfill_metadata
 from imgdex.blobs import BlobStore
 from imgdex.catalog import Catalog, Job, JobKind, vector_job_kind
 from imgdex.config import WorkerConfig
@@ -70,8 +71,13 @@ class Enricher:
         pools: Pools,
         wakeup: Wakeup,
         handlers: Handlers,
+        trash_days: float = 0.0,
+        purge_trash: Callable[[float], int] | None = None,
     ) -> None:
         self.worker = worker
+        # organise (issue 14): upkeep empties images in the trash longer than this.
+        self.trash_days = trash_days
+        self._purge_trash = purge_trash
         self.registry = registry
         self.catalog = catalog
         self.blobs = blobs
@@ -89,6 +95,7 @@ class Enricher:
         self._prepared = False
         self.paused = False
         self._maintained = time.monotonic()
+        self._metadata_left = True  # images stored before metadata was read (backfill)
         self._stopping = False
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -193,6 +200,11 @@ class Enricher:
                 task = asyncio.create_task(self._work(unit), name=f"imgdex-job-{unit.target}")
                 running.add(task)
                 task.add_done_callback(functools.partial(self._done, unit.key))
+        if not busy and self._metadata_left:  # organise (issue 14): one-shot backfill
+            catalog, blobs = self.catalog, self.blobs
+            self._metadata_left = bool(await self.pools.run_io(backfill_metadata, catalog, blobs))
+            if self._metadata_left:
+                self.poke()
         if not busy and time.monotonic() - self._maintained > MAINTENANCE_INTERVAL:
             self._maintained = time.monotonic()
             await self.pools.run_io(self.maintain)
@@ -236,14 +248,20 @@ class Enricher:
                 processed += n
         for name in self.registry.upgrades.building():
             await self.pools.run_io(self.registry.try_take_over, name)
+        while await self.pools.run_io(backfill_metadata, self.catalog, self.blobs):
+            pass
         return processed
 
     def maintain(self) -> None:
-        """Idle-time upkeep: staging leftovers of failed uploads, compaction."""
+        """Idle-time upkeep: staging leftovers of failed uploads, compaction, and images
+        past `storage.trash_days` in the trash (deleted for good)."""
         removed = self.blobs.clean_tmp(older_than=3600)
         if removed:
             log.info("removed %d leftovers of interrupted uploads", removed)
         self.indexes.compact()
+        days = self.trash_days  # organise (issue 14)
+        if days > 0 and self._purge_trash and (purged := self._purge_trash(days)):
+            log.info("emptied %d images from the trash (older than %g days)", purged, days)
 
     # --- one batch (in a model thread) -----------------------------------------------
 

@@ -16,7 +16,7 @@ import numpy.typing as npt
 from imgdex.errors import ServiceUnavailable
 from imgdex.models.lifecycle import Lifecycle, import_for
 from imgdex.models.vectors import BadVectors, as_vectors
-from imgdex.providers import Describer, Embedder
+from imgdex.providers import Caption, Describer, Embedder, as_caption
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -122,11 +122,14 @@ class DescriberSlot(ModelSlot[Describer]):
     def name(self) -> str:
         return f"describer {self.provider.method}"
 
-    def describe_images(self, images: Sequence[Image]) -> list[str]:
+    def describe_images(self, images: Sequence[Image]) -> list[Caption]:
         out = self._run(lambda: self.provider.describe_images(images), lambda: image_key(images))
-        if not isinstance(out, list) or len(out) != len(images):
+        if not isinstance(out, list | tuple) or len(out) != len(images):
             raise ServiceUnavailable(f"{self.name}: expected {len(images)} captions")
-        return [str(text).strip() for text in out]
+        try:
+            return [as_caption(value) for value in out]
+        except TypeError as exc:
+            raise ServiceUnavailable(f"{self.name}: {exc}") from None
 
 
 class RoutedSlots(Protocol):

@@ -101,15 +101,21 @@ class Descriptions:
             self._vectors.hide(old)
             return set(), before is not None
 
-    def write_caption(self, id_: str, method: str, caption: str, finish: int) -> None:
-        """Store a describer's caption and finish its job `finish`, in one transaction;
-        nothing is written when the image was deleted meanwhile (the job still ends)."""
+    def write_caption(
+        self, id_: str, method: str, caption: str, tags: list[str], finish: int
+    ) -> None:
+        """Store a describer's caption (none when empty) and its tags, and finish its job
+        `finish`, in one transaction; nothing is written when the image was deleted
+        meanwhile (the job still ends)."""
         catalog = self._catalog
-        self._blobs.put_description(id_, method, caption)
+        if caption:
+            self._blobs.put_description(id_, method, caption)
         with catalog.transaction() as db:
             if catalog.has_image(db, id_):
-                catalog.upsert_description(db, id_, method, caption)
-                self._registry.queue_description_jobs(db, id_, method)
+                if caption:
+                    catalog.upsert_description(db, id_, method, caption)
+                    self._registry.queue_description_jobs(db, id_, method)
+                catalog.tags.add_tags(db, id_, tags, method)
             catalog.finish_jobs(db, [finish])
 
     async def delete(self, id_: str, method: str) -> None:

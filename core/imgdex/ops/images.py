@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 from imgdex.blobs import THUMBNAIL, BlobStore
 from imgdex.catalog import Catalog, DescriptionRow, ImageRow
+from imgdex.catalog.images import Deleted
 from imgdex.errors import NotFound
+from imgdex.filters import ImageFilters
 from imgdex.ids import check_id
+from imgdex.photos import image_out
 from imgdex.pools import Pools
 from imgdex.schemas import DescriptionOut, ImageListResponse, ImageOut
 
@@ -54,31 +56,45 @@ class ImageReader:
 
     def _image_out(self, id_: str) -> ImageOut:
         row = row_of(self._catalog, id_)
-        descriptions = self._catalog.get_descriptions(id_)
-        return image_out(row, descriptions, sorted(self._catalog.image_indexes(id_)))
+        return image_out(
+            row,
+            [description_out(d) for d in self._catalog.get_descriptions(id_)],
+            sorted(self._catalog.image_indexes(id_)),
+            [t.tag for t in self._catalog.tags.tags_of(id_)],
+        )
 
     async def list_images(
         self,
         *,
         offset: int,
         limit: int,
-        status: str | None,
-        source: str | None,
-        include_deleted: bool,
+        status: str | None = None,
+        source: str | None = None,
+        include_deleted: bool = False,
+        deleted: Deleted | None = None,
+        filters: ImageFilters | None = None,
+        sort: str = "created_at",
+        order: Literal["asc", "desc"] = "desc",
     ) -> ImageListResponse:
-        rows, total = await self._pools.run_io(
-            functools.partial(
-                self._catalog.list_images,
+        """A page of images; organise (issue 14): filters, sorting, the trash."""
+
+        def read() -> ImageListResponse:
+            rows, total = self._catalog.images.list_images(
                 offset=offset,
                 limit=limit,
                 status=status,
                 source=source,
                 include_deleted=include_deleted,
+                deleted=deleted,
+                filters=filters,
+                sort=sort,
+                order=order,
             )
-        )
-        return ImageListResponse(
-            images=[image_out(r, [], []) for r in rows], total=total, offset=offset, limit=limit
-        )
+            tags = self._catalog.tags.tags_of_many(r.sha256 for r in rows)
+            images = [image_out(r, tags=tags.get(r.sha256, ())) for r in rows]
+            return ImageListResponse(images=images, total=total, offset=offset, limit=limit)
+
+        return await self._pools.run_io(read)
 
     async def open_file(self, id_: str, kind: str) -> OpenedFile:
         """Open an image's original (``file``) or ``thumbnail`` for reading.
@@ -138,23 +154,4 @@ def description_out(d: Any) -> DescriptionOut:
         indexes=list(d.indexes),
         created_at=d.created_at,
         updated_at=d.updated_at,
-    )
-
-
-def image_out(row: ImageRow, descriptions: Sequence[Any], indexes: list[str]) -> ImageOut:
-    return ImageOut(
-        sha256=row.sha256,
-        width=row.width,
-        height=row.height,
-        file_size=row.file_size,
-        format=row.format,
-        created_at=row.created_at,
-        source=row.source,
-        status=row.status,
-        is_deleted=row.is_deleted,
-        deleted_at=row.deleted_at,
-        filename=row.original_name or row.filename,
-        error=row.error,
-        indexes=indexes,
-        descriptions=[description_out(d) for d in descriptions],
     )

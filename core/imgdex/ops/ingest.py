@@ -24,6 +24,7 @@ from imgdex.ops.fanout import fan_out
 from imgdex.ops.images import row_of
 from imgdex.ops.locks import ImageLocks
 from imgdex.ops.vectors import VectorWriter
+from imgdex.photos import facts_of
 from imgdex.pools import Pools, Wakeup
 from imgdex.registry import IMAGE_METHOD, Registry
 from imgdex.schemas import EmbeddingError, EmbeddingInfo, UploadResponse
@@ -161,6 +162,7 @@ class Ingest:
             decoded = decode_image(data, self._images)
             thumbnail = self._thumbnail(decoded)
             filename = f"image.{decoded.extension}"
+            facts = facts_of(data)  # organise (issue 14): EXIF/XMP, never fails an upload
             self._blobs.put_image(id_, filename, data, thumbnail)
             with catalog.transaction() as db:
                 catalog.insert_image(
@@ -176,6 +178,7 @@ class Ingest:
                     status="pending",
                     original_name=name,
                 )
+                catalog.images.set_facts(db, id_, facts)  # organise (issue 14)
                 self._registry.queue_image_jobs(db, id_)
             return _Stored(
                 row=row_of(catalog, id_), decoded=decoded, duplicate=False, restored=False

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from imgdex import keyword_index
 from imgdex.catalog import Catalog
 from imgdex.config import Config
 from imgdex.errors import (
@@ -38,6 +39,15 @@ from imgdex.ops.fusion import FusedResult, Hit, collapse, fuse
 from imgdex.pools import Pools
 from imgdex.registry import Registry
 from imgdex.schemas import IndexSearched, Match, SearchOptions, SearchResponse, SearchResult
+from imgdex.search_filters import (
+    Allowed,
+    Scope,
+    TakenAt,
+    catalog_allowed,
+    catalog_taken_at,
+    no_taken_at,
+    sort_by_taken_at,
+)
 from imgdex.staging import Spooling
 from imgdex.status import model_name
 
@@ -59,7 +69,8 @@ class _Candidates:
     """One index's outcome: its hits collapsed to the best per image (best first), and the
     sizes of the live images among them; or why it could not answer."""
 
-    slot: EmbedderSlot
+    name: str
+    model: str
     error: str | None = None
     hits: list[Hit] = field(default_factory=list)
     total: int = 0  # images found, `hits` may hold only the first
@@ -68,27 +79,38 @@ class _Candidates:
 
 class Searcher:
     def __init__(
-        self, config: Config, registry: Registry, catalog: Catalog, pools: Pools, spooling: Spooling
+        self,
+        config: Config,
+        registry: Registry,
+        catalog: Catalog,
+        pools: Pools,
+        spooling: Spooling,
+        allowed: Allowed | None = None,
+        taken_at: TakenAt | None = None,
     ) -> None:
+        """`allowed` turns filters into matching images and `taken_at` looks capture
+        dates up (see `imgdex.search_filters`); by default the catalog answers both."""
         self.config = config.search
         self.spooling = spooling  # how query images in multipart bodies are read
         self.images_config = config.images
         self.registry = registry
         self.catalog = catalog
         self.pools = pools
+        self.allowed = allowed or catalog_allowed(catalog)
+        self.taken_at = taken_at or catalog_taken_at(catalog)
 
     async def search_text(self, query: str, options: SearchOptions) -> SearchResponse:
         query = query.strip()
         if not query:
             raise BadRequest("the query is empty", code="empty_query")
         self._check_weights(options)
-        slots = self._targets("text", options.index)
+        slots, keyword = self._text_targets(options.index)
 
         def embed(slot: EmbedderSlot) -> npt.NDArray[np.float32]:
             vectors: npt.NDArray[np.float32] = slot.embed_texts([query], query=True)
             return np.asarray(vectors[0], dtype=np.float32)
 
-        return await self._search(query, slots, embed, options)
+        return await self._search(query, slots, embed, options, keyword=keyword)
 
     async def search_image(
         self, image: Image | bytes | bytearray | Path, options: SearchOptions
@@ -108,26 +130,53 @@ class Searcher:
         query = _ImageQuery(image, self.images_config)
         return await self._search(None, slots, query.embed, options, query.decode)
 
+    async def search_vectors(
+        self,
+        slots: list[EmbedderSlot],
+        vector: Callable[[EmbedderSlot], npt.NDArray[np.float32]],
+        options: SearchOptions,
+    ) -> SearchResponse:
+        """Search `slots` with vectors already at hand (`vector(slot)`, called in the
+        slot's worker call; an `ImgdexError` it raises fails only that index). For
+        similar images, whose query is an image's stored vector."""
+        self._check_weights(options)
+        return await self._search(None, slots, vector, options)
+
     def image_targets(self, options: SearchOptions) -> list[EmbedderSlot]:
         """The indexes an image search with `options` asks, or the 4xx its options earn
         (callers check this before decoding or even base64-decoding the image)."""
         self._check_weights(options)
         return self._targets("image", options.index)
 
+    def _text_targets(self, wanted: str | list[str] | None) -> tuple[list[EmbedderSlot], bool]:
+        """The vector indexes a text search asks, and whether the keyword index answers
+        too (it does unless `wanted` names only vector indexes)."""
+        names = [wanted] if isinstance(wanted, str) else wanted
+        if names is None:
+            return self._targets("text", None, none_ok=True), True
+        rest = [n for n in names if n != keyword_index.NAME]
+        if rest or not names:  # an empty list gets its 400 from _targets
+            return self._targets("text", rest), len(rest) < len(names)
+        return [], True
+
     def _check_weights(self, options: SearchOptions) -> None:
         # A misspelt index in `weights` would otherwise just weigh nothing, silently.
-        unknown = sorted(set(options.weights or ()) - set(self.registry.embedders))
+        known = {*self.registry.embedders, keyword_index.NAME}
+        unknown = sorted(set(options.weights or ()) - known)
         if unknown:
             raise BadRequest(
                 f"weights: unknown index {', '.join(map(repr, unknown))} "
-                f"(available: {sorted(self.registry.embedders)})",
+                f"(available: {sorted(known)})",
                 code="unknown_index",
             )
 
-    def _targets(self, modality: str, wanted: str | list[str] | None) -> list[EmbedderSlot]:
+    def _targets(
+        self, modality: str, wanted: str | list[str] | None, none_ok: bool = False
+    ) -> list[EmbedderSlot]:
+        """`none_ok`: no enabled vector index is fine (the keyword index answers)."""
         if wanted is None:
             slots = self.registry.embedder_slots(query=modality)
-            if not slots:
+            if not slots and not none_ok:
                 raise ServiceUnavailable(
                     f"no enabled index can answer {modality} queries (install or enable a "
                     "model plugin: see `imgdex plugins`)",
@@ -140,8 +189,13 @@ class Searcher:
         slots = []
         for name in names:
             slot = self.registry.embedders.get(name)
+            if name == keyword_index.NAME:
+                raise BadRequest(
+                    f"index {name!r} cannot answer {modality} queries (it answers: ['text'])",
+                    code="index_cannot_answer",
+                )
             if slot is None:
-                known = sorted(self.registry.embedders)
+                known = sorted({*self.registry.embedders, keyword_index.NAME})
                 raise NotFound(f"unknown index {name!r} (available: {known})", code="unknown_index")
             if not self.registry.plugin_enabled(slot.plugin):
                 raise Conflict(
@@ -163,10 +217,17 @@ class Searcher:
         embed: Embed,
         options: SearchOptions,
         prepare: Callable[[], None] | None = None,
+        keyword: bool = False,
     ) -> SearchResponse:
         """`prepare` (decoding an image query) runs in the worker calls before `embed`;
-        its errors fail the request, where `embed`'s fail only that index."""
+        its errors fail the request, where `embed`'s fail only that index. With
+        `keyword`, the keyword index is searched too (after the vector indexes)."""
+        if options.sort == "taken_at" and self.taken_at is None:
+            raise no_taken_at()
+        scope = Scope(options.filters, self.allowed)
         found: list[_Candidates | None] = [_loading(slot) for slot in slots]
+        if keyword:
+            found.append(None)
         todo = [i for i, c in enumerate(found) if c is None]
         if not todo:
             if prepare is not None:
@@ -174,7 +235,7 @@ class Searcher:
             return self._answer(query, [c for c in found if c is not None], options)
         left = len(todo)
         lock = threading.Lock()
-        single = len(slots) == 1  # then only the page's hits are built
+        single = len(found) == 1  # then only the page's hits are built
 
         def search(i: int) -> SearchResponse | None:
             # One index per call, concurrently: while one call maps its labels to images
@@ -182,7 +243,10 @@ class Searcher:
             # it). The call that ends last answers for all, so the answer needs no hop.
             nonlocal left
             try:
-                found[i] = self._candidates(slots[i], embed, options, prepare, single)
+                if i == len(slots):  # the keyword index
+                    found[i] = self._keyword(query or "", options, scope)
+                else:
+                    found[i] = self._candidates(slots[i], embed, options, prepare, scope, single)
             finally:
                 with lock:
                     left -= 1
@@ -201,6 +265,7 @@ class Searcher:
         embed: Embed,
         options: SearchOptions,
         prepare: Callable[[], None] | None,
+        scope: Scope,
         single: bool = False,
     ) -> _Candidates:
         """Embed the query, search one index and collapse its hits to the best hit per
@@ -211,20 +276,25 @@ class Searcher:
         vectors per image, or the ``methods`` filter), it is searched again with 4 x k,
         until enough images are found or the index is exhausted. With `single`, only the
         page's hits are built (`total` still counts all the images found).
+
+        With filters, only the labels of the matching images are searched (see
+        `VectorIndex.search_among`), so the page fills whatever the filters' selectivity.
         """
         if prepare is not None:
             prepare()
         need = options.offset + options.top_k
         methods = set(options.methods) if options.methods else None
-        c = _Candidates(slot)
         name = slot.name
+        c = _Candidates(name, model_name(slot.provider.model))
+        images = scope.images()  # a bad filter fails the request, not just this index
         try:
             vector = embed(slot)
             index = slot.ready_index()
-            total = len(index)
+            among = None if images is None else index.labels.labels_of(images, methods)
+            total = len(index) if among is None else len(among)
             k = min(total, max(3 * need, self.config.min_candidates))
             while True:
-                labels, scores = _search_index(index, vector, k)
+                labels, scores = _search_index(index, vector, k, among)
                 ranked = index.rank(labels, scores, methods, need if single else None)
                 if ranked is not None:  # the label map answered for every label
                     c.hits = [Hit(image, score, name, m) for image, score, m in ranked.hits]
@@ -233,6 +303,8 @@ class Searcher:
                 else:
                     entries, sizes = self._entries(index, labels.tolist())
                     hits = _hits(name, labels.tolist(), scores.tolist(), entries, methods)
+                    if images is not None:  # the catalog answered: check again
+                        hits = [h for h in hits if h.image in images]
                     c.hits = collapse(hits)
                     c.total = len(c.hits)
                     c.sizes.update(sizes)
@@ -240,7 +312,20 @@ class Searcher:
                     return c
                 k = min(total, k * 4)
         except ImgdexError as exc:
-            return _Candidates(slot, reason_of(exc.detail, name))
+            return _Candidates(name, c.model, reason_of(exc.detail, name))
+
+    def _keyword(self, query: str, options: SearchOptions, scope: Scope) -> _Candidates:
+        """The keyword index's candidates (in a worker thread)."""
+        c = _Candidates(keyword_index.NAME, keyword_index.MODEL)
+        c.hits, c.total = keyword_index.keyword_hits(
+            self.catalog,
+            query,
+            options.offset + options.top_k,
+            methods=set(options.methods) if options.methods else None,
+            allowed=scope.images(),
+            min_candidates=self.config.min_candidates,
+        )
+        return c
 
     def _entries(
         self, index: ManagedIndex, labels: list[int]
@@ -259,13 +344,13 @@ class Searcher:
         """Fuse, page and decorate (in one worker thread)."""
         answered = [c for c in found if c.error is None]
         if not answered:
-            reasons = "; ".join(f"{c.slot.name}: {c.error}" for c in found)
+            reasons = "; ".join(f"{c.name}: {c.error}" for c in found)
             raise ServiceUnavailable(f"no index could answer: {reasons}", code="search_unavailable")
         need = options.offset + options.top_k
         fusion = options.fusion or self.config.fusion
         weights = {**self.config.weights, **(options.weights or {})}
         fused = fuse(
-            {c.slot.name: c.hits for c in answered},
+            {c.name: c.hits for c in answered},
             method=fusion,
             k=self.config.rrf_k,
             weights=weights,
@@ -273,6 +358,8 @@ class Searcher:
         )
         if options.min_score is not None:
             fused = [r for r in fused if r.score >= options.min_score]
+        if options.sort == "taken_at" and self.taken_at is not None:
+            fused = sort_by_taken_at(fused, self.taken_at)  # the relevant ones, by date
         page = fused[options.offset : need]
         sizes: dict[str, tuple[int, int]] = {}
         for c in answered:
@@ -284,8 +371,8 @@ class Searcher:
             offset=options.offset,
             indexes_searched=[
                 IndexSearched(
-                    index=c.slot.name,
-                    model=model_name(c.slot.provider.model),
+                    index=c.name,
+                    model=c.model,
                     result_count=c.total,
                     error=c.error,
                 )
@@ -310,6 +397,7 @@ class Searcher:
         models = {
             name: model_name(slot.provider.model) for name, slot in self.registry.embedders.items()
         }
+        models[keyword_index.NAME] = keyword_index.MODEL
         out = []
         for result in page:
             size = sizes.get(result.image)
@@ -368,16 +456,21 @@ def _loading(slot: EmbedderSlot) -> _Candidates | None:
     try:
         slot.check_not_loading()
     except ImgdexError as exc:
-        return _Candidates(slot, reason_of(exc.detail, slot.name))
+        return _Candidates(
+            slot.name, model_name(slot.provider.model), reason_of(exc.detail, slot.name)
+        )
     return None
 
 
 def _search_index(
-    index: ManagedIndex, vector: npt.NDArray[np.float32], k: int
+    index: ManagedIndex,
+    vector: npt.NDArray[np.float32],
+    k: int,
+    among: npt.NDArray[np.int64] | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     if k <= 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)
-    return index.search(vector, k)
+    return index.search(vector, k) if among is None else index.search(vector, k, among)
 
 
 def _hits(

@@ -110,6 +110,7 @@ class DescribeReply(msgspec.Struct, kw_only=True, omit_defaults=True):
     method: str
     model: str
     description: str | None = None
+    tags: list[list[str]] | None = None  # per image, when the describer gives tags
 
 
 class ErrorReply(msgspec.Struct, kw_only=True):

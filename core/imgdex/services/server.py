@@ -35,7 +35,7 @@ from imgdex.imaging import decode_image
 from imgdex.models.lifecycle import Lifecycle, import_for
 from imgdex.models.vectors import BadVectors, as_vectors
 from imgdex.plugins import PluginHost, PluginRecord
-from imgdex.providers import Describer, Embedder
+from imgdex.providers import Describer, Embedder, as_caption
 from imgdex.services.protocol import (
     DescribeReply,
     DescriberHealth,
@@ -357,16 +357,21 @@ async def describe(
     service = _service(request)
     model = service.describer(method)
     images = await _images(request, service.config)
-    texts: Sequence[str] = await asyncio.to_thread(model.run, lambda d: d.describe_images(images))
-    if not isinstance(texts, list) or len(texts) != len(images):
+    texts: Sequence[Any] = await asyncio.to_thread(model.run, lambda d: d.describe_images(images))
+    if not isinstance(texts, list | tuple) or len(texts) != len(images):
         raise ServiceUnavailable(f"the describer returned {len(texts)} texts for {len(images)}")
+    try:
+        captions = [as_caption(t) for t in texts]
+    except TypeError as exc:
+        raise ServiceUnavailable(f"the describer: {exc}") from None
     service.counts["describe"] += 1
-    descriptions = [str(t).strip() for t in texts]
+    descriptions = [c.text for c in captions]
     return DescribeReply(
         descriptions=descriptions,
         method=model.provider.method,
         model=model.provider.model,
         description=descriptions[0] if len(descriptions) == 1 else None,
+        tags=[list(c.tags) for c in captions] if any(c.tags for c in captions) else None,
     )
 
 

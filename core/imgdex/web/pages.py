@@ -43,7 +43,7 @@ class PagesController(Controller):
     async def gallery(
         self,
         request: Request[Any, Any, Any],
-        images: ImagesDep,
+        reader: ImagesDep,
         offset: FromQuery[int] = 0,
         order: FromQuery[Literal["newest", "oldest"]] = "newest",
         status: FromQuery[Literal["", "pending", "ready", "failed"]] = "",
@@ -52,7 +52,7 @@ class PagesController(Controller):
         offset = max(0, min(offset, 1_000_000_000))
         source = source.strip()[:200]
         cards, total = await gallery_page(
-            images, offset=offset, order=order, status=status or None, source=source or None
+            reader, offset=offset, order=order, status=status or None, source=source or None
         )
         filters = {"order": order, "status": status, "source": source}
         query = {k: v for k, v in filters.items() if v and (k, v) != ("order", "newest")}
@@ -74,7 +74,7 @@ class PagesController(Controller):
     async def search(
         self,
         request: Request[Any, Any, Any],
-        images: ImagesDep,
+        reader: ImagesDep,
         searcher: SearcherDep,
         q: FromQuery[str] = "",
     ) -> Template:
@@ -83,7 +83,7 @@ class PagesController(Controller):
         if q:
             try:
                 response = await searcher.search_text(q, SearchOptions(top_k=SEARCH_TOP_K))
-                context["cards"] = await result_cards(images, response)
+                context["cards"] = await result_cards(reader, response)
             except ImgdexError as exc:
                 context["error"] = exc.detail
         name = "_results.html" if _htmx(request) else "search.html"
@@ -94,7 +94,7 @@ class PagesController(Controller):
     async def search_image(
         self,
         request: Request[Any, Any, Any],
-        images: ImagesDep,
+        reader: ImagesDep,
         searcher: SearcherDep,
         spooling: SpoolingDep,
     ) -> Template:
@@ -105,7 +105,7 @@ class PagesController(Controller):
             file = form.file
             query = file.path if isinstance(file, StagedFile) else file
             response = await searcher.search_image(query, SearchOptions(top_k=SEARCH_TOP_K))
-            context["cards"] = await result_cards(images, response)
+            context["cards"] = await result_cards(reader, response)
         except ImgdexError as exc:
             context["error"] = exc.detail
         finally:
@@ -113,9 +113,9 @@ class PagesController(Controller):
         return Template(template_name="_results.html", context=context)
 
     @get("/images/{sha256:str}", name="web-image", guards=[page_guard("read")])
-    async def image(self, images: ImagesDep, sha256: FromPath[str]) -> Template:
+    async def image(self, reader: ImagesDep, sha256: FromPath[str]) -> Template:
         try:
-            image = await images.get_image(sha256)
+            image = await reader.get_image(sha256)
         except ImgdexError as exc:
             return Template(
                 template_name="error.html",
@@ -135,8 +135,8 @@ class PagesController(Controller):
         name="web-descriptions",
         guards=[require("read")],
     )
-    async def descriptions(self, images: ImagesDep, sha256: FromPath[str]) -> Template:
-        image = await images.get_image(sha256)
+    async def descriptions(self, reader: ImagesDep, sha256: FromPath[str]) -> Template:
+        image = await reader.get_image(sha256)
         return Template(template_name="_descriptions.html", context={"image": image})
 
     @get("/upload", name="web-upload", guards=[page_guard("write")])

@@ -121,6 +121,7 @@ class OcrDescriber(Describer):
     """Describer ``ocr``: the text read from each image; empty when there is none."""
 
     method = METHOD
+    empty_ok = True  # an image without text reads as "": no description, not a failure
 
     def __init__(self, config: OcrConfig) -> None:
         self.config = config

@@ -95,3 +95,43 @@ def test_uploaded_text_becomes_the_ocr_description(
             time.sleep(0.2)
         assert [t["method"] for t in texts] == ["ocr"], texts
         assert "lighthouse" in texts[0]["content"].lower()
+
+
+@pytest.mark.slow
+def test_ocr_text_is_keyword_and_vector_searchable(
+    tmp_path: Path, render: Callable[..., Any], latin_font: Path
+) -> None:
+    from PIL import Image
+
+    from imgdex.api import create_app
+
+    config = make_config(tmp_path / "data")
+    plugins = {**toy_plugins(), "ocr": entry_point().load()}
+    app = create_app(config, plugins=plugins, entry_points=False, preload=False)
+    with TestClient(app) as client:
+        sign = png(render(["Harbour ferry timetable"], latin_font))
+        blank = png(Image.new("RGB", (320, 200), (200, 210, 220)))
+        shas = []
+        for name, data in (("sign.png", sign), ("blank.png", blank)):
+            r = client.post("/api/images", files={"file": (name, data, "image/png")})
+            assert r.status_code == 201, r.text
+            shas.append(r.json()["sha256"])
+        catalog = client.app.state.runtime.catalog
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and ("describe", "ocr") in catalog.job_counts():
+            time.sleep(0.2)
+        # The image without text finished its job with no description, and no failure.
+        assert ("describe", "ocr") not in catalog.job_counts()
+        assert client.get(f"/api/images/{shas[1]}/descriptions").json() == []
+        body = {"query": "ferry", "index": "keyword"}
+        hits = client.post("/api/search/text", json=body).json()["results"]
+        assert [(h["sha256"], h["matched_by"]) for h in hits] == [(shas[0], "ocr")]
+        assert "ferry" in hits[0]["matched_text"].lower()
+        # The description is embedded by the text index too.
+        while (
+            time.monotonic() < deadline and ("embed_text", "toy_words_v1") in catalog.job_counts()
+        ):
+            time.sleep(0.2)
+        body = {"query": "timetable", "index": "toy_words_v1", "top_k": 1}
+        hits = client.post("/api/search/text", json=body).json()["results"]
+        assert hits[0]["sha256"] == shas[0] and hits[0]["matched_by"] == "ocr"

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from imgdex.providers import Describer
+from imgdex.providers import Caption, Describer
 from imgdex_vlm_caption.config import CaptionSettings
 from imgdex_vlm_caption.errors import CaptionError, ModelLoadError
+from imgdex_vlm_caption.tagging import split_caption, tag_prompt
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -145,8 +146,14 @@ class ApiCaptioner(Describer):
 
     # --- captions -------------------------------------------------------------------
 
-    def describe_images(self, images: Sequence[Image]) -> list[str]:
-        """One caption per image, in order; any failure raises `CaptionError`."""
+    @property
+    def _tag_part(self) -> list[dict[str, str]]:
+        text = tag_prompt(self.settings.language, self.settings.tags)
+        return [{"type": "text", "text": text}] if text else []
+
+    def describe_images(self, images: Sequence[Image]) -> list[str | Caption]:
+        """One caption per image, in order (with its tags when the model gave a tag
+        line); any failure raises `CaptionError`."""
         if not images:
             return []
         self.load()
@@ -171,13 +178,14 @@ class ApiCaptioner(Describer):
                     "content": [
                         {"type": "text", "text": self.settings.prompt},
                         {"type": "image_url", "image_url": {"url": data_url}},
+                        *self._tag_part,
                     ],
                 }
             ],
             "max_tokens": self.settings.max_new_tokens,
         }
 
-    def _caption(self, jpeg: bytes) -> str:
+    def _caption(self, jpeg: bytes) -> str | Caption:
         client = self._client
         if client is None:
             raise CaptionError(f"{self.method}: closed; call load() first")
@@ -216,7 +224,7 @@ class ApiCaptioner(Describer):
                 f"{self.method}: POST {self.url} (model {self.model!r}) returned an empty "
                 f"caption (finish_reason={_finish_reason(data)!r})"
             )
-        return caption
+        return split_caption(caption, self.settings.tags)
 
 
 def _message_text(data: Any) -> str | None:

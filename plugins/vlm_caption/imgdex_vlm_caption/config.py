@@ -75,6 +75,8 @@ class InstanceConfig(PluginConfig, kw_only=True, frozen=True, forbid_unknown_fie
     dtype: DType | None = None
     # local backend: images per `generate` call.
     batch_size: PositiveInt | None = None
+    # The model is also asked for up to this many tags per image (0: no tags).
+    tags: Annotated[int, msgspec.Meta(ge=0, le=30)] | None = None
 
 
 class VlmCaptionConfig(InstanceConfig, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -104,6 +106,7 @@ class CaptionSettings(msgspec.Struct, kw_only=True, frozen=True):
     device: str
     dtype: DType
     batch_size: int
+    tags: int
 
 
 _DEFAULTS: dict[str, Any] = {
@@ -122,6 +125,7 @@ _DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "dtype": "auto",
     "batch_size": 4,
+    "tags": 8,
 }
 # Keys with their own inheritance rules (see the module docstring and `_merge`).
 _PLAIN = tuple(k for k in _DEFAULTS if k not in {"api_key", "api_key_env", "prompt"})

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from imgdex.devices import resolve_device
 from imgdex.hub import fetch_model
-from imgdex.providers import Describer
+from imgdex.providers import Caption, Describer
 from imgdex_vlm_caption.config import CaptionSettings
 from imgdex_vlm_caption.errors import CaptionError, ModelLoadError
+from imgdex_vlm_caption.tagging import split_caption, tag_prompt
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -111,10 +112,13 @@ class LocalCaptioner(Describer):
 
     def _messages(self) -> list[dict[str, Any]]:
         content = [{"type": "image"}, {"type": "text", "text": self.settings.prompt}]
+        if tags := tag_prompt(self.settings.language, self.settings.tags):
+            content.append({"type": "text", "text": tags})
         return [{"role": "user", "content": content}]
 
-    def describe_images(self, images: Sequence[Image]) -> list[str]:
-        """One greedy-decoded caption per image, in order; an empty one raises `CaptionError`."""
+    def describe_images(self, images: Sequence[Image]) -> list[str | Caption]:
+        """One greedy-decoded caption per image, in order (with its tags when the model
+        wrote a tag line); an empty one raises `CaptionError`."""
         if not images:
             return []
         self.load()
@@ -127,7 +131,7 @@ class LocalCaptioner(Describer):
                 raise CaptionError(
                     f"{self.method}: model {self.model!r} wrote an empty caption for image {i}"
                 )
-        return captions
+        return [split_caption(caption, self.settings.tags) for caption in captions]
 
     def _generate(self, images: Sequence[Image]) -> list[str]:
         import torch

@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 import imgdex_vlm_caption
+from imgdex import Caption
 from imgdex.config import PluginSettings
 from imgdex.errors import ServiceUnavailable
 from imgdex_vlm_caption import ApiCaptioner, CaptionError, ModelLoadError, build_describers
@@ -213,9 +214,11 @@ def test_request_shape(chat_server: ChatServer, make_captioner: MakeCaptioner) -
     assert body["max_tokens"] == 33
     (message,) = body["messages"]
     assert message["role"] == "user"
-    text, image_part = message["content"]
+    text, image_part, tags = message["content"]
     assert text == {"type": "text", "text": "What is in the picture?"}
     assert image_part["type"] == "image_url"
+    # After the image, the model is asked for a tag line (split off its answer).
+    assert tags["type"] == "text" and tags["text"].startswith("Then, on a last line")
     sent = request_image(body)
     assert sent.format == "JPEG"
     assert sent.mode == "RGB"
@@ -273,6 +276,15 @@ def test_captions_come_back_in_order(
     assert chat_server.max_in_flight > 1  # the requests ran concurrently
     assert len(chat_server.posts()) == len(widths)
     assert captioner.describe_images([]) == []
+
+
+def test_a_tag_line_becomes_tags(chat_server: ChatServer, make_captioner: MakeCaptioner) -> None:
+    chat_server.reply = lambda r: chat_reply("A red car by the sea.\nTags: Car, red, sea")
+    (caption,) = make_captioner().describe_images([gradient(8, 8)])
+    assert caption == Caption("A red car by the sea.", ("car", "red", "sea"))
+    (plain,) = make_captioner(tags=0).describe_images([gradient(8, 8)])
+    assert len(chat_server.posts()[-1].body["messages"][0]["content"]) == 2  # not asked
+    assert plain == "A red car by the sea.\nTags: Car, red, sea"  # tags off: left as written
 
 
 def test_content_parts_answer_is_joined(

@@ -12,6 +12,7 @@ from PIL import Image
 from imgdex.config import PluginSettings
 from imgdex.errors import ServiceUnavailable
 from imgdex_vlm_caption import CaptionError, LocalCaptioner, ModelLoadError, build_describers
+from imgdex_vlm_caption.tagging import tag_prompt
 
 
 def local_captioner(model: Path | str, **section: Any) -> LocalCaptioner:
@@ -88,10 +89,17 @@ def test_load_is_idempotent(loaded: LocalCaptioner) -> None:
 
 
 def test_chat_template_carries_the_prompt(tiny_vlm_dir: Path) -> None:
-    captioner = local_captioner(tiny_vlm_dir, language="zh", prompt="Describe this image .")
+    captioner = local_captioner(tiny_vlm_dir, language="zh", prompt="Describe this image .", tags=0)
     captioner.load()
     assert captioner._chat_prompt == (
         "<|im_start|>User:<image>Describe this image .<end_of_utterance>\nAssistant:"
+    )
+    # By default the model is also asked for a tag line, in the caption's language.
+    tagged = local_captioner(tiny_vlm_dir, language="zh", prompt="Describe this image .")
+    tagged.load()
+    assert tagged._chat_prompt == (
+        "<|im_start|>User:<image>Describe this image ."
+        f"{tag_prompt('zh', 8)}<end_of_utterance>\nAssistant:"
     )
     assert captioner._processor.tokenizer.padding_side == "left"
 

@@ -1,0 +1,80 @@
+"""Near-duplicate pairs: images whose vectors in an image index are nearly the same.
+
+The `find_duplicates` job of an image (per image index) records the pairs it finds and
+marks the image checked in one transaction; pairs are stored once, ``image_a <
+image_b``, and go with either image's hard delete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from imgdex.catalog.dialect import Connection
+from imgdex.catalog.engine import Store
+
+__all__ = ["DuplicateStore"]
+
+
+class DuplicateStore(Store):
+    """Duplicate pairs. Methods are blocking; call them from worker threads."""
+
+    def record_duplicates(
+        self, db: Connection, image: str, index: str, pairs: Iterable[tuple[str, float]]
+    ) -> None:
+        """Record `image`'s near-duplicates ``(other, score)`` in `index` and mark it
+        checked there."""
+        upsert = self.dialect.upsert("image_a, image_b, index_name", "score = excluded.score")
+        for other, score in pairs:
+            if other == image:
+                continue
+            a, b = sorted((image, other))
+            db.execute(
+                "INSERT INTO duplicate_pairs (image_a, image_b, index_name, score) "
+                "SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM images WHERE sha256 = ?) "
+                f"{upsert}",
+                (a, b, index, float(score), other),
+            )
+        db.execute(
+            "INSERT INTO duplicate_checks (image_sha256, index_name) VALUES (?, ?) "
+            f"{self.dialect.insert_ignore()}",
+            (image, index),
+        )
+
+    def plan_duplicate_checks(self, index: str, after: int = 0) -> int:
+        """Queue a `find_duplicates` job for each live image whose vector in `index` has a
+        label above `after` and that the index has not checked; returns how many."""
+        with self.engine.transaction() as db:
+            return int(
+                db.execute(
+                    "INSERT INTO jobs (kind, target, image_sha256, method) "
+                    "SELECT 'find_duplicates', ?, v.image_sha256, 'image' FROM vector_entries v "
+                    "JOIN images i ON i.sha256 = v.image_sha256 "
+                    "WHERE v.index_name = ? AND v.method = 'image' AND v.id > ? "
+                    "AND i.is_deleted = 0 AND NOT EXISTS (SELECT 1 FROM duplicate_checks c "
+                    "WHERE c.image_sha256 = v.image_sha256 AND c.index_name = ?) "
+                    f"ORDER BY v.id {self.dialect.insert_ignore()}",
+                    (index, index, after, index),
+                ).rowcount
+            )
+
+    def last_label(self, index: str) -> int:
+        """The highest label `index` has given out (0 when none)."""
+        rows = self._read("SELECT MAX(id) FROM vector_entries WHERE index_name = ?", (index,))
+        return int(rows[0][0] or 0)
+
+    def duplicate_pairs(self, threshold: float) -> list[tuple[str, str, float]]:
+        """``(a, b, best score over the indexes)`` of live pairs scoring at least
+        `threshold`, best first."""
+        rows = self._read(
+            "SELECT p.image_a, p.image_b, MAX(p.score) AS s FROM duplicate_pairs p "
+            "JOIN images a ON a.sha256 = p.image_a JOIN images b ON b.sha256 = p.image_b "
+            "WHERE a.is_deleted = 0 AND b.is_deleted = 0 AND p.score >= ? "
+            "GROUP BY p.image_a, p.image_b ORDER BY s DESC, p.image_a, p.image_b",
+            (threshold,),
+        )
+        return [(str(a), str(b), float(s)) for a, b, s in rows]
+
+    def forget_duplicate_checks(self, db: Connection, index: str) -> None:
+        """Forget what `index` checked and found (its vectors changed: a rebuild)."""
+        db.execute("DELETE FROM duplicate_checks WHERE index_name = ?", (index,))
+        db.execute("DELETE FROM duplicate_pairs WHERE index_name = ?", (index,))

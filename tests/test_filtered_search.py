@@ -1,0 +1,206 @@
+"""Filtered search: a full page of matching results whatever the filter's selectivity,
+checked against exact filtered search on a 20k-vector index, and the filters and sort
+of all three searches through the real app."""
+
+from __future__ import annotations
+
+import base64
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from litestar.testing import TestClient
+
+from imgdex.index import IndexInfo, ManagedIndex
+from imgdex.index.flat import FlatBackend
+from imgdex.index.hnsw import HnswBackend
+from imgdex.providers import IndexLocation, VectorIndex
+from imgdex.testing import image_bytes
+
+Client = TestClient[Any]
+
+N, DIM, K = 20_000, 64, 10
+
+
+def clustered(rng: np.random.Generator, n: int) -> npt.NDArray[np.float32]:
+    """Unit vectors around 200 centres: closer to real embeddings than pure noise."""
+    centres = rng.standard_normal((200, DIM)).astype(np.float32)
+    x = centres[rng.integers(0, 200, n)] + 0.35 * rng.standard_normal((n, DIM)).astype(np.float32)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def big_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[ManagedIndex, Any, list[str]]:
+    rng = np.random.default_rng(7)
+    vectors = clustered(rng, N)
+    images = [f"{i:032x}" for i in range(N)]
+    path = tmp_path_factory.mktemp("big")
+    info = IndexInfo("big_v1", "m", "1", DIM, "cosine", "image", "hnswlib", "now")
+    managed = ManagedIndex(
+        info, path, HnswBackend().open(IndexLocation.at(path), dimension=DIM, metric="cosine")
+    )
+    labels = list(range(1, N + 1))
+    managed.add(labels, vectors, [(image, "image", 1, 1) for image in images])
+    return managed, vectors, images
+
+
+def exact(
+    vectors: npt.NDArray[np.float32], query: npt.NDArray[np.float32], allowed: list[int], k: int
+) -> list[int]:
+    """Labels (row + 1) of the exact top `k` among rows `allowed`."""
+    rows = np.asarray(allowed)
+    scores = vectors[rows] @ query
+    return [int(rows[i]) + 1 for i in np.argsort(-scores)[:k]]
+
+
+@pytest.mark.parametrize("share", [0.9, 0.05, 0.001])
+def test_filtered_search_fills_the_page_and_matches_exact(
+    big_index: tuple[ManagedIndex, Any, list[str]], share: float
+) -> None:
+    managed, vectors, images = big_index
+    rng = np.random.default_rng(11)
+    rows = sorted(rng.choice(N, int(N * share), replace=False).tolist())
+    among = managed.labels.labels_of({images[r] for r in rows})
+    assert among.tolist() == [r + 1 for r in rows]
+    recalls = []
+    for q in range(20):
+        query = vectors[rng.integers(0, N)] + 0.1 * rng.standard_normal(DIM).astype(np.float32)
+        labels, scores = managed.search(query, K, among)
+        assert len(labels) == K, "a full page, whatever the selectivity"
+        assert set(labels.tolist()) <= set(among.tolist()), "every result matches"
+        assert np.all(np.diff(scores) <= 1e-6)
+        truth = exact(vectors, query / np.linalg.norm(query), rows, K)
+        recalls.append(len(set(labels.tolist()) & set(truth)) / K)
+        if share < 0.01:  # few: searched exactly over the matching vectors
+            assert labels.tolist() == truth, q
+    assert np.mean(recalls) >= 0.95
+
+
+@pytest.mark.parametrize("own", [True, False])
+def test_every_backend_searches_among_labels(tmp_path: Path, own: bool) -> None:
+    # The flat backend's own filtered search, and the seam's default (widening a plain
+    # search) that any third-party backend inherits.
+    rng = np.random.default_rng(3)
+    vectors = clustered(rng, 500)
+    index = FlatBackend().open(IndexLocation.at(tmp_path), dimension=DIM, metric="cosine")
+    index.add(np.arange(1, 501, dtype=np.int64), vectors)
+    index.hide([2])
+    rows = list(range(0, 500, 25))  # 20 allowed, one of them hidden
+    among = np.asarray([r + 1 for r in rows])
+    search = index.search_among if own else partial(VectorIndex.search_among, index)
+    labels, _ = search(vectors[0], 10, among)
+    truth = [t for t in exact(vectors, vectors[0], rows, 11) if t != 2][:10]
+    assert labels.tolist() == truth
+
+
+# --- through the app --------------------------------------------------------------
+
+
+def upload(client: Client, data: bytes, source: str) -> str:
+    r = client.post(
+        "/api/images", files={"file": ("a.png", data, "image/png")}, data={"source": source}
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["sha256"])
+
+
+def library(client: Client) -> dict[str, list[str]]:
+    shas: dict[str, list[str]] = {"phone": [], "scan": []}
+    for i in range(12):
+        source = "scan" if i % 4 == 0 else "phone"
+        sha = upload(client, image_bytes("red", pattern=i + 1), source)
+        r = client.post(
+            f"/api/images/{sha}/descriptions",
+            json={"method": "human", "content": f"red kite number {i}"},
+        )
+        assert r.status_code == 201, r.text
+        shas[source].append(sha)
+    return shas
+
+
+def test_all_three_searches_take_filters(imgdex_client: Client) -> None:
+    shas = library(imgdex_client)
+    scans = set(shas["scan"])
+    r = imgdex_client.post(
+        "/api/search/text", json={"query": "red kite", "top_k": 3, "filters": {"source": "scan"}}
+    )
+    assert r.status_code == 200, r.text
+    assert {x["sha256"] for x in r.json()["results"]} == scans
+    query = image_bytes("red", pattern=1)
+    r = imgdex_client.post(
+        "/api/search/image",
+        files={"file": ("q.png", query, "image/png")},
+        data={"source": "scan", "format": "png", "top_k": "5"},
+    )
+    assert r.status_code == 200, r.text
+    assert {x["sha256"] for x in r.json()["results"]} == scans
+    body = {"image": base64.b64encode(query).decode(), "filters": {"source": "phone"}, "top_k": 9}
+    r = imgdex_client.post("/api/search/image/base64", json=body)
+    assert r.status_code == 200, r.text
+    assert {x["sha256"] for x in r.json()["results"]} == set(shas["phone"])
+    r = imgdex_client.post(
+        "/api/search/text", json={"query": "red kite", "filters": {"source": "nowhere"}}
+    )
+    assert r.status_code == 200 and r.json()["results"] == []
+
+
+def test_the_searcher_takes_an_injected_filter(imgdex_client: Client) -> None:
+    shas = library(imgdex_client)
+    chosen = set(shas["phone"][:2])
+    searcher = imgdex_client.app.state.runtime.searcher
+    seen = []
+
+    def allowed(filters: Any) -> set[str] | None:
+        seen.append(filters)
+        return chosen if filters.favorite else None
+
+    searcher.allowed = allowed
+    r = imgdex_client.post(
+        "/api/search/text", json={"query": "red kite", "filters": {"favorite": True}}
+    )
+    assert r.status_code == 200, r.text
+    assert {x["sha256"] for x in r.json()["results"]} == chosen
+    assert len(seen) == 1, "evaluated once per search, shared by every index"
+
+
+def test_sort_by_taken_at_orders_the_relevant_results(imgdex_client: Client) -> None:
+    shas = library(imgdex_client)
+    searcher = imgdex_client.app.state.runtime.searcher
+    dates = {sha: f"20{10 + i}-01-01T00:00:00" for i, sha in enumerate(shas["phone"])}
+    searcher.taken_at = lambda ids: {i: dates.get(i) for i in ids}
+    body = {"query": "red kite", "top_k": 12, "sort": "taken_at"}
+    r = imgdex_client.post("/api/search/text", json=body)
+    assert r.status_code == 200, r.text
+    ids = [x["sha256"] for x in r.json()["results"]]
+    assert ids[:9] == sorted(shas["phone"], key=dates.__getitem__, reverse=True)
+    assert set(ids[9:]) == set(shas["scan"])  # undated last
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({"filters": {"taken_after": "yesterday"}}, "bad_filter"),
+        ({"filters": {"near": {"lat": 91, "lon": 0, "km": 1}}}, "invalid_request"),
+        ({"filters": {"colour": "red"}}, "invalid_request"),
+        ({"sort": "size"}, "invalid_request"),
+    ],
+)
+def test_bad_filters_and_sorts_are_400(imgdex_client: Client, body: Any, error: str) -> None:
+    r = imgdex_client.post("/api/search/text", json={"query": "red", **body})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == error
+
+
+def test_bad_form_filters_are_400(imgdex_client: Client) -> None:
+    upload(imgdex_client, image_bytes("red", pattern=1), "phone")
+    bad = ({"near": "1,2"}, {"taken_before": "soon"}, {"min_rating": "9"})
+    for data in bad:
+        r = imgdex_client.post(
+            "/api/search/image",
+            files={"file": ("q.png", image_bytes("red"), "image/png")},
+            data=data,
+        )
+        assert r.status_code == 400, (data, r.text)

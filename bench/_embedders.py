@@ -3,7 +3,7 @@
 - `TableEmbedder` answers queries from a table of precomputed vectors, so search can be
   measured on 100k realistic vectors without running a model: the text query ``"q17"``
   is row 17 of the table, and so is an image whose first pixel encodes 17
-  (`key_image`). Its index is filled directly through the core (`Library.store_vectors`).
+  (`key_image`). Its index is filled directly through the core (`VectorWriter.store`).
 - `NullEmbedder` turns any image into a vector at almost no cost, so ingest can be
   measured with the models out of the way.
 """

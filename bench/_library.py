@@ -1,9 +1,9 @@
 """Building a benchmark data directory through the core's own classes, not HTTP.
 
 Placeholder image rows (the facts of a 16x16 PNG, no file) are inserted with
-`Catalog.insert_image`; vectors go in with `Library.store_vectors`, which writes each
+`Catalog.insert_image`; vectors go in with `VectorWriter.store`, which writes each
 vector's ``.npy`` file, its ``vector_entries`` row and the hnswlib graph exactly as the
-enrichment of an upload does; `Library.close` saves the graphs. A server started on the
+enrichment of an upload does; `Runtime.close` saves the graphs. A server started on the
 directory afterwards opens it like any other library.
 """
 
@@ -81,8 +81,8 @@ def _build(
 ) -> dict[str, Any]:
     from imgdex.config import decode_config
     from imgdex.index import flat, hnsw
-    from imgdex.library import Library
     from imgdex.plugins import PluginHost
+    from imgdex.runtime import Runtime
 
     if data.exists() and any(data.iterdir()):
         raise SystemExit(f"{data} exists but holds no matching build: remove it first")
@@ -93,7 +93,7 @@ def _build(
     for name, plugin in build_plugins([{"kind": "table", "dim": d} for d in dims]).items():
         host.add(name, plugin)
     ids = image_ids(n)
-    library = Library(config, host)
+    library = Runtime(config, host)
     build: dict[str, Any] = {}
     try:
         t0 = time.perf_counter()
@@ -113,16 +113,20 @@ def _build(
                         source="bench",
                         status="ready",
                     )
+        # A vector is only kept for an image whose files exist (a late vector never
+        # revives a deleted image): give every placeholder row its placeholder files.
+        for id_ in ids:
+            library.blobs.put_image(id_, "image.png", b"placeholder", b"placeholder")
         build["image_rows_s"] = time.perf_counter() - t0
         for d in dims:
-            slot = library.embedders[table_index_name(d)]
+            slot = library.registry.embedders[table_index_name(d)]
             vectors = corpora[d]
             labels: list[int] = []
             t0 = time.perf_counter()
             for start in range(0, n, LOAD_BATCH):
                 stop = min(n, start + LOAD_BATCH)
                 items = [(ids[i], "image", vectors[i], None) for i in range(start, stop)]
-                labels += library.store_vectors(slot, items)
+                labels += library.vectors.store(slot, items)
                 print(f"\r  d={d}: {stop:,}/{n:,} vectors stored", end="", flush=True)
             elapsed = time.perf_counter() - t0
             print(f" ({elapsed:.0f} s, {n / elapsed:,.0f}/s)", flush=True)

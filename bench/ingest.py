@@ -19,7 +19,7 @@ directly, one image after another, the cheapest sensible way: SHA-256, decode (J
 draft to >= 1024 px, as the core), EXIF transpose when the file has an orientation, a
 256 px LANCZOS JPEG thumbnail (quality 85, optimize) resized straight from the decoded
 image, and both files written with fsync into a directory renamed into place. Between the two, the
-library loop awaits `Library.ingest` (what the upload endpoint awaits) in its own
+library loop awaits `Ingest.ingest` (what the upload endpoint awaits) in its own
 process with the null embedder: the core's pipeline without HTTP. Peak RSS is VmHWM of
 the server's and of the loops' processes (VmHWM).
 
@@ -132,13 +132,13 @@ def raw_loop(files: list[Path], out: Path, warm: list[Path]) -> dict[str, Any]:
 
 
 def library_loop(files: list[Path], out: Path, warm: list[Path]) -> dict[str, Any]:
-    """`Library.ingest` (what the upload endpoint awaits) with the null embedder, no HTTP."""
+    """`Ingest.ingest` (what the upload endpoint awaits) with the null embedder, no HTTP."""
     from _embedders import build_plugins
 
     from imgdex.config import decode_config
     from imgdex.index import flat, hnsw
-    from imgdex.library import Library
     from imgdex.plugins import PluginHost
+    from imgdex.runtime import Runtime
 
     config = decode_config(json.dumps(server_config(out)).encode(), "bench")
     host = PluginHost(config)
@@ -146,14 +146,14 @@ def library_loop(files: list[Path], out: Path, warm: list[Path]) -> dict[str, An
     host.add("flat", flat)
     for name, plugin in build_plugins([{"kind": "null"}]).items():
         host.add(name, plugin)
-    library = Library(config, host)
+    library = Runtime(config, host)
 
     async def ingest_all() -> float:
         for path in warm:  # opens the index, warms the decoders (not measured)
-            await library.ingest(path.read_bytes())
+            await library.ingest.ingest(path.read_bytes())
         t0 = time.perf_counter()
         for path in files:
-            response = await library.ingest(path.read_bytes())
+            response = await library.ingest.ingest(path.read_bytes())
             if response.errors or response.duplicate:
                 raise RuntimeError(f"{path}: {response}")
         return time.perf_counter() - t0
@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             rounds.setdefault(("raw loop", 1), []).append(
                 {fmt: run_loop("raw", files, root, warm) for fmt, files in sets[0].items()}
             )
-            rounds.setdefault(("Library.ingest, null", 1), []).append(
+            rounds.setdefault(("Ingest.ingest, null", 1), []).append(
                 {fmt: run_loop("library", files, root, warm) for fmt, files in sets[1].items()}
             )
             k = 2

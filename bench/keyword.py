@@ -279,7 +279,7 @@ def main() -> None:
                     f"/api/images/{sha}/descriptions", json={"method": "human", "content": text}
                 )
                 assert r.status_code == 201, r.text
-            catalog = client.app.state.library.catalog
+            catalog = client.app.state.runtime.catalog
             while catalog.job_counts().get(("embed_text", "bge_text_v1"), {}).get("queued"):
                 time.sleep(0.5)
             while catalog.job_counts().get(("embed_text", "bge_text_v1")):

@@ -1,7 +1,7 @@
 """Memory and disk per 100k vectors per index, against hnswlib's own footprint.
 
 The library is built through the core like ``bench/search.py`` does (placeholder image
-rows, `Library.store_vectors`, clustered vectors; a build made by ``search.py --cache``
+rows, `VectorWriter.store`, clustered vectors; a build made by ``search.py --cache``
 with the same size and seed is reused). Then, for each index:
 
 - server RSS: the real server (uvicorn, in its own process) with that one index open,

@@ -17,7 +17,7 @@ Images are what the core hands to models: 3-megapixel photo-like JPEGs decoded b
 `imgdex.imaging.decode_image` (drafted to 1024x768). Texts are 5 to 25-word captions.
 
 "Batched" calls the provider once per plugin batch (its ``batch_size``), "one at a time"
-once per item. The share of ingest is measured in process through `Library` (the code
+once per item. The share of ingest is measured in process through `Runtime` (the code
 the API calls, without HTTP): uploads with the image embedder, descriptions added with
 a text embedder, enrichment rounds with the describer; the provider's method is timed.
 """
@@ -120,8 +120,8 @@ class Timed:
 
 def library(data: Path, name: str, module: Any, section: dict[str, Any]) -> Any:
     from imgdex.index import flat, hnsw
-    from imgdex.library import Library
     from imgdex.plugins import PluginHost
+    from imgdex.runtime import Runtime
 
     raw = server_config(data)
     raw["plugins"] = {name: section}
@@ -132,15 +132,15 @@ def library(data: Path, name: str, module: Any, section: dict[str, Any]) -> Any:
     record = host.add(name, module)
     if record.state != "loaded":
         raise SystemExit(f"plugin {name}: {record.error}")
-    return Library(config, host)
+    return Runtime(config, host)
 
 
 async def share_upload(lib: Any, files: list[bytes], timer: Timed) -> dict[str, Any]:
-    await lib.ingest(files[0])  # loads the model and opens the index
+    await lib.ingest.ingest(files[0])  # loads the model and opens the index
     timer.seconds, timer.calls = 0.0, 0
     t0 = time.perf_counter()
     for data in files[1:]:
-        response = await lib.ingest(data)
+        response = await lib.ingest.ingest(data)
         if response.errors:
             raise RuntimeError(response.errors)
     return _share("upload (POST /api/images path)", time.perf_counter() - t0, timer, files[1:])
@@ -149,12 +149,12 @@ async def share_upload(lib: Any, files: list[bytes], timer: Timed) -> dict[str, 
 async def share_describe(lib: Any, items: list[str], timer: Timed) -> dict[str, Any]:
     ids = []
     for i in range(len(items)):
-        ids.append((await lib.ingest(encode(photo(64, 48, 10_000 + i), "PNG"))).sha256)
-    await lib.add_description(ids[0], "human", items[0])
+        ids.append((await lib.ingest.ingest(encode(photo(64, 48, 10_000 + i), "PNG"))).sha256)
+    await lib.descriptions.add(ids[0], "human", items[0])
     timer.seconds, timer.calls = 0.0, 0
     t0 = time.perf_counter()
     for id_, text in zip(ids[1:], items[1:], strict=True):
-        response = await lib.add_description(id_, "human", text)
+        response = await lib.descriptions.add(id_, "human", text)
         if response.errors:
             raise RuntimeError(response.errors)
     elapsed = time.perf_counter() - t0
@@ -162,12 +162,10 @@ async def share_describe(lib: Any, items: list[str], timer: Timed) -> dict[str, 
 
 
 async def share_enrich(lib: Any, files: list[bytes], timer: Timed) -> dict[str, Any]:
-    from imgdex.enricher import Enricher
-
     for data in files:
-        await lib.ingest(data)
-    enricher = Enricher(lib)
-    lib.describer_slots()[0].ensure_loaded()
+        await lib.ingest.ingest(data)
+    enricher = lib.worker
+    lib.registry.describer_slots()[0].ensure_loaded()
     t0 = time.perf_counter()
     while await enricher.run_once():
         pass
@@ -192,7 +190,7 @@ def bench_siglip2(args: argparse.Namespace, root: Path, data: Path, media: Media
 
     section = {"model": str(build_siglip2(root / "siglip2")), "device": "cpu"}
     lib = library(data, "siglip2", imgdex_siglip2, section)
-    emb = lib.embedders["siglip2_image_v1"].provider
+    emb = lib.registry.embedders["siglip2_image_v1"].provider
     load = timed_load(emb)
     batch = emb.config.batch_size
 
@@ -226,7 +224,7 @@ def bench_text(args: argparse.Namespace, root: Path, data: Path, name: str, medi
         }
         index, words = "bge_text_v1", REAL_WORDS
     lib = library(data, name, module, section)
-    emb = lib.embedders[index].provider
+    emb = lib.registry.embedders[index].provider
     load = timed_load(emb)
     settings = emb.settings if name == "qwen3" else emb.config
 
@@ -247,7 +245,7 @@ def bench_vlm(args: argparse.Namespace, root: Path, data: Path, media: Media) ->
 
     section = {"model": str(build_vlm(root / "vlm")), "device": "cpu"}
     lib = library(data, "vlm_caption", imgdex_vlm_caption, section)
-    cap = lib.describers["vlm_caption"].provider
+    cap = lib.registry.describers["vlm_caption"].provider
     load = timed_load(cap)
     batch = cap.settings.batch_size
     n = args.captions
@@ -325,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
     )
     table(
-        "Share of ingest time spent in the model (in process, through Library)",
+        "Share of ingest time spent in the model (in process, through Runtime)",
         ["plugin", "path", "items", "items/s", "model s", "total s", "model share"],
         [
             [

@@ -7,8 +7,8 @@ Gaussian vectors are HNSW's worst case and no model produces them).
 
 Loading: the data directory is built through the core's own classes, not HTTP. Placeholder
 image rows (16x16 PNG facts, no file) go into the catalog with `Catalog.insert_image`, and
-the vectors go in with `Library.store_vectors`, which writes each vector's ``.npy`` file,
-its catalog entry and the hnswlib graph exactly as an upload would; `Library.close` saves
+the vectors go in with `VectorWriter.store`, which writes each vector's ``.npy`` file,
+its catalog entry and the hnswlib graph exactly as an upload would; `Runtime.close` saves
 the graph. The server is then started on that directory with a `TableEmbedder` per index,
 whose query vector is looked up by key (text query ``"q17"``, or a 16x16 PNG whose pixels
 encode 17), so no model runs and every measured millisecond is the server's.

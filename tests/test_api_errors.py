@@ -34,7 +34,7 @@ def assert_error(r: Any, status: int, code: str | None = None, words: str | None
 
 
 def assert_nothing_stored(client: Client) -> None:
-    data = Path(client.app.state.library.config.data_dir)
+    data = Path(client.app.state.runtime.config.data_dir)
     storage = data / "storage"
     assert [p for p in storage.iterdir() if not p.name.startswith(".")] == []
     assert list((storage / ".tmp").iterdir()) == []

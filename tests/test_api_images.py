@@ -23,7 +23,7 @@ def upload(client: Client, data: bytes, name: str = "a.png", **form: str) -> Any
 
 
 def data_dir(client: Client) -> Path:
-    return Path(client.app.state.library.config.data_dir)
+    return Path(client.app.state.runtime.config.data_dir)
 
 
 def test_upload_stores_once_with_seed_fields(imgdex_client: Client) -> None:
@@ -206,7 +206,7 @@ def test_hard_delete_removes_files_rows_and_vectors(imgdex_client: Client) -> No
 def test_hash_collision_is_rejected_and_logged(imgdex_client: Client, caplog: Any) -> None:
     payload = image_bytes("red")
     sha = upload(imgdex_client, payload).json()["sha256"]
-    catalog = imgdex_client.app.state.library.catalog
+    catalog = imgdex_client.app.state.runtime.catalog
     with catalog.transaction() as db:
         db.execute("UPDATE images SET sha256_full = ? WHERE sha256 = ?", (sha + "0" * 32, sha))
     r = upload(imgdex_client, payload)

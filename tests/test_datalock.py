@@ -79,9 +79,9 @@ def test_the_lock_is_reentrant_within_a_process(tmp_path: Path) -> None:
         assert f"process {os.getpid()}" in other.stderr
 
 
-def test_library_takes_the_lock(tmp_path: Path) -> None:
+def test_runtime_takes_the_lock(tmp_path: Path) -> None:
     from imgdex.index import hnsw
-    from imgdex.library import Library
+    from imgdex.runtime import Runtime
 
     config = make_config(tmp_path / "data")
     host = PluginHost(config)
@@ -90,7 +90,7 @@ def test_library_takes_the_lock(tmp_path: Path) -> None:
         "import sys, pathlib; from imgdex.datalock import acquire; "
         "acquire(pathlib.Path(sys.argv[1]))"
     )
-    library = Library(config, host)
+    library = Runtime(config, host)
     try:
         other = subprocess.run(
             [sys.executable, "-c", code, str(config.data_path)], capture_output=True, text=True

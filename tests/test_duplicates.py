@@ -102,7 +102,7 @@ def upload(client: Client, data: bytes, name: str) -> str:
 
 
 def checked(client: Client) -> bool:
-    catalog = client.app.state.library.catalog
+    catalog = client.app.state.runtime.catalog
     counts = catalog.job_counts()
     return not counts.get(("find_duplicates", "pixels_v1")) and not counts.get(
         ("embed_image", "pixels_v1")
@@ -148,7 +148,7 @@ def test_images_stored_before_are_checked_at_start(tmp_path: Any) -> None:
         edited = original.rotate(0.5, resample=Image.Resampling.BICUBIC)
         b = upload(client, encode(edited, "PNG"), "b.png")
         wait_for(lambda: checked(client))
-        catalog = client.app.state.library.catalog
+        catalog = client.app.state.runtime.catalog
         with catalog.transaction() as db:
             catalog.forget_duplicate_checks(db, "pixels_v1")
     plugins = {"pixels": ToyPlugin(PixelEmbedder())}

@@ -166,7 +166,7 @@ def test_lost_index_files_are_rebuilt_from_vectors(tmp_path: Path, imgdex_app_fa
 
 def test_interrupted_writes_are_reconciled(tmp_path: Path, imgdex_app_factory: Any) -> None:
     """A kill between the directory rename and the catalog commit, and one mid hard-delete."""
-    from imgdex.storage import Storage
+    from imgdex.blobs import LocalBlobStore
 
     config = make_config(tmp_path / "data")
     with TestClient(imgdex_app_factory(config)) as client:
@@ -176,7 +176,7 @@ def test_interrupted_writes_are_reconciled(tmp_path: Path, imgdex_app_factory: A
         doomed = client.post(
             "/api/images", files={"file": ("d.png", image_bytes("red"), "image/png")}
         ).json()
-    storage = Storage(tmp_path / "data" / "storage")
+    storage = LocalBlobStore(tmp_path / "data" / "storage")
     # 1. Files of an image whose catalog commit never happened.
     orphan = image_bytes("blue", (120, 80), "JPEG")
     import hashlib

@@ -110,7 +110,7 @@ def test_fresh_data_directory_is_private(
     with TestClient(imgdex_app_factory(config)) as client:
         sha = upload(client, image_bytes("red"))["sha256"]
         client.post(f"/api/images/{sha}/descriptions", json={"method": "human", "content": "x"})
-        library = client.app.state.library
+        library = client.app.state.runtime
         wait_for(lambda: library.indexes.save_dirty() >= 0 and any(data.glob("vector_index/*/*")))
         library.indexes.save_dirty()
         assert (data / "imgdex.db-wal").exists()
@@ -214,9 +214,9 @@ def test_a_read_holds_the_file_it_opened(imgdex_client: Client) -> None:
     payload = buf.getvalue()
     assert len(payload) > 1 << 20  # large enough to be streamed from the descriptor
     sha = upload(imgdex_client, payload)["sha256"]
-    library = imgdex_client.app.state.library
-    opened = library._open_file(sha, "file")
-    library._delete(sha, True)
+    library = imgdex_client.app.state.runtime
+    opened = library.images._open_file(sha, "file")
+    library.deletion.delete_now(sha, True)
     assert opened.file is not None
     try:
         assert opened.file.read() == payload
@@ -228,8 +228,8 @@ def test_a_read_holds_the_file_it_opened(imgdex_client: Client) -> None:
 
 def test_a_missing_file_is_a_404_without_a_path(imgdex_client: Client) -> None:
     sha = upload(imgdex_client, image_bytes("red"))["sha256"]
-    library = imgdex_client.app.state.library
-    library.storage.thumbnail(sha).unlink()
+    library = imgdex_client.app.state.runtime
+    library.blobs.thumbnail(sha).unlink()
     r = imgdex_client.get(f"/api/images/{sha}/thumbnail")
     assert (r.status_code, r.json()["error"]) == (404, "file_missing")
     assert str(library.config.data_path) not in r.text
@@ -240,7 +240,7 @@ def test_a_missing_file_is_a_404_without_a_path(imgdex_client: Client) -> None:
 
 def test_error_bodies_never_carry_a_server_path(imgdex_client: Client) -> None:
     app = imgdex_client.app
-    data = str(app.state.library.config.data_path)
+    data = str(app.state.runtime.config.data_path)
 
     @get("/boom/framework", include_in_schema=False)
     async def framework() -> None:

@@ -150,7 +150,7 @@ def test_all_three_searches_take_filters(imgdex_client: Client) -> None:
 def test_the_searcher_takes_an_injected_filter(imgdex_client: Client) -> None:
     shas = library(imgdex_client)
     chosen = set(shas["phone"][:2])
-    searcher = imgdex_client.app.state.searcher
+    searcher = imgdex_client.app.state.runtime.searcher
     seen = []
 
     def allowed(filters: Any) -> set[str] | None:
@@ -168,7 +168,7 @@ def test_the_searcher_takes_an_injected_filter(imgdex_client: Client) -> None:
 
 def test_sort_by_taken_at_orders_the_relevant_results(imgdex_client: Client) -> None:
     shas = library(imgdex_client)
-    searcher = imgdex_client.app.state.searcher
+    searcher = imgdex_client.app.state.runtime.searcher
     dates = {sha: f"20{10 + i}-01-01T00:00:00" for i, sha in enumerate(shas["phone"])}
     searcher.taken_at = lambda ids: {i: dates.get(i) for i in ids}
     body = {"query": "red kite", "top_k": 12, "sort": "taken_at"}

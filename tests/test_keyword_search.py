@@ -111,7 +111,7 @@ def test_keyword_cannot_answer_image_queries(imgdex_client: Client) -> None:
 
 
 def test_documents_follow_deletes(imgdex_client: Client) -> None:
-    lib = imgdex_client.app.state.library
+    lib = imgdex_client.app.state.runtime
     kept = upload(imgdex_client, "red", 1, name="harbour.png")
     soft = upload(imgdex_client, "blue", 2)
     hard = upload(imgdex_client, "green", 3)
@@ -140,7 +140,7 @@ def test_documents_follow_deletes(imgdex_client: Client) -> None:
 def test_tags_are_searchable_once_indexed(imgdex_client: Client) -> None:
     # The tag store calls this in the transaction that changes an image's tags.
     sha = upload(imgdex_client, "red", 1)
-    catalog = imgdex_client.app.state.library.catalog
+    catalog = imgdex_client.app.state.runtime.catalog
     with catalog.transaction() as db:
         catalog.keyword.index_tags(db, sha, ["beach", "日落"])
     for query in ("beach", "日落"):

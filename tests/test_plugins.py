@@ -341,7 +341,7 @@ def test_an_empty_text_from_a_describer_that_allows_it_finishes_the_job(
     with TestClient(imgdex_app_factory(plugins={**toy_plugins(), "signs": SignPlugin()})) as client:
         red = upload(client, image_bytes("red", pattern=1))["sha256"]
         blue = upload(client, image_bytes("blue", pattern=2))["sha256"]
-        catalog = client.app.state.library.catalog
+        catalog = client.app.state.runtime.catalog
         wait_for(lambda: ("describe", "signs") not in catalog.job_counts())
         assert client.get(f"/api/images/{blue}/descriptions").json() == []
         assert catalog.failed_jobs() == {}
@@ -377,7 +377,7 @@ def test_admin_jobs_pause_rebuild_and_remove_index(imgdex_client: Client) -> Non
     imgdex_client.post("/api/admin/plugins/toy_color/disable", headers=ADMIN)
     r = imgdex_client.delete("/api/admin/indexes/toy_color_v1", headers=ADMIN)
     assert r.json() == {"index": "toy_color_v1", "removed_vectors": 2}
-    storage = Path(imgdex_client.app.state.library.config.data_dir) / "storage"
+    storage = Path(imgdex_client.app.state.runtime.config.data_dir) / "storage"
     wait_for(lambda: not list(storage.glob("*/*/*/embedding/toy_color_v1")))
     assert not (storage.parent / "vector_index" / "toy_color_v1").exists()
     for bad in ("..", "%2e%2e", "a%2Fb"):

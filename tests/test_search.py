@@ -204,7 +204,7 @@ def test_fused_search_resolves_labels_from_memory_or_the_catalog(
     imgdex_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     library(imgdex_client)
-    lib = imgdex_client.app.state.library
+    lib = imgdex_client.app.state.runtime
     catalog = lib.catalog
     calls: list[list[int]] = []
     resolve = catalog.resolve_entries
@@ -230,7 +230,7 @@ def test_fused_search_resolves_labels_from_memory_or_the_catalog(
 
 def test_label_maps_follow_every_change_to_the_catalog(imgdex_client: Client) -> None:
     shas = library(imgdex_client)
-    lib = imgdex_client.app.state.library
+    lib = imgdex_client.app.state.runtime
     names = ("toy_color_v1", "toy_words_v1")
     before = {name: index_entries(lib.catalog, name) for name in names}
     imgdex_client.delete(f"/api/images/{shas['red']}")  # soft: hidden, restorable
@@ -277,7 +277,7 @@ def test_too_few_images_in_the_rank_window_searches_deeper(
                 describe(client, sha, method, "harbour")
         describe(client, shas["green"], "vlm2", "harbour boats")
         describe(client, shas["purple"], "vlm2", "harbour boats")
-        words_index = client.app.state.library.indexes.get("toy_words_v1")
+        words_index = client.app.state.runtime.indexes.get("toy_words_v1")
         calls: list[int] = []
         search = words_index.search
 

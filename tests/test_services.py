@@ -304,12 +304,12 @@ def test_failover_during_bulk_upload(tmp_path: Path, imgdex_app_factory: Any) ->
             assert xl_model.batches == []  # never even asked
             assert local.loads == 0  # remote only: the in-process model never loaded
 
-            library = client.app.state.library
+            library = client.app.state.runtime
             counts = library.catalog.index_counts()
             assert counts == {"toy_color_v1": len(uploaded)}
             truth = ColorEmbedder()
             for sha, data in uploaded:
-                stored = library.storage.read_vector(sha, "toy_color_v1", "image")
+                stored = library.blobs.read_vector(sha, "toy_color_v1", "image")
                 want = truth.embed_images([Image.open(io.BytesIO(data)).convert("RGB")])[0]
                 assert np.allclose(stored, want, atol=1e-6), sha
             assert client.get("/health").json()["image_embedding_service"] == "degraded"
@@ -496,7 +496,7 @@ def test_mismatched_services_are_refused(tmp_path: Path, imgdex_app_factory: Any
             admin(client, "good", "enable")
             wait_for(lambda: status_of(client, body["sha256"]) == "ready", what="good serves")
             assert all(not m.batches for m in wrong.values())  # never asked to embed
-            assert client.app.state.library.catalog.index_counts() == {"toy_color_v1": 1}
+            assert client.app.state.runtime.catalog.index_counts() == {"toy_color_v1": 1}
     finally:
         for server in servers:
             server.stop()
@@ -527,8 +527,8 @@ def test_images_are_resized_and_batched(tmp_path: Path, imgdex_app_factory: Any)
             assert sorted(model.batches) == [2, 4]
             assert set(model.sizes) == {(64, 43)}
             # JPEG at 64 px still lands next to the in-process vector of the original.
-            library = client.app.state.library
-            stored = library.storage.read_vector(shas[0], "toy_color_v1", "image")
+            library = client.app.state.runtime
+            stored = library.blobs.read_vector(shas[0], "toy_color_v1", "image")
             data = image_bytes(COLOURS[0], (300, 200), pattern=1)
             want = ColorEmbedder().embed_images([Image.open(io.BytesIO(data)).convert("RGB")])
             assert float(stored @ want[0]) > 0.98

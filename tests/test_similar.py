@@ -42,7 +42,7 @@ def test_the_query_is_the_stored_vector(imgdex_client: Client) -> None:
     # again, reds would come first; the stored vector makes blues come first.
     red, other_red = upload(imgdex_client, "red", 1), upload(imgdex_client, "red", 2)
     blue = upload(imgdex_client, "blue", 3)
-    storage = imgdex_client.app.state.library.storage
+    storage = imgdex_client.app.state.runtime.blobs
     swapped = storage.vector_path(blue, "toy_color_v1", "image").read_bytes()
     storage.vector_path(red, "toy_color_v1", "image").write_bytes(swapped)
     r = imgdex_client.get(f"/api/images/{red}/similar", params={"top_k": 2})
@@ -73,7 +73,7 @@ def test_similar_rejects_what_it_cannot_answer(imgdex_client: Client) -> None:
 
 def test_an_image_not_embedded_yet_is_409(imgdex_client: Client) -> None:
     sha = upload(imgdex_client, "red", 1)
-    catalog = imgdex_client.app.state.library.catalog
+    catalog = imgdex_client.app.state.runtime.catalog
     with catalog.transaction() as db:  # as if its embedding job had not run yet
         entries = catalog.vector_entries_of(db, sha, "image")
         catalog.delete_vector_entries(db, [e.id for e in entries])

@@ -21,7 +21,7 @@ def test_image_page_marks_a_models_tags_as_ai(imgdex_client: Client) -> None:
     c = imgdex_client
     sha = _upload(c, 401)
     assert c.post(f"/api/images/{sha}/tags", json={"tags": ["Sunset"]}).status_code == 200
-    catalog = c.app.state.library.catalog
+    catalog = c.app.state.runtime.catalog
     with catalog.transaction() as db:
         catalog.tags.add_tags(db, sha, ["beach"], "toy_caption", 0.8)
     html = c.get(f"/images/{sha}").text

@@ -15,6 +15,7 @@ import msgspec
 from imgdex.catalog import AlbumRow, Catalog
 from imgdex.errors import BadRequest, Conflict, NotFound
 from imgdex.filters import ImageFilters
+from imgdex.ids import check_id
 from imgdex.organise import MAX_BULK_IMAGES, live_image
 from imgdex.photos import image_out
 from imgdex.schemas import (
@@ -26,7 +27,6 @@ from imgdex.schemas import (
     SearchOptions,
     SmartSpec,
 )
-from imgdex.storage import check_id
 
 __all__ = [
     "SMART_QUERY_LIMIT",

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 
+from imgdex.blobs import BlobStore
 from imgdex.catalog import Catalog
 from imgdex.photos import facts_of
-from imgdex.storage import Storage
 
 __all__ = ["BATCH", "backfill_metadata", "metadata_progress"]
 
@@ -22,12 +22,15 @@ log = logging.getLogger(__name__)
 BATCH = 64
 
 
-def backfill_metadata(catalog: Catalog, storage: Storage, limit: int = BATCH) -> int:
+def backfill_metadata(catalog: Catalog, blobs: BlobStore, limit: int = BATCH) -> int:
     """Read the metadata of up to `limit` images that lack it; returns how many."""
     rows = catalog.images.unread_metadata(limit)
     for row in rows:
-        path = storage.original(row.sha256, row.filename)
-        facts = facts_of(path) if path.is_file() else None
+        try:
+            data = blobs.read(row.sha256, row.filename)
+        except FileNotFoundError:
+            data = None
+        facts = facts_of(data) if data is not None else None
         with catalog.transaction() as db:
             catalog.images.set_facts(db, row.sha256, facts)
     if rows:

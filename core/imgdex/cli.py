@@ -149,6 +149,7 @@ def _plugins_from_files(config: Config) -> list[PluginInfo]:
     from imgdex.index import IndexManager
     from imgdex.plugins import PluginHost
     from imgdex.status import Progress, plugin_infos
+    from imgdex.status import progress as index_progress
 
     host = PluginHost(config)
     host.load_entry_points()
@@ -161,17 +162,11 @@ def _plugins_from_files(config: Config) -> list[PluginInfo]:
     if (data / "imgdex.db").is_file():
         catalog = Catalog(data / "imgdex.db")
         states, counts = catalog.plugin_states(), catalog.index_counts()
-        # Background jobs per index, as the server's /api/admin/jobs counts them.
-        jobs, hidden = catalog.job_counts(), catalog.soft_deleted_counts()
-        for _, embedder in host.embedders():
-            name = embedder.index_name
-            left = jobs.get((vector_job_kind(embedder.stores), name), {})
-            done = counts.get(name, 0) - hidden.get(name, 0)
-            queued = left.get("queued", 0) + left.get("running", 0)
-            failed = left.get("failed", 0)
-            progress[name] = Progress(
-                done=done, total=done + queued + failed, failed=failed, queued=queued
-            )
+        # Background jobs per index, counted as the server's /api/admin/jobs counts them.
+        progress = index_progress(
+            catalog,
+            [(vector_job_kind(e.stores), e.index_name, e.index_name) for _, e in host.embedders()],
+        )
         roles = {name: (r.role, None) for name, r in catalog.index_roles().items()}
         catalog.close()
     if (data / "vector_index").is_dir():
@@ -213,23 +208,23 @@ def cmd_import(args: argparse.Namespace) -> int:
         bar.update(1)
 
     if args.local:
-        from imgdex.library import Library
         from imgdex.plugins import PluginHost
+        from imgdex.runtime import Runtime
 
         host = PluginHost(config)
         host.load_entry_points()
-        library = Library(config, host)
+        runtime = Runtime(config, host)
         try:
             import_local(
                 items,
-                library,
+                runtime,
                 source=args.source,
                 workers=args.workers,
                 report=report,
                 progress=tick,
             )
         finally:
-            library.close()
+            runtime.close()
     else:
         server = args.server or f"http://{_loopback(config.server.host)}:{config.server.port}"
         import_to_server(

@@ -1,7 +1,7 @@
 """One writer per data directory: an exclusive ``flock`` on ``<data_dir>/lock``.
 
 Every process that writes a data directory (``imgdex serve``, ``imgdex import --local``,
-anything that opens a `Library`) holds the lock for as long as it writes; a second one
+anything that opens a `Runtime`) holds the lock for as long as it writes; a second one
 fails at once with `DataDirLocked`, naming the process that holds it. The kernel drops
 the lock when the holder exits, however it exits, so a killed server never leaves a
 stale lock behind. The file keeps the holder's pid and command line for that message.

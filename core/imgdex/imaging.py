@@ -222,8 +222,3 @@ def make_thumbnail(decoded: DecodedImage, size: int, quality: int) -> bytes:
     buf = io.BytesIO()
     thumb.save(buf, "JPEG", quality=quality, optimize=True)
     return buf.getvalue()
-
-
-def open_stored(data: bytes, policy: ImagesConfig) -> Image.Image:
-    """Decode an image that was already accepted (for background embedding)."""
-    return decode_image(data, policy).image

@@ -19,8 +19,12 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    from imgdex.runtime import Runtime
 
 __all__ = [
     "ImportReport",
@@ -208,18 +212,17 @@ def _detail(r: httpx.Response) -> str:
 
 def import_local(
     items: Iterable[Item],
-    library: object,
+    runtime: Runtime,
     *,
     source: str | None,
     workers: int,
     report: ImportReport,
     progress: Callable[[], None] = lambda: None,
 ) -> None:
-    """Write `items` straight into a `Library` (no server running on the data dir)."""
+    """Write `items` straight into a data directory through its `Runtime` (no server
+    running on it)."""
     from imgdex.errors import ImgdexError
-    from imgdex.library import Library
 
-    assert isinstance(library, Library)
     loop = asyncio.new_event_loop()
     lock = threading.Lock()
 
@@ -228,13 +231,15 @@ def import_local(
         if prepared is None:
             return
         data, id_ = prepared
-        row = library.catalog.get_image(id_)
+        row = runtime.catalog.get_image(id_)
         if row is not None and not row.is_deleted:
             report.add("duplicate")
             return
         try:
             with lock:  # one event loop, driven by one thread at a time
-                result = loop.run_until_complete(library.ingest(data, source, Path(item.name).name))
+                result = loop.run_until_complete(
+                    runtime.ingest.ingest(data, source, Path(item.name).name)
+                )
         except ImgdexError as exc:
             report.add("rejected", item.name, exc.detail)
             return

@@ -11,7 +11,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from imgdex.catalog.keyword import field_label
-from imgdex.fusion import Hit
+from imgdex.ops.fusion import Hit
 
 if TYPE_CHECKING:
     from imgdex.catalog.keyword import KeywordStore

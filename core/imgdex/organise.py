@@ -13,9 +13,9 @@ import msgspec
 
 from imgdex.catalog import Catalog, ImageRow
 from imgdex.errors import BadRequest, NotFound
+from imgdex.ids import check_id
 from imgdex.photos import image_out
 from imgdex.schemas import ImageOut, ImagePatch
-from imgdex.storage import check_id
 from imgdex.tags import USER_SOURCE, normalise_all
 
 __all__ = [

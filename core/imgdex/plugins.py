@@ -195,7 +195,7 @@ def _check_embedder(embedder: object) -> None:
             raise TypeError(f"embedder {type(embedder).__name__} has no {attr!r}")
     if embedder.stores not in ("image", "text"):
         raise ValueError(f"embedder {embedder.index_name}: stores must be 'image' or 'text'")
-    from imgdex.storage import check_name  # late: storage imports nothing from here
+    from imgdex.ids import check_name
 
     check_name(embedder.index_name, "index name")
 
@@ -203,6 +203,6 @@ def _check_embedder(embedder: object) -> None:
 def _check_describer(describer: object) -> None:
     if not isinstance(describer, Describer):
         raise TypeError(f"{describer!r} is not an imgdex.Describer")
-    from imgdex.storage import check_name
+    from imgdex.ids import check_name
 
     check_name(describer.method, "describer method")

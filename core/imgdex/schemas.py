@@ -319,7 +319,3 @@ class AlbumImagesResponse(Struct, kw_only=True, frozen=True):
     message: str
     album: int
     changed: int  # images added (or removed) that were not (or were) in it
-
-
-def to_builtins(obj: Any) -> Any:
-    return msgspec.to_builtins(obj)

@@ -17,7 +17,7 @@ from imgdex.filters import ImageFilters
 
 if TYPE_CHECKING:
     from imgdex.catalog import Catalog
-    from imgdex.fusion import FusedResult
+    from imgdex.ops.fusion import FusedResult
 
 __all__ = ["Allowed", "Scope", "TakenAt", "catalog_allowed", "catalog_taken_at", "sort_by_taken_at"]
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from imgdex.catalog import Catalog, JobKind
 from imgdex.plugins import PluginRecord
 
 __all__ = [
@@ -19,6 +21,8 @@ __all__ = [
     "hide_model_path",
     "model_name",
     "plugin_infos",
+    "progress",
+    "progress_of",
     "public_status",
 ]
 
@@ -65,6 +69,34 @@ class Progress(msgspec.Struct, kw_only=True, frozen=True):
     failed: int = 0  # jobs that failed for good (see /api/admin/jobs for their errors)
     queued: int = 0
     running: int = 0
+
+
+def progress_of(done: int, jobs: Mapping[str, int]) -> Progress:
+    """Items done, and the jobs left per state, as one `Progress`."""
+    queued, running, failed = (jobs.get(k, 0) for k in ("queued", "running", "failed"))
+    return Progress(
+        done=done,
+        total=done + queued + running + failed,
+        failed=failed,
+        queued=queued,
+        running=running,
+    )
+
+
+def progress(catalog: Catalog, targets: Iterable[tuple[JobKind, str, str]]) -> dict[str, Progress]:
+    """``{name: Progress}`` for ``(job kind, target, name)`` triples: an index (its
+    vectors, less soft-deleted ones) or a describer (its descriptions)."""
+    counts = catalog.index_counts()
+    hidden = catalog.soft_deleted_counts()
+    jobs = catalog.job_counts()
+    out = {}
+    for kind, target, name in targets:
+        if kind == "describe":
+            done = catalog.description_count(target)
+        else:
+            done = counts.get(target, 0) - hidden.get(target, 0)
+        out[name] = progress_of(done, jobs.get((kind, target), {}))
+    return out
 
 
 class IndexStatus(msgspec.Struct, kw_only=True, frozen=True):

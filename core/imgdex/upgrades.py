@@ -1,4 +1,5 @@
-"""Model upgrades without downtime: a new index fills up while the old one answers.
+"""Model upgrades without downtime: the rules, as functions that decide and never write
+the registry (`imgdex.registry.Registry` applies what they decide).
 
 Every index belongs to a *family* (`Embedder.family`: ``bge_text`` for ``bge_text_v1``
 and ``bge_text_v2``) of one plugin, and has a role in the catalog's ``index_roles``:
@@ -14,31 +15,33 @@ To keep serving the old index the core needs the old model for queries and for n
 items, so the plugin is asked again for its embedders under the settings that built
 the old index (kept in ``index_roles``). When the new index holds a vector for
 everything the old one does, it takes over in one catalog transaction and one swap of
-the library's slot table; searches in flight finish on the old index.
+the registry's slot table; searches in flight finish on the old index.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from imgdex.catalog import IndexRole, vector_job_kind
+from imgdex.catalog import Catalog, IndexRole, vector_job_kind
+from imgdex.config import Config
+from imgdex.index import IndexManager
 from imgdex.models import EmbedderSlot
+from imgdex.plugins import PluginHost
 
-if TYPE_CHECKING:
-    from imgdex.library import Library
-
-__all__ = ["UpgradeState", "drop_stand_in", "plan_upgrades", "try_take_over"]
+__all__ = ["StandIn", "UpgradeState", "active_of_family", "assign_roles", "blocker", "stand_in"]
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
 class UpgradeState:
-    """Which index stands in for which while a new one is building."""
+    """Which index stands in for which while a new one is building (registry-owned)."""
 
-    def __init__(self) -> None:
-        self.serving_for: dict[str, str] = {}  # building index -> the old one serving
-        self.problems: dict[str, str] = {}  # building index -> why nothing stands in
+    serving_for: dict[str, str] = field(default_factory=dict)  # building -> old serving
+    problems: dict[str, str] = field(default_factory=dict)  # building -> why none stands in
 
     def predecessor(self, name: str) -> str | None:
         return self.serving_for.get(name)
@@ -51,20 +54,33 @@ class UpgradeState:
         return sorted({*self.serving_for, *self.problems})
 
 
-def plan_upgrades(library: Library) -> None:
-    """Give every current index a role, and open the old index of each upgrade."""
-    catalog, config = library.catalog, library.config
+@dataclass(frozen=True)
+class StandIn:
+    """The outcome of opening an upgrade's old index: its slot, or why there is none."""
+
+    new: str
+    old: str
+    slot: EmbedderSlot | None
+    problem: str | None = None
+
+
+def assign_roles(
+    catalog: Catalog, config: Config, indexes: IndexManager, embedders: Mapping[str, EmbedderSlot]
+) -> list[tuple[EmbedderSlot, str, dict[str, Any] | None]]:
+    """Give every current index a role; returns ``(new slot, old index, old settings)``
+    for each index that is building behind an old one."""
     roles = catalog.index_roles()
     counts = catalog.index_counts()
-    on_disk = library.indexes.on_disk()
-    current = set(library.embedders)
-    for name, slot in sorted(library.embedders.items()):
+    on_disk = indexes.on_disk()
+    current = set(embedders)
+    upgrades = []
+    for name, slot in sorted(embedders.items()):
         embedder, plugin = slot.provider, slot.plugin.name
         settings = dict(config.plugins.get(plugin) or {})
         role = roles.get(name)
         if role is not None and role.role == "active":
             continue
-        old = _active_of_family(roles, on_disk, counts, embedder.family, plugin, exclude=current)
+        old = active_of_family(roles, on_disk, counts, embedder.family, plugin, exclude=current)
         with catalog.transaction() as db:
             if old is None:
                 catalog.set_index_role(
@@ -78,13 +94,14 @@ def plan_upgrades(library: Library) -> None:
                 catalog.set_index_role(db, old, "active", family=embedder.family, plugin=plugin)
         log.info("index %s is building; %s answers searches until it is complete", name, old)
         old_settings = roles[old].settings if old in roles else None
-        _open_predecessor(library, slot, old, old_settings or None)
+        upgrades.append((slot, old, old_settings or None))
+    return upgrades
 
 
-def _active_of_family(
-    roles: dict[str, IndexRole],
-    on_disk: dict[str, dict[str, Any]],
-    counts: dict[str, int],
+def active_of_family(
+    roles: Mapping[str, IndexRole],
+    on_disk: Mapping[str, dict[str, Any]],
+    counts: Mapping[str, int],
     family: str,
     plugin: str,
     *,
@@ -104,24 +121,27 @@ def _active_of_family(
     return None
 
 
-def _open_predecessor(
-    library: Library, new: EmbedderSlot, old: str, settings: dict[str, Any] | None
-) -> None:
+def stand_in(
+    config: Config,
+    host: PluginHost,
+    indexes: IndexManager,
+    new: EmbedderSlot,
+    old: str,
+    settings: dict[str, Any] | None,
+) -> StandIn:
     """Build the old index's embedder again so the old index keeps serving."""
     plugin = new.plugin
-    meta = library.indexes.read_meta(old) or {}
+    meta = indexes.read_meta(old) or {}
     if settings is None:
         # No record of the settings that built it (an index from an older imgdex):
         # the plugin's current section with the model and version the index records.
-        settings = dict(library.config.plugins.get(plugin.name) or {})
+        settings = dict(config.plugins.get(plugin.name) or {})
         if meta.get("model"):
             settings["model"] = meta["model"]
         if meta.get("model_version"):
             settings["version"] = meta["model_version"]
     try:
-        found = [
-            e for e in library.host.embedders_with(plugin.name, settings) if e.index_name == old
-        ]
+        found = [e for e in host.embedders_with(plugin.name, settings) if e.index_name == old]
         if not found:
             raise LookupError(f"plugin {plugin.name} no longer offers index {old}")
         embedder = found[0]
@@ -136,68 +156,30 @@ def _open_predecessor(
     except Exception as exc:
         problem = f"the old index {old} cannot answer meanwhile: {type(exc).__name__}: {exc}"
         log.warning("index %s: %s; searches use the new index as it fills", new.name, problem)
-        library.upgrades.problems[new.name] = problem
-        return
-    slot = EmbedderSlot(
-        plugin, embedder, library.config.worker.retry_load_after, library.indexes.open_for
-    )
-    library.embedders = {**library.embedders, old: slot}
-    library.upgrades.serving_for[new.name] = old
+        return StandIn(new=new.name, old=old, slot=None, problem=problem)
+    slot = EmbedderSlot(plugin, embedder, config.worker.retry_load_after, indexes.open_for)
+    return StandIn(new=new.name, old=old, slot=slot)
 
 
-def try_take_over(library: Library, name: str) -> bool:
-    """If building index `name` is complete, make it the active one; True if it did.
+def blocker(catalog: Catalog, slot: EmbedderSlot, old: str | None) -> str | None:
+    """Why building index `slot` cannot take over from `old` yet ("" while it is still
+    filling); None when it is complete.
 
     Complete: every live item has a vector in it or a job that failed for good, and no
     item failed in it that the old index holds (a new model failing where the old one
     worked must not replace it; retry or fix it first).
     """
-    catalog = library.catalog
-    slot = library.embedders.get(name)
-    roles = catalog.index_roles()
-    if slot is None or name not in roles or roles[name].role != "building":
-        return False
+    name = slot.name
     kind = vector_job_kind(slot.provider.stores)
-    catalog.plan(kind, name)
+    catalog.queue_backfill(kind, name)
     counts = catalog.job_counts().get((kind, name), {})
     if counts.get("queued") or counts.get("running"):
-        return False
-    old = library.upgrades.predecessor(name) or _active_of_family(
-        roles, {}, {}, slot.provider.family, slot.plugin.name, exclude={name}
-    )
+        return ""
     if old is not None and counts.get("failed"):
         regressions = catalog.failed_where_held(kind, name, old)
         if regressions:
-            library.upgrades.problems[name] = (
+            return (
                 f"{regressions} items failed in {name} that {old} holds; "
                 "retry them (POST /api/admin/jobs/retry) before it can take over"
             )
-            return False
-    with catalog.transaction() as db:
-        catalog.set_index_role(db, name, "active")
-        if old is not None:
-            catalog.set_index_role(db, old, "retired")
-            catalog.drop_vector_jobs(db, old)
-    library.upgrades.serving_for.pop(name, None)
-    library.upgrades.problems.pop(name, None)
-    if old is not None:
-        retired = library.embedders.get(old)
-        library.embedders = {k: v for k, v in library.embedders.items() if k != old}
-        library.indexes.close_index(old)
-        if retired is not None:
-            library.release(retired)
-    log.info("index %s is complete and took over from %s", name, old)
-    return True
-
-
-def drop_stand_in(library: Library, name: str) -> None:
-    """An admin removed the old index of an upgrade: the new one answers as it fills."""
-    new = library.upgrades.successor(name)
-    if new is None:
-        return
-    library.upgrades.serving_for.pop(new, None)
-    library.upgrades.problems[new] = f"the old index {name} was removed; this one answers meanwhile"
-    slot = library.embedders.get(name)
-    library.embedders = {k: v for k, v in library.embedders.items() if k != name}
-    if slot is not None:
-        library.release(slot)
+    return None

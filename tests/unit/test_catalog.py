@@ -438,11 +438,11 @@ def test_plan_queues_exactly_the_missing_work(catalog: Catalog) -> None:
     with catalog.transaction() as db:
         catalog.set_deleted(db, ids[4], True)
 
-    assert catalog.plan("embed_image", "img_v1") == 3  # deleted and done ones skipped
+    assert catalog.queue_backfill("embed_image", "img_v1") == 3  # deleted and done ones skipped
     assert [r[2] for r in job_rows(catalog)] == [ids[1], ids[2], ids[3]]
-    assert catalog.plan("embed_image", "img_v1") == 0  # idempotent
-    assert catalog.plan("embed_image", "other_v1", image=ids[0]) == 1  # one image only
-    assert catalog.plan("embed_image", "other_v1", image=ids[2]) == 0
+    assert catalog.queue_backfill("embed_image", "img_v1") == 0  # idempotent
+    assert catalog.queue_backfill("embed_image", "other_v1", image=ids[0]) == 1  # one image only
+    assert catalog.queue_backfill("embed_image", "other_v1", image=ids[2]) == 0
 
 
 def test_plan_for_texts_and_describers(catalog: Catalog) -> None:
@@ -454,9 +454,11 @@ def test_plan_for_texts_and_describers(catalog: Catalog) -> None:
     add_entry(catalog, a, "caption", "words_v1", content="a text")
     with catalog.transaction() as db:
         catalog.set_deleted(db, c, True)
-    assert catalog.plan("embed_text", "words_v1") == 2
+    assert catalog.queue_backfill("embed_text", "words_v1") == 2
     assert {(r[2], r[3]) for r in job_rows(catalog)} == {(a, "ocr"), (b, "caption")}
-    assert catalog.plan("describe", "ocr") == 1  # b lacks an ocr description; c is deleted
+    assert (
+        catalog.queue_backfill("describe", "ocr") == 1
+    )  # b lacks an ocr description; c is deleted
     assert ("describe", "ocr", b, "ocr", "queued", 0) in job_rows(catalog)
 
 

@@ -1,4 +1,4 @@
-"""Unit tests for imgdex.fusion: collapsing, reciprocal rank fusion, max fusion, ties."""
+"""Unit tests for imgdex.ops.fusion: collapsing, reciprocal rank fusion, max fusion, ties."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from imgdex.fusion import FusedResult, Fusion, Hit, _fuse_many, _fuse_one, collapse, fuse
+from imgdex.ops.fusion import FusedResult, Fusion, Hit, _fuse_many, _fuse_one, collapse, fuse
 
 
 def hits(index: str, *pairs: tuple[str, float], method: str = "image") -> list[Hit]:

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from imgdex.blobs import LocalBlobStore
 from imgdex.catalog import Catalog, IndexEntry
 from imgdex.config import IndexConfig
 from imgdex.errors import Conflict, NotFound
@@ -24,7 +25,6 @@ from imgdex.index.flat import FlatBackend
 from imgdex.index.hnsw import HnswBackend, HnswIndex
 from imgdex.index.rwlock import RWLock
 from imgdex.providers import IndexBackend, IndexLocation, VectorIndex
-from imgdex.storage import Storage
 from imgdex.testing import ColorEmbedder, WordEmbedder
 
 Vectors = npt.NDArray[np.float32]
@@ -513,7 +513,7 @@ def test_rwlock_released_on_exception() -> None:
 class Env:
     root: Path
     catalog: Catalog
-    storage: Storage
+    storage: LocalBlobStore
     backend_name: str
 
     def manager(self) -> IndexManager:
@@ -524,7 +524,7 @@ class Env:
 @pytest.fixture(params=sorted(BACKENDS))
 def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
     catalog = Catalog(tmp_path / "imgdex.db")
-    yield Env(tmp_path, catalog, Storage(tmp_path / "storage"), request.param)
+    yield Env(tmp_path, catalog, LocalBlobStore(tmp_path / "storage"), request.param)
     catalog.close()
 
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from imgdex.fusion import Hit, collapse
 from imgdex.index import labels as labels_module
 from imgdex.index.labels import Key, LabelMap, Ranked
+from imgdex.ops.fusion import Hit, collapse
 
 
 def image(n: int) -> str:
@@ -194,7 +194,7 @@ def test_readers_never_see_a_wrong_answer_while_labels_are_added() -> None:
 def reference(
     labels: LabelMap, found: list[int], scores: list[float], methods: set[str] | None
 ) -> list[Hit]:
-    """The general path: resolve each label, filter, collapse (imgdex.fusion)."""
+    """The general path: resolve each label, filter, collapse (imgdex.ops.fusion)."""
     entries, _, missing = labels.resolve(found)
     assert missing == []
     hits = [

@@ -22,7 +22,7 @@ from imgdex.schemas import (
     ImageListResponse,
 )
 
-from .deps import LibraryDep, SearcherDep
+from .deps import CatalogDep, PoolsDep, SearcherDep
 
 __all__ = ["AlbumsController"]
 
@@ -33,18 +33,22 @@ class AlbumsController(Controller):
     tags = ["albums"]
 
     @post("/", status_code=HTTP_201_CREATED, summary="Make an album", guards=[require("write")])
-    async def create(self, library: LibraryDep, data: JSONBody[AlbumRequest]) -> AlbumOut:
+    async def create(
+        self, catalog: CatalogDep, pools: PoolsDep, data: JSONBody[AlbumRequest]
+    ) -> AlbumOut:
         """``{"name", "description"?, "smart"?: {"query"?, "filters"?}, "cover"?}``; a
         smart album's images are its search, evaluated whenever it is read."""
-        return await library.run_io(albums.create_album, library.catalog, data)
+        return await pools.run_io(albums.create_album, catalog, data)
 
     @get("/", summary="Every album")
-    async def list_albums(self, library: LibraryDep) -> AlbumListResponse:
-        return await library.run_io(albums.list_albums, library.catalog)
+    async def list_albums(self, catalog: CatalogDep, pools: PoolsDep) -> AlbumListResponse:
+        return await pools.run_io(albums.list_albums, catalog)
 
     @get("/{album:int}", summary="One album")
-    async def get_album(self, library: LibraryDep, album: FromPath[int]) -> AlbumOut:
-        return await library.run_io(albums.get_album, library.catalog, album)
+    async def get_album(
+        self, catalog: CatalogDep, pools: PoolsDep, album: FromPath[int]
+    ) -> AlbumOut:
+        return await pools.run_io(albums.get_album, catalog, album)
 
     @patch(
         "/{album:int}",
@@ -52,9 +56,9 @@ class AlbumsController(Controller):
         guards=[require("write")],
     )
     async def update(
-        self, library: LibraryDep, album: FromPath[int], data: JSONBody[AlbumPatch]
+        self, catalog: CatalogDep, pools: PoolsDep, album: FromPath[int], data: JSONBody[AlbumPatch]
     ) -> AlbumOut:
-        return await library.run_io(albums.update_album, library.catalog, album, data)
+        return await pools.run_io(albums.update_album, catalog, album, data)
 
     @delete(
         "/{album:int}",
@@ -62,9 +66,11 @@ class AlbumsController(Controller):
         summary="Delete an album",
         guards=[require("write")],
     )
-    async def delete_album(self, library: LibraryDep, album: FromPath[int]) -> dict[str, object]:
+    async def delete_album(
+        self, catalog: CatalogDep, pools: PoolsDep, album: FromPath[int]
+    ) -> dict[str, object]:
         """The album goes; its images stay in the library."""
-        await library.run_io(albums.delete_album, library.catalog, album)
+        await pools.run_io(albums.delete_album, catalog, album)
         return {"message": "album deleted", "album": album}
 
     @post(
@@ -74,11 +80,15 @@ class AlbumsController(Controller):
         guards=[require("write")],
     )
     async def add(
-        self, library: LibraryDep, album: FromPath[int], data: JSONBody[AlbumImagesRequest]
+        self,
+        catalog: CatalogDep,
+        pools: PoolsDep,
+        album: FromPath[int],
+        data: JSONBody[AlbumImagesRequest],
     ) -> AlbumImagesResponse:
         """``{"images": [sha256, ...]}``, all or none (404 names a missing one); at most
         1000; 409 for a smart album."""
-        n = await library.run_io(albums.add_images, library.catalog, album, data.images)
+        n = await pools.run_io(albums.add_images, catalog, album, data.images)
         return AlbumImagesResponse(message="images added", album=album, changed=n)
 
     @delete(
@@ -88,15 +98,20 @@ class AlbumsController(Controller):
         guards=[require("write")],
     )
     async def remove(
-        self, library: LibraryDep, album: FromPath[int], data: JSONBody[AlbumImagesRequest]
+        self,
+        catalog: CatalogDep,
+        pools: PoolsDep,
+        album: FromPath[int],
+        data: JSONBody[AlbumImagesRequest],
     ) -> AlbumImagesResponse:
-        n = await library.run_io(albums.remove_images, library.catalog, album, data.images)
+        n = await pools.run_io(albums.remove_images, catalog, album, data.images)
         return AlbumImagesResponse(message="images removed", album=album, changed=n)
 
     @get("/{album:int}/images", summary="An album's images, a page at a time")
     async def images(
         self,
-        library: LibraryDep,
+        catalog: CatalogDep,
+        pools: PoolsDep,
         searcher: SearcherDep,
         album: FromPath[int],
         offset: Annotated[int, QueryParameter(ge=0, le=1_000_000_000)] = 0,
@@ -108,14 +123,14 @@ class AlbumsController(Controller):
         first (``sort`` does not apply to it)."""
         sort = list_choice(sort, SORT_KEYS, "sort")
         direction = list_choice(order, ("asc", "desc"), "order")
-        row = await library.run_io(albums.get_album, library.catalog, album)
+        row = await pools.run_io(albums.get_album, catalog, album)
         ranked = None
         if row.smart is not None and row.smart.query:
             found = await searcher.search_text(row.smart.query, albums.search_options(row.smart))
             ranked = [r.sha256 for r in found.results]
-        return await library.run_io(
+        return await pools.run_io(
             lambda: albums.page(
-                library.catalog, album, offset=offset, limit=limit, sort=sort,
+                catalog, album, offset=offset, limit=limit, sort=sort,
                 order=direction, ranked=ranked,
             )
         )  # fmt: skip

@@ -1,7 +1,7 @@
 """The application factory: `create_app(config) -> Litestar`.
 
-The lifespan owns every resource: it loads plugins, opens the library (catalog, storage,
-indexes), starts the background tasks (enrichment, index saving, start-up
+The lifespan owns every resource: it opens the runtime (`imgdex.runtime`: catalog, blob
+store, indexes, models), starts the background tasks (enrichment, index saving, start-up
 reconciliation, model preloading) and closes everything in order on shutdown, saving
 the indexes last.
 """
@@ -14,12 +14,10 @@ import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
-from litestar.di import Provide
 
 import imgdex
 from imgdex.auth.audit import AuditMiddleware
@@ -33,17 +31,14 @@ from imgdex.auth.middleware import (
 from imgdex.auth.service import AuthService
 from imgdex.auth.shares import Shares
 from imgdex.config import Config
-from imgdex.duplicates import DuplicateFinder
-from imgdex.enricher import Enricher
-from imgdex.library import Library
+from imgdex.ops.recovery import recover_storage
 from imgdex.plugins import PluginHost
-from imgdex.reconcile import reconcile_storage
-from imgdex.search import Searcher
+from imgdex.runtime import Runtime
 
 from .admin import AdminController
 from .albums import AlbumsController
 from .auth import AuthController
-from .deps import provide_library, provide_searcher
+from .deps import dependencies
 from .docs import docs_assets, finish_document, openapi_config
 from .duplicates import DuplicatesController
 from .errors import exception_handlers
@@ -125,32 +120,31 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        library = await asyncio.to_thread(Library, config, host)
-        enricher = Enricher(library)
-        app.state.library = library
-        app.state.searcher = Searcher(library)
-        app.state.enricher = enricher
+        runtime = await asyncio.to_thread(Runtime, config, host)
+        enricher = runtime.worker
+        app.state.runtime = runtime
+        app.state.enricher = enricher  # `run_once()` drives it with background=False
         app.state.admin_token = await asyncio.to_thread(admin_token, config)
         secret = await asyncio.to_thread(_secret_file, config, "csrf_secret")
         app.state.csrf_config = csrf_config(secret)
-        app.state.shares = Shares(library.catalog.shares)  # for the albums API
-        app.state.auth = AuthService(library.catalog.users, config.auth, app.state.admin_token)
+        app.state.shares = Shares(runtime.catalog.shares)  # for the albums API
+        app.state.auth = AuthService(runtime.catalog.users, config.auth, app.state.admin_token)
         tasks: list[asyncio.Task[Any]] = []
         if background:
-            tasks.append(asyncio.create_task(_startup(library, preload), name="imgdex-startup"))
+            tasks.append(asyncio.create_task(_startup(runtime, preload), name="imgdex-startup"))
             tasks.append(asyncio.create_task(enricher.run(), name="imgdex-enricher"))
         tasks.append(
             asyncio.create_task(
-                _every(config.index.save_interval, library, library.indexes.save_dirty)
+                _every(config.index.save_interval, runtime, runtime.indexes.save_dirty)
             )
         )
         if background:  # near-duplicates of new (and, once, of older) images
-            finder = DuplicateFinder(library)
+            finder = runtime.duplicate_finder
             tasks.append(
-                asyncio.create_task(_every(config.worker.interval, library, finder.run_once))
+                asyncio.create_task(_every(config.worker.interval, runtime, finder.run_once))
             )
-        if library.services.slots:
-            tasks.append(asyncio.create_task(library.services.run(), name="imgdex-health"))
+        if runtime.services.slots:
+            tasks.append(asyncio.create_task(runtime.services.run(), name="imgdex-health"))
         log.info("imgdex %s serving data in %s", imgdex.__version__, config.data_path)
         try:
             yield
@@ -159,7 +153,7 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks, timeout=30)
-            await asyncio.to_thread(library.close)
+            await asyncio.to_thread(runtime.close)
 
     app = Litestar(
         route_handlers=[
@@ -191,10 +185,7 @@ def create_app(
         else None,
         lifespan=[lifespan],
         plugins=[_web_plugin()],  # the web app at / (imgdex.web)
-        dependencies={
-            "library": Provide(provide_library, sync_to_thread=False),
-            "searcher": Provide(provide_searcher, sync_to_thread=False),
-        },
+        dependencies=dependencies(),
         exception_handlers=exception_handlers,
         request_max_body_size=config.server.max_upload_bytes,
         request_class=request_class(config.server.max_json_bytes),
@@ -208,59 +199,62 @@ def create_app(
     return app
 
 
-async def _startup(library: Library, preload: bool) -> None:
-    """Reconcile storage, then load enabled models so /health tells at once what fails,
+async def _startup(runtime: Runtime, preload: bool) -> None:
+    """Recover storage, then load enabled models so /health tells at once what fails,
     and keep loading those that failed whenever their next attempt is due."""
     try:
-        await library.run_io(reconcile_storage, library)
+        await runtime.pools.run_io(
+            recover_storage,
+            runtime.config.images,
+            runtime.catalog,
+            runtime.blobs,
+            runtime.registry,
+            runtime.wakeup,
+        )
     except Exception:
-        log.exception("start-up reconciliation failed")
+        log.exception("start-up storage recovery failed")
+    wake = runtime.wakeup.ring
     if not preload:
-        library.on_work()
+        wake()
         return
-    await _load_due(library)
-    library.on_work()
+    await _load_due(runtime)
+    wake()
     while True:
         # A failure outside the model (an import race, memory) is due again in seconds;
         # without this the retry would wait for the next job or search to need the model.
-        waits = [s.retry_in for s in _model_slots(library) if s.retry_in is not None]
+        waits = [s.retry_in for s in _model_slots(runtime) if s.retry_in is not None]
         await asyncio.sleep(min([RELOAD_TICK, *waits]) + 0.05)
-        if await _load_due(library):
-            library.on_work()
+        if await _load_due(runtime):
+            wake()
 
 
 RELOAD_TICK = 5.0
 
 
-def _model_slots(library: Library) -> list[Any]:
-    return [*library.embedder_slots(), *library.describer_slots()]
+def _model_slots(runtime: Runtime) -> list[Any]:
+    return [*runtime.registry.embedder_slots(), *runtime.registry.describer_slots()]
 
 
-async def _load_due(library: Library) -> bool:
+async def _load_due(runtime: Runtime) -> bool:
     """Load every enabled model not loaded yet or whose retry is due; True if any loaded."""
     due = [
         slot
-        for slot in _model_slots(library)
+        for slot in _model_slots(runtime)
         if slot.state in ("not_loaded", "failed") and slot.available()
     ]
     outcomes = await asyncio.gather(
-        *(library.run_model(slot.ensure_loaded) for slot in due), return_exceptions=True
+        *(runtime.pools.run_model(slot.ensure_loaded) for slot in due), return_exceptions=True
     )
     return any(outcome is None for outcome in outcomes)
 
 
-async def _every(seconds: float, library: Library, fn: Callable[[], object]) -> None:
+async def _every(seconds: float, runtime: Runtime, fn: Callable[[], object]) -> None:
     while True:
         await asyncio.sleep(seconds)
         try:
-            await library.run_io(fn)
+            await runtime.pools.run_io(fn)
         except Exception:
             log.exception("periodic task %s failed", getattr(fn, "__name__", fn))
-
-
-def data_dir_of(app: Litestar) -> Path:
-    library: Library = app.state.library
-    return library.config.data_path
 
 
 def _web_plugin() -> Any:

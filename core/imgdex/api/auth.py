@@ -18,7 +18,7 @@ from imgdex.auth.service import AuthService
 from imgdex.catalog.users import SessionRow
 from imgdex.errors import NotFound
 
-from .deps import LibraryDep
+from .deps import PoolsDep
 
 __all__ = ["AuthController", "LoginRequest", "Me"]
 
@@ -48,7 +48,7 @@ class AuthController(Controller):
     @post("/login", status_code=HTTP_200_OK, summary="Log in (sets the session cookie)")
     async def login(
         self,
-        library: LibraryDep,
+        pools: PoolsDep,
         state: State,
         request: Request[Any, Any, Any],
         data: JSONBody[LoginRequest],
@@ -57,9 +57,7 @@ class AuthController(Controller):
         ``csrftoken`` cookie; unsafe requests made with the session need ``X-CSRFToken``.
         Failed attempts are limited per account and per address (429 + Retry-After)."""
         auth: AuthService = state.auth
-        user, token = await library.run_io(
-            auth.login, data.username, data.password, _client(request)
-        )
+        user, token = await pools.run_io(auth.login, data.username, data.password, _client(request))
         secure = request.url.scheme == "https"
         csrf = request.cookies.get("csrftoken") or generate_csrf_token(state.csrf_config.secret)
         cookies = [
@@ -87,9 +85,9 @@ class AuthController(Controller):
 
     @post("/logout", status_code=HTTP_200_OK, summary="Log out (ends this session)")
     async def logout(
-        self, library: LibraryDep, state: State, request: Request[Any, Any, Any]
+        self, pools: PoolsDep, state: State, request: Request[Any, Any, Any]
     ) -> Response[dict[str, bool]]:
-        await library.run_io(state.auth.logout, principal_of(request))
+        await pools.run_io(state.auth.logout, principal_of(request))
         return Response(
             {"logged_out": True},
             cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/", httponly=True)],
@@ -108,12 +106,12 @@ class AuthController(Controller):
 
     @get("/sessions", summary="One's own login sessions", guards=[require("read")])
     async def sessions(
-        self, library: LibraryDep, state: State, request: Request[Any, Any, Any]
+        self, pools: PoolsDep, state: State, request: Request[Any, Any, Any]
     ) -> dict[str, list[SessionRow]]:
         p = principal_of(request)
         if p.user_id is None:
             return {"sessions": []}
-        return {"sessions": await library.run_io(state.auth.store.list_sessions, p.user_id)}
+        return {"sessions": await pools.run_io(state.auth.store.list_sessions, p.user_id)}
 
     @delete(
         "/sessions",
@@ -122,12 +120,12 @@ class AuthController(Controller):
         guards=[require("read")],
     )
     async def revoke_all(
-        self, library: LibraryDep, state: State, request: Request[Any, Any, Any]
+        self, pools: PoolsDep, state: State, request: Request[Any, Any, Any]
     ) -> dict[str, int]:
         p = principal_of(request)
         if p.user_id is None:
             return {"revoked": 0}
-        return {"revoked": await library.run_io(state.auth.store.delete_sessions, p.user_id)}
+        return {"revoked": await pools.run_io(state.auth.store.delete_sessions, p.user_id)}
 
     @delete(
         "/sessions/{session_id:str}",
@@ -137,7 +135,7 @@ class AuthController(Controller):
     )
     async def revoke(
         self,
-        library: LibraryDep,
+        pools: PoolsDep,
         state: State,
         request: Request[Any, Any, Any],
         session_id: FromPath[str],
@@ -145,7 +143,7 @@ class AuthController(Controller):
         p = principal_of(request)
         n = 0
         if p.user_id is not None:
-            n = await library.run_io(state.auth.store.delete_sessions, p.user_id, session_id)
+            n = await pools.run_io(state.auth.store.delete_sessions, p.user_id, session_id)
         if not n:
             raise NotFound("no such session of yours", code="unknown_session")
         return {"revoked": n}

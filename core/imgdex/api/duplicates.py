@@ -9,15 +9,13 @@ from litestar.params import JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
 from imgdex.auth.guards import require
-from imgdex.duplicates import (
+from imgdex.ops.duplicates import (
     DuplicatesResponse,
     ResolveRequest,
     ResolveResponse,
-    groups,
-    resolve,
 )
 
-from .deps import LibraryDep
+from .deps import DuplicatesDep
 
 __all__ = ["DuplicatesController"]
 
@@ -31,12 +29,12 @@ class DuplicatesController(Controller):
     @get("/", summary="Near-duplicate groups")
     async def list_groups(
         self,
-        library: LibraryDep,
+        duplicates: DuplicatesDep,
         threshold: Annotated[float | None, QueryParameter(ge=0, le=1)] = None,
     ) -> DuplicatesResponse:
         """Groups of images at least `threshold` alike (default ``duplicates.threshold``)
         in an image index: resized, re-encoded or lightly edited copies."""
-        return await library.run_io(groups, library, threshold)
+        return await duplicates.groups(threshold)
 
     @post(
         "/resolve",
@@ -44,6 +42,8 @@ class DuplicatesController(Controller):
         summary="Keep one image, trash the others",
         guards=[require("delete")],
     )
-    async def resolve(self, library: LibraryDep, data: JSONBody[ResolveRequest]) -> ResolveResponse:
+    async def resolve(
+        self, duplicates: DuplicatesDep, data: JSONBody[ResolveRequest]
+    ) -> ResolveResponse:
         """Soft-deletes every image of `trash` (restorable); `keep` stays."""
-        return await resolve(library, data)
+        return await duplicates.resolve(data)

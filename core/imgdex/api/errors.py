@@ -52,9 +52,9 @@ def _private_roots(request: Request[Any, Any, Any]) -> list[str]:
     """Where this box keeps its files: the data directory, and the working directory
     (a relative path in a message resolves from it)."""
     roots = [os.getcwd()]
-    library = getattr(request.app.state, "library", None)
-    if library is not None:
-        data = library.config.data_path
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is not None:
+        data = runtime.config.data_path
         roots += [str(data), str(data.resolve())]
     return sorted({r for r in roots if len(r) > 1}, key=len, reverse=True)
 

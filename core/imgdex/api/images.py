@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated, Any, BinaryIO, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from litestar import Controller, HttpMethod, Request, Response, delete, get, patch, post, route
@@ -15,7 +14,7 @@ from imgdex.albums import check_filters
 from imgdex.auth.guards import check_hard_delete, creator, require
 from imgdex.catalog.images import SORT_KEYS
 from imgdex.imaging import media_type
-from imgdex.library import OpenedFile
+from imgdex.ops.images import OpenedFile
 from imgdex.organise import edit_image, list_choice
 from imgdex.schemas import (
     DeleteResponse,
@@ -28,7 +27,15 @@ from imgdex.schemas import (
     UploadResponse,
 )
 
-from .deps import LibraryDep
+from .deps import (
+    CatalogDep,
+    DeletionDep,
+    DescriptionsDep,
+    ImagesDep,
+    IngestDep,
+    PoolsDep,
+    TrashDep,
+)
 from .filterparams import filters_from_fields
 from .uploads import read_form, upload_operation
 
@@ -53,29 +60,29 @@ class ImagesController(Controller):
         guards=[require("write")],
     )
     async def upload(
-        self, library: LibraryDep, request: Request[Any, Any, Any]
+        self, ingest: IngestDep, request: Request[Any, Any, Any]
     ) -> Response[UploadResponse]:
         """Store an image once per content and embed it with every enabled image model.
 
         The body is ``multipart/form-data`` with a ``file`` part and an optional
         ``source``; it is read into memory, or staged on disk when large
         (`imgdex.api.uploads`)."""
-        form = await read_form(request, "file", ("source",), library.spooling)
+        form = await read_form(request, "file", ("source",), ingest.spooling)
         try:
             source = form.text("source")
-            result = await library.ingest(
-                form.file, source[:200] if source else None, form.filename
+            result = await ingest.ingest(
+                form.file, source[:200] if source else None, form.filename, creator(request)
             )
         finally:
             form.close()
-        if (who := creator(request)) is not None:
-            await library.run_io(library.catalog.users.set_image_creator, result.sha256, who)
         return Response(result, status_code=HTTP_200_OK if result.duplicate else HTTP_201_CREATED)
 
     @get("/", summary="List images")
     async def list_images(
         self,
-        library: LibraryDep,
+        reader: ImagesDep,
+        catalog: CatalogDep,
+        pools: PoolsDep,
         request: Request[Any, Any, Any],
         offset: Annotated[int, QueryParameter(ge=0, le=1_000_000_000)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 20,
@@ -132,8 +139,8 @@ class ImagesController(Controller):
             lambda name: [] if name == "source" else params.getall(name, [])
         )
         if filters.album is not None:
-            await library.run_io(check_filters, library.catalog, filters)
-        return await library.list_images(
+            await pools.run_io(check_filters, catalog, filters)
+        return await reader.list_images(
             offset=offset,
             limit=limit,
             status=status,
@@ -151,11 +158,15 @@ class ImagesController(Controller):
         guards=[require("write")],
     )
     async def patch_image(
-        self, library: LibraryDep, sha256: FromPath[str], data: JSONBody[ImagePatch]
+        self,
+        catalog: CatalogDep,
+        pools: PoolsDep,
+        sha256: FromPath[str],
+        data: JSONBody[ImagePatch],
     ) -> ImageOut:
         """``{"source"?, "favorite"?, "rating"? (0-5)}``; absent fields stay as they are,
         ``"source": null`` clears it."""
-        return await library.run_io(edit_image, library.catalog, sha256, data)
+        return await pools.run_io(edit_image, catalog, sha256, data)
 
     @post(
         "/{sha256:str}/restore",
@@ -163,13 +174,13 @@ class ImagesController(Controller):
         summary="Restore from the trash",
         guards=[require("delete")],
     )
-    async def restore(self, library: LibraryDep, sha256: FromPath[str]) -> ImageOut:
+    async def restore(self, trash_bin: TrashDep, sha256: FromPath[str]) -> ImageOut:
         """Bring a soft-deleted image back with its descriptions, tags and vectors."""
-        return await library.restore(sha256)
+        return await trash_bin.restore(sha256)
 
     @get("/{sha256:str}", summary="Image facts and descriptions")
-    async def get_image(self, library: LibraryDep, sha256: FromPath[str]) -> ImageOut:
-        return await library.get_image(sha256)
+    async def get_image(self, reader: ImagesDep, sha256: FromPath[str]) -> ImageOut:
+        return await reader.get_image(sha256)
 
     @delete(
         "/{sha256:str}",
@@ -179,7 +190,7 @@ class ImagesController(Controller):
     )
     async def delete_image(
         self,
-        library: LibraryDep,
+        deletion: DeletionDep,
         request: Request[Any, Any, Any],
         sha256: FromPath[str],
         hard: FromQuery[bool] = False,
@@ -189,7 +200,7 @@ class ImagesController(Controller):
         for good: a hard delete destroys data and needs an admin credential in every mode."""
         if hard:
             check_hard_delete(request)
-        return await library.delete(sha256, hard=hard)
+        return await deletion.delete(sha256, hard=hard)
 
     @route(
         "/{sha256:str}/file",
@@ -197,13 +208,16 @@ class ImagesController(Controller):
         summary="The original file",
     )
     async def file(
-        self, library: LibraryDep, request: Request[Any, Any, Any], sha256: FromPath[str]
+        self,
+        reader: ImagesDep,
+        request: Request[Any, Any, Any],
+        sha256: FromPath[str],
     ) -> Response[Any]:
         """The stored bytes; ``HEAD`` answers the same headers without them."""
-        opened = await library.open_file(sha256, "file")
+        opened = await reader.open_file(sha256, "file")
         return file_response(
             request,
-            library,
+            reader,
             opened,
             sha256,
             media_type(opened.row.format),
@@ -216,12 +230,15 @@ class ImagesController(Controller):
         summary="A JPEG thumbnail (fits 256x256)",
     )
     async def thumbnail(
-        self, library: LibraryDep, request: Request[Any, Any, Any], sha256: FromPath[str]
+        self,
+        reader: ImagesDep,
+        request: Request[Any, Any, Any],
+        sha256: FromPath[str],
     ) -> Response[Any]:
-        opened = await library.open_file(sha256, "thumbnail")
+        opened = await reader.open_file(sha256, "thumbnail")
         stem = (opened.row.original_name or opened.row.filename).rsplit(".", 1)[0]
         return file_response(
-            request, library, opened, f"{sha256}-thumb", "image/jpeg", f"{stem}-thumbnail.jpg"
+            request, reader, opened, f"{sha256}-thumb", "image/jpeg", f"{stem}-thumbnail.jpg"
         )
 
     @post(
@@ -232,23 +249,17 @@ class ImagesController(Controller):
     )
     async def add_description(
         self,
-        library: LibraryDep,
+        descriptions: DescriptionsDep,
         request: Request[Any, Any, Any],
         sha256: FromPath[str],
         data: JSONBody[DescriptionRequest],
     ) -> DescriptionResponse:
         """Store (or replace) the description of one method; embedded by every text model."""
-        result = await library.add_description(sha256, data.method, data.content)
-        if (who := creator(request)) is not None:
-            users = library.catalog.users
-            await library.run_io(users.set_description_creator, sha256, data.method, who)
-        return result
+        return await descriptions.add(sha256, data.method, data.content, creator(request))
 
     @get("/{sha256:str}/descriptions", summary="List descriptions")
-    async def descriptions(
-        self, library: LibraryDep, sha256: FromPath[str]
-    ) -> list[DescriptionOut]:
-        return await library.get_descriptions(sha256)
+    async def descriptions(self, reader: ImagesDep, sha256: FromPath[str]) -> list[DescriptionOut]:
+        return await reader.get_descriptions(sha256)
 
     @delete(
         "/{sha256:str}/descriptions/{method:str}",
@@ -257,15 +268,15 @@ class ImagesController(Controller):
         guards=[require("write")],
     )
     async def delete_description(
-        self, library: LibraryDep, sha256: FromPath[str], method: FromPath[str]
+        self, descriptions: DescriptionsDep, sha256: FromPath[str], method: FromPath[str]
     ) -> dict[str, str]:
-        await library.delete_description(sha256, method)
+        await descriptions.delete(sha256, method)
         return {"message": "description deleted", "sha256": sha256, "method": method}
 
 
 def file_response(
     request: Request[Any, Any, Any],
-    library: LibraryDep,
+    reader: ImagesDep,
     opened: OpenedFile,
     etag: str,
     media: str,
@@ -295,15 +306,7 @@ def file_response(
         return Response(content=body, headers=headers, media_type=media)
     assert opened.file is not None
     headers["Content-Length"] = str(opened.size)
-    return Stream(_chunks(library, opened.file), headers=headers, media_type=media)
-
-
-async def _chunks(library: LibraryDep, file: BinaryIO) -> AsyncIterator[bytes]:
-    try:
-        while chunk := await library.run_io(file.read, _CHUNK):
-            yield chunk
-    finally:
-        file.close()
+    return Stream(reader.chunks(opened.file, _CHUNK), headers=headers, media_type=media)
 
 
 def content_disposition(filename: str) -> str:

@@ -15,7 +15,7 @@ from imgdex.auth.guards import principal_of, require
 from imgdex.auth.service import Forbidden
 from imgdex.catalog.users import ApiKeyRow
 
-from .deps import LibraryDep
+from .deps import PoolsDep
 
 __all__ = ["KeyCreated", "KeyRequest", "KeysController"]
 
@@ -42,14 +42,14 @@ class KeysController(Controller):
     @post("/", status_code=HTTP_201_CREATED, summary="Create an API key (shown once)")
     async def create(
         self,
-        library: LibraryDep,
+        pools: PoolsDep,
         state: State,
         request: Request[Any, Any, Any],
         data: JSONBody[KeyRequest],
     ) -> KeyCreated:
         """Scopes: read, write, delete, admin; never beyond the owner's role (403)."""
         expires = data.expires_at.timestamp() if data.expires_at is not None else None
-        row, key = await library.run_io(
+        row, key = await pools.run_io(
             state.auth.create_key, principal_of(request), data.name, data.scopes, expires
         )
         return KeyCreated(
@@ -59,7 +59,7 @@ class KeysController(Controller):
     @get("/", summary="List API keys (no secrets)")
     async def list_keys(
         self,
-        library: LibraryDep,
+        pools: PoolsDep,
         state: State,
         request: Request[Any, Any, Any],
         all_users: FromQuery[bool] = False,
@@ -69,19 +69,19 @@ class KeysController(Controller):
         if all_users:
             if not p.allows("admin"):
                 raise Forbidden("listing everyone's keys needs the admin role")
-            return {"keys": await library.run_io(state.auth.store.list_keys)}
+            return {"keys": await pools.run_io(state.auth.store.list_keys)}
         if p.user_id is None:
             return {"keys": []}
-        return {"keys": await library.run_io(state.auth.store.list_keys, p.user_id)}
+        return {"keys": await pools.run_io(state.auth.store.list_keys, p.user_id)}
 
     @delete("/{key_id:int}", status_code=HTTP_200_OK, summary="Revoke an API key")
     async def revoke(
         self,
-        library: LibraryDep,
+        pools: PoolsDep,
         state: State,
         request: Request[Any, Any, Any],
         key_id: FromPath[int],
     ) -> dict[str, int]:
         """Takes effect at once: the next request with the key gets 401."""
-        await library.run_io(state.auth.revoke_key, principal_of(request), key_id)
+        await pools.run_io(state.auth.revoke_key, principal_of(request), key_id)
         return {"revoked": key_id}

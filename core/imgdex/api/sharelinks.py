@@ -31,12 +31,14 @@ from imgdex import albums
 from imgdex.auth.ratelimit import LoginLimiter
 from imgdex.auth.service import TooManyAttempts
 from imgdex.auth.tokens import hash_token
+from imgdex.catalog import Catalog
 from imgdex.errors import ImgdexError, NotFound
 from imgdex.filters import ImageFilters
 from imgdex.imaging import media_type
+from imgdex.pools import Pools
 from imgdex.schemas import ImageListResponse
 
-from .deps import LibraryDep, SearcherDep
+from .deps import CatalogDep, ImagesDep, PoolsDep, SearcherDep
 from .images import file_response
 
 __all__ = ["UNLOCK_SECONDS", "ShareController", "share_limiter"]
@@ -77,28 +79,32 @@ def _unlocked(request: Request[Any, Any, Any], token_hash: str) -> bool:
     return hmac.compare_digest(mac, _sign(request.app.state, token_hash, int(expires)))
 
 
-async def _live(library: LibraryDep, token: str) -> tuple[int, bool, str]:
+async def _live(catalog: Catalog, pools: Pools, token: str) -> tuple[int, bool, str]:
     """``(album id, has password, token hash)`` of a live link; 404 otherwise."""
     token_hash = hash_token(token)
-    found = await library.run_io(library.catalog.shares.live_share, token_hash)
+    found = await pools.run_io(catalog.shares.live_share, token_hash)
     if found is None or not found[0].album_id.isdigit():
         raise NotFound(_MISSING, code="unknown_share")
     album_id = int(found[0].album_id)
-    if await library.run_io(library.catalog.albums.get_album, album_id) is None:
+    if await pools.run_io(catalog.albums.get_album, album_id) is None:
         raise NotFound(_MISSING, code="unknown_share")
     return album_id, found[0].has_password, token_hash
 
 
-async def _album(library: LibraryDep, request: Request[Any, Any, Any], token: str) -> int:
+async def _album(
+    catalog: Catalog, pools: Pools, request: Request[Any, Any, Any], token: str
+) -> int:
     """The album a request under ``/s/{token}`` may read (401 while locked)."""
-    album_id, locked, token_hash = await _live(library, token)
+    album_id, locked, token_hash = await _live(catalog, pools, token)
     if locked and not _unlocked(request, token_hash):
         raise ShareLocked("this share link needs its password", code="share_locked")
     return album_id
 
 
-async def _ranked(library: LibraryDep, searcher: SearcherDep, album_id: int) -> list[str] | None:
-    row = await library.run_io(albums.get_album, library.catalog, album_id)
+async def _ranked(
+    catalog: Catalog, pools: Pools, searcher: SearcherDep, album_id: int
+) -> list[str] | None:
+    row = await pools.run_io(albums.get_album, catalog, album_id)
     if row.smart is None or not row.smart.query:
         return None
     found = await searcher.search_text(row.smart.query, albums.search_options(row.smart))
@@ -106,14 +112,14 @@ async def _ranked(library: LibraryDep, searcher: SearcherDep, album_id: int) -> 
 
 
 async def _check_member(
-    library: LibraryDep, searcher: SearcherDep, album_id: int, sha256: str
+    catalog: Catalog, pools: Pools, searcher: SearcherDep, album_id: int, sha256: str
 ) -> None:
     """404 unless `sha256` is a live image of the album (a smart album: its search)."""
-    row = await library.run_io(library.catalog.albums.get_album, album_id)
+    row = await pools.run_io(catalog.albums.get_album, album_id)
     smart = albums.smart_of(row) if row is not None else None
     filters = ImageFilters(album=album_id) if smart is None else smart.filters or ImageFilters()
-    members = await library.run_io(library.catalog.images.filter_ids, filters)
-    ranked = await _ranked(library, searcher, album_id) if smart is not None else None
+    members = await pools.run_io(catalog.images.filter_ids, filters)
+    ranked = await _ranked(catalog, pools, searcher, album_id) if smart is not None else None
     if sha256 not in members or (ranked is not None and sha256 not in ranked):
         raise NotFound("no such image in this album", code="image_not_found")
 
@@ -125,21 +131,23 @@ class ShareController(Controller):
     @get("/", summary="A shared album (HTML)", include_in_schema=False)
     async def page(
         self,
-        library: LibraryDep,
+        catalog: CatalogDep,
+        pools: PoolsDep,
+        reader: ImagesDep,
         searcher: SearcherDep,
         request: Request[Any, Any, Any],
         token: FromPath[str],
         offset: Annotated[int, QueryParameter(ge=0, le=1_000_000_000)] = 0,
     ) -> Template:
         """The album's name and a grid of its images (``PAGE_SIZE`` a page, ``?offset=``)."""
-        album_id, locked, token_hash = await _live(library, token)
+        album_id, locked, token_hash = await _live(catalog, pools, token)
         if locked and not _unlocked(request, token_hash):
             return _locked_page(token, None, 200)
-        album = await library.run_io(albums.get_album, library.catalog, album_id)
-        ranked = await _ranked(library, searcher, album_id)
-        found = await library.run_io(
+        album = await pools.run_io(albums.get_album, catalog, album_id)
+        ranked = await _ranked(catalog, pools, searcher, album_id)
+        found = await pools.run_io(
             lambda: albums.page(
-                library.catalog, album_id, offset=offset, limit=PAGE_SIZE, sort="created_at",
+                catalog, album_id, offset=offset, limit=PAGE_SIZE, sort="created_at",
                 order="desc", ranked=ranked,
             )
         )  # fmt: skip
@@ -159,13 +167,15 @@ class ShareController(Controller):
     @post("/unlock", summary="Give a share link's password", include_in_schema=False)
     async def unlock(
         self,
-        library: LibraryDep,
+        catalog: CatalogDep,
+        pools: PoolsDep,
+        reader: ImagesDep,
         state: State,
         request: Request[Any, Any, Any],
         token: FromPath[str],
         data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Response[Any]:
-        _, locked, token_hash = await _live(library, token)
+        _, locked, token_hash = await _live(catalog, pools, token)
         if not locked:
             return Redirect(f"/s/{token}", status_code=303)
         limiter = share_limiter(state)
@@ -175,7 +185,7 @@ class ShareController(Controller):
             raise TooManyAttempts(wait)
         password = str(data.get("password", ""))[:1024]
         try:
-            await library.run_io(state.shares.album_of, token, password)
+            await pools.run_io(state.shares.album_of, token, password)
         except NotFound:
             limiter.failed(account, client)
             return _locked_page(token, "Wrong password.", 401)
@@ -195,7 +205,9 @@ class ShareController(Controller):
     @get("/api/images", summary="A page of a shared album's images")
     async def images(
         self,
-        library: LibraryDep,
+        catalog: CatalogDep,
+        pools: PoolsDep,
+        reader: ImagesDep,
         searcher: SearcherDep,
         request: Request[Any, Any, Any],
         token: FromPath[str],
@@ -203,11 +215,11 @@ class ShareController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 20,
     ) -> ImageListResponse:
         """Like ``GET /api/albums/{id}/images``, newest first."""
-        album_id = await _album(library, request, token)
-        ranked = await _ranked(library, searcher, album_id)
-        return await library.run_io(
+        album_id = await _album(catalog, pools, request, token)
+        ranked = await _ranked(catalog, pools, searcher, album_id)
+        return await pools.run_io(
             lambda: albums.page(
-                library.catalog, album_id, offset=offset, limit=limit, sort="created_at",
+                catalog, album_id, offset=offset, limit=limit, sort="created_at",
                 order="desc", ranked=ranked,
             )
         )  # fmt: skip
@@ -219,7 +231,9 @@ class ShareController(Controller):
     )
     async def file(
         self,
-        library: LibraryDep,
+        catalog: CatalogDep,
+        pools: PoolsDep,
+        reader: ImagesDep,
         searcher: SearcherDep,
         request: Request[Any, Any, Any],
         token: FromPath[str],
@@ -229,16 +243,16 @@ class ShareController(Controller):
         """``kind`` is ``thumbnail`` or ``file``; only images of the shared album."""
         if kind not in ("thumbnail", "file"):
             raise NotFound("not found")
-        album_id = await _album(library, request, token)
-        await _check_member(library, searcher, album_id, sha256)
-        opened = await library.open_file(sha256, kind)
+        album_id = await _album(catalog, pools, request, token)
+        await _check_member(catalog, pools, searcher, album_id, sha256)
+        opened = await reader.open_file(sha256, kind)
         name = opened.row.original_name or opened.row.filename
         if kind == "thumbnail":
             stem = name.rsplit(".", 1)[0]
             return file_response(
-                request, library, opened, f"{sha256}-thumb", "image/jpeg", f"{stem}-thumbnail.jpg"
+                request, reader, opened, f"{sha256}-thumb", "image/jpeg", f"{stem}-thumbnail.jpg"
             )
-        return file_response(request, library, opened, sha256, media_type(opened.row.format), name)
+        return file_response(request, reader, opened, sha256, media_type(opened.row.format), name)
 
 
 def _locked_page(token: str, error: str | None, status: int) -> Template:

@@ -20,7 +20,7 @@ from imgdex.auth.guards import principal_of, require
 from imgdex.catalog.shares import ShareRow
 from imgdex.errors import BadRequest
 
-from .deps import LibraryDep
+from .deps import CatalogDep, PoolsDep
 
 __all__ = ["ShareCreated", "ShareRequest", "SharesController"]
 
@@ -46,7 +46,8 @@ class SharesController(Controller):
     @post("/", status_code=HTTP_201_CREATED, summary="Make a share link of an album")
     async def create(
         self,
-        library: LibraryDep,
+        catalog: CatalogDep,
+        pools: PoolsDep,
         state: State,
         request: Request[Any, Any, Any],
         album: FromPath[int],
@@ -54,17 +55,17 @@ class SharesController(Controller):
     ) -> ShareCreated:
         """``{"expires_at"?, "password"?}``; the link ``/s/{token}`` shows this album's
         images, read-only, to anyone who has it (and the password, when one is set)."""
-        await library.run_io(albums.get_album, library.catalog, album)  # 404 if unknown
+        await pools.run_io(albums.get_album, catalog, album)  # 404 if unknown
         if data.expires_at is not None and data.expires_at.tzinfo is None:
             raise BadRequest("expires_at needs a time zone", code="bad_expiry")
         expires = data.expires_at.timestamp() if data.expires_at is not None else None
         principal = principal_of(request)
-        row, token = await library.run_io(
+        row, token = await pools.run_io(
             lambda: state.shares.create(
                 principal, str(album), expires_at=expires, password=data.password
             )
         )
-        await library.run_io(
+        await pools.run_io(
             lambda: state.auth.store.audit(
                 "share_created", actor=principal.name, target=f"album {album} share {row.id}"
             )
@@ -79,24 +80,25 @@ class SharesController(Controller):
 
     @get("/", summary="An album's live share links (never their tokens)")
     async def list_shares(
-        self, library: LibraryDep, state: State, album: FromPath[int]
+        self, catalog: CatalogDep, pools: PoolsDep, state: State, album: FromPath[int]
     ) -> dict[str, list[ShareRow]]:
-        await library.run_io(albums.get_album, library.catalog, album)
-        return {"shares": await library.run_io(state.shares.list, str(album))}
+        await pools.run_io(albums.get_album, catalog, album)
+        return {"shares": await pools.run_io(state.shares.list, str(album))}
 
     @delete("/{share_id:int}", status_code=HTTP_200_OK, summary="Revoke a share link (at once)")
     async def revoke(
         self,
-        library: LibraryDep,
+        catalog: CatalogDep,
+        pools: PoolsDep,
         state: State,
         request: Request[Any, Any, Any],
         album: FromPath[int],
         share_id: FromPath[int],
     ) -> dict[str, object]:
-        await library.run_io(albums.get_album, library.catalog, album)
-        await library.run_io(state.shares.revoke, str(album), share_id)
+        await pools.run_io(albums.get_album, catalog, album)
+        await pools.run_io(state.shares.revoke, str(album), share_id)
         actor = principal_of(request).name
-        await library.run_io(
+        await pools.run_io(
             lambda: state.auth.store.audit(
                 "share_revoked", actor=actor, target=f"album {album} share {share_id}"
             )

@@ -9,9 +9,8 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 
 from imgdex.auth.guards import require
 from imgdex.schemas import SearchResponse
-from imgdex.similar import similar_images
 
-from .deps import LibraryDep, SearcherDep
+from .deps import SimilarDep
 
 __all__ = ["SimilarController"]
 
@@ -25,11 +24,10 @@ class SimilarController(Controller):
     @get("/{sha256:str}/similar", summary="Images similar to a stored image")
     async def similar(
         self,
-        library: LibraryDep,
-        searcher: SearcherDep,
+        similar: SimilarDep,
         sha256: FromPath[str],
         top_k: Annotated[int, QueryParameter(ge=1, le=1000)] = 10,
         index: FromQuery[str | None] = None,
     ) -> SearchResponse:
         """Answers like a search; the image itself is left out."""
-        return await similar_images(library, searcher, sha256, top_k, index)
+        return await similar.similar_images(sha256, top_k, index)

@@ -22,7 +22,7 @@ from imgdex.schemas import (
 )
 from imgdex.tags import normalise
 
-from .deps import LibraryDep
+from .deps import CatalogDep, PoolsDep
 
 __all__ = ["TagsController"]
 
@@ -45,8 +45,10 @@ class TagsController(Controller):
     tags = ["tags"]
 
     @get("/images/{sha256:str}/tags", summary="An image's tags")
-    async def image_tags(self, library: LibraryDep, sha256: FromPath[str]) -> ImageTagsResponse:
-        return await library.run_io(_image_tags, library.catalog, sha256)
+    async def image_tags(
+        self, catalog: CatalogDep, pools: PoolsDep, sha256: FromPath[str]
+    ) -> ImageTagsResponse:
+        return await pools.run_io(_image_tags, catalog, sha256)
 
     @post(
         "/images/{sha256:str}/tags",
@@ -55,16 +57,20 @@ class TagsController(Controller):
         guards=[require("write")],
     )
     async def add_tags(
-        self, library: LibraryDep, sha256: FromPath[str], data: JSONBody[TagsRequest]
+        self,
+        catalog: CatalogDep,
+        pools: PoolsDep,
+        sha256: FromPath[str],
+        data: JSONBody[TagsRequest],
     ) -> ImageTagsResponse:
         """``{"tags": [...]}``: tags are normalised (Unicode NFKC, case-folded, spaces
         collapsed); a person's tag replaces a model's."""
 
         def run() -> ImageTagsResponse:
-            tag_image(library.catalog, sha256, data.tags)
-            return _image_tags(library.catalog, sha256)
+            tag_image(catalog, sha256, data.tags)
+            return _image_tags(catalog, sha256)
 
-        return await library.run_io(run)
+        return await pools.run_io(run)
 
     @delete(
         "/images/{sha256:str}/tags/{tag:str}",
@@ -73,18 +79,19 @@ class TagsController(Controller):
         guards=[require("write")],
     )
     async def remove_tag(
-        self, library: LibraryDep, sha256: FromPath[str], tag: FromPath[str]
+        self, catalog: CatalogDep, pools: PoolsDep, sha256: FromPath[str], tag: FromPath[str]
     ) -> ImageTagsResponse:
         def run() -> ImageTagsResponse:
-            untag_image(library.catalog, sha256, tag)
-            return _image_tags(library.catalog, sha256)
+            untag_image(catalog, sha256, tag)
+            return _image_tags(catalog, sha256)
 
-        return await library.run_io(run)
+        return await pools.run_io(run)
 
     @get("/tags", summary="Every tag, with how many images have it")
     async def list_tags(
         self,
-        library: LibraryDep,
+        catalog: CatalogDep,
+        pools: PoolsDep,
         prefix: Annotated[
             str | None, QueryParameter(max_length=100, description="tags starting with it")
         ] = None,
@@ -94,9 +101,7 @@ class TagsController(Controller):
     ) -> TagListResponse:
         """Most used first; ``prefix`` narrows to tags starting with it (normalised)."""
         start = normalise(prefix) if prefix else None
-        counts = await library.run_io(
-            lambda: library.catalog.tags.tag_counts(prefix=start, limit=limit)
-        )
+        counts = await pools.run_io(lambda: catalog.tags.tag_counts(prefix=start, limit=limit))
         return TagListResponse(tags=[TagCount(tag=t, count=n) for t, n in counts])
 
     @post(
@@ -105,8 +110,10 @@ class TagsController(Controller):
         summary="Add and remove tags on many images",
         guards=[require("write")],
     )
-    async def bulk(self, library: LibraryDep, data: JSONBody[BulkTagRequest]) -> BulkTagResponse:
+    async def bulk(
+        self, catalog: CatalogDep, pools: PoolsDep, data: JSONBody[BulkTagRequest]
+    ) -> BulkTagResponse:
         """``{"images": [...], "add": [...], "remove": [...]}`` in one transaction: all
         images or none (404 names a missing one); at most 1000 images."""
-        n = await library.run_io(bulk_tag, library.catalog, data.images, data.add, data.remove)
+        n = await pools.run_io(bulk_tag, catalog, data.images, data.add, data.remove)
         return BulkTagResponse(message="tags updated", images=n)

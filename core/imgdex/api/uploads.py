@@ -2,10 +2,10 @@
 
 Litestar's form parsing writes every file part into a `SpooledTemporaryFile` that rolls
 over to disk above 1 MiB, with one thread hop per received chunk after that, and the
-handler then reads the file back: 1.3-1.4 ms per MB beyond receiving the body here (8.7
-ms for a 6 MB PNG), for bytes that the upload path needs in memory anyway. This reads
-the body as it arrives with the `multipart` package's push parser (the parser Litestar
-itself uses), appending the file part to one buffer: 0.17 ms per MB. The request size
+handler then reads the file back, for bytes that the upload path needs in memory anyway.
+This reads the body as it arrives with the `multipart` package's push parser (the parser
+Litestar itself uses), appending the file part to one buffer, several times cheaper per
+megabyte (docs/benchmarks.md has the measurements). The request size
 limit is still Litestar's (`Request.stream` enforces ``server.max_upload_bytes``).
 
 Large bodies are not held whole: past ``server.upload_spool_bytes`` the file part is

@@ -13,7 +13,7 @@ from litestar.status_codes import HTTP_201_CREATED
 from imgdex.auth.guards import principal_of, require
 from imgdex.catalog.users import AuditRow, UserRow
 
-from .deps import LibraryDep
+from .deps import PoolsDep
 
 __all__ = ["NewUser", "UserChange", "UsersController"]
 
@@ -36,19 +36,19 @@ class UsersController(Controller):
     guards = [require("admin")]
 
     @get("/users", summary="List users")
-    async def list_users(self, library: LibraryDep, state: State) -> dict[str, list[UserRow]]:
-        return {"users": await library.run_io(state.auth.store.list_users)}
+    async def list_users(self, pools: PoolsDep, state: State) -> dict[str, list[UserRow]]:
+        return {"users": await pools.run_io(state.auth.store.list_users)}
 
     @post("/users", status_code=HTTP_201_CREATED, summary="Create a user")
     async def create(
         self,
-        library: LibraryDep,
+        pools: PoolsDep,
         state: State,
         request: Request[Any, Any, Any],
         data: JSONBody[NewUser],
     ) -> UserRow:
         actor = principal_of(request).name
-        user: UserRow = await library.run_io(
+        user: UserRow = await pools.run_io(
             state.auth.create_user, data.username, data.password, data.role, actor
         )
         return user
@@ -56,7 +56,7 @@ class UsersController(Controller):
     @patch("/users/{username:str}", summary="Change a user's role, state or password")
     async def change(
         self,
-        library: LibraryDep,
+        pools: PoolsDep,
         state: State,
         request: Request[Any, Any, Any],
         username: FromPath[str],
@@ -71,12 +71,12 @@ class UsersController(Controller):
             )
             return user
 
-        return await library.run_io(run)
+        return await pools.run_io(run)
 
     @get("/audit", summary="The audit log, newest first")
     async def audit(
         self,
-        library: LibraryDep,
+        pools: PoolsDep,
         state: State,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
         before: FromQuery[int | None] = None,
@@ -84,7 +84,7 @@ class UsersController(Controller):
     ) -> dict[str, list[AuditRow]]:
         """Logins, failed logins, key creation and revocation, role changes, hard
         deletes, plugin and service changes. ``before``: page on by id."""
-        rows = await library.run_io(
+        rows = await pools.run_io(
             lambda: state.auth.store.audit_log(limit=limit, before=before, action=action)
         )
         return {"entries": rows}

@@ -46,7 +46,7 @@ class JobStore(Store):
                 (kind, target, image, method, image),
             )
 
-    def plan(self, kind: JobKind, target: str, image: str | None = None) -> int:
+    def queue_backfill(self, kind: JobKind, target: str, image: str | None = None) -> int:
         """Queue a job for every live item that lacks `target`'s output (a backfill).
 
         Idempotent and cheap to repeat: items with a job (queued, running or failed)

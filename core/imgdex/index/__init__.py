@@ -23,13 +23,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from imgdex.blobs import BlobStore
 from imgdex.catalog import Catalog, IndexEntry, vector_job_kind
 from imgdex.errors import Conflict, NotFound
+from imgdex.files import atomic_write
 from imgdex.index.labels import Key
 from imgdex.index.managed import ManagedIndex
 from imgdex.index.meta import IndexInfo, info_from_meta, read_all_meta, read_meta
 from imgdex.providers import Embedder, IndexBackend, IndexLocation
-from imgdex.storage import Storage, atomic_write
 
 __all__ = ["IndexInfo", "IndexManager", "ManagedIndex"]
 
@@ -42,7 +43,7 @@ class IndexManager:
         root: Path,
         backend: IndexBackend,
         catalog: Catalog,
-        storage: Storage,
+        storage: BlobStore,
         url: str | None = None,
     ) -> None:
         self.root = root

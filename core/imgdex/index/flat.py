@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from imgdex.files import atomic_write
 from imgdex.hookspecs import hookimpl
 from imgdex.providers import IndexBackend, IndexLocation, Metric, VectorIndex
-from imgdex.storage import atomic_write
 
 __all__ = ["FlatBackend", "FlatIndex"]
 

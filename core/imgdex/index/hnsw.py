@@ -21,10 +21,10 @@ import numpy as np
 import numpy.typing as npt
 
 from imgdex.config import IndexConfig
+from imgdex.files import atomic_write
 from imgdex.hookspecs import hookimpl
 from imgdex.index.rwlock import RWLock
 from imgdex.providers import IndexBackend, IndexLocation, Metric, VectorIndex
-from imgdex.storage import atomic_write
 
 __all__ = ["HnswBackend", "HnswIndex"]
 

@@ -273,7 +273,7 @@ class LabelMap:
         limit: int | None = None,
     ) -> Ranked | None:
         """One index's search results (best first) collapsed to the best hit per image
-        and ordered by score, then image id, as `imgdex.fusion.collapse` orders them;
+        and ordered by score, then image id, as `imgdex.ops.fusion.collapse` orders them;
         `methods` keeps only hits of those methods, `limit` builds only the first images.
 
         None when the map cannot answer exactly: a label is not mapped or dead, the

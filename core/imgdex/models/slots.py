@@ -88,6 +88,13 @@ class EmbedderSlot(ModelSlot[Embedder]):
             raise RuntimeError(f"{self.name}: the model reported no vector dimension")
         self.index = self._open_index(self.provider, int(dimension))
 
+    def forget_index(self) -> None:
+        """Its index was removed from disk (the plugin is disabled): the next load opens
+        a fresh, empty one."""
+        with self._load_lock:
+            self.index = None
+            self.state = "not_loaded"
+
     def ready_index(self) -> ManagedIndex:
         self.ensure_loaded()
         assert self.index is not None

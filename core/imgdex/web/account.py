@@ -12,7 +12,7 @@ from litestar import Controller, Request, get
 from litestar.datastructures import State
 from litestar.response import Template
 
-from imgdex.api.deps import LibraryDep
+from imgdex.api.deps import PoolsDep
 from imgdex.auth.guards import principal_of, require
 from imgdex.auth.policy import SCOPES
 
@@ -30,7 +30,7 @@ class AccountPanelController(Controller):
 
     @get("/panel", name="web-account-panel")
     async def panel(
-        self, library: LibraryDep, state: State, request: Request[Any, Any, Any]
+        self, pools: PoolsDep, state: State, request: Request[Any, Any, Any]
     ) -> Template:
         p = principal_of(request)
 
@@ -40,7 +40,7 @@ class AccountPanelController(Controller):
             store = state.auth.store
             return {"sessions": store.list_sessions(p.user_id), "keys": store.list_keys(p.user_id)}
 
-        data = await library.run_io(read)
+        data = await pools.run_io(read)
         data.update(
             when=when,
             current=p.session_id,

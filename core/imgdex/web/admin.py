@@ -16,7 +16,7 @@ from litestar import Controller, get
 from litestar.datastructures import State
 from litestar.response import Template
 
-from imgdex.api.deps import LibraryDep, admin_guard
+from imgdex.api.deps import PoolsDep, ReportsDep, ServicesDep, WorkerDep, admin_guard
 from imgdex.auth.policy import ROLES
 
 from .headers import security_headers
@@ -49,21 +49,29 @@ class AdminPanelController(Controller):
     after_request = security_headers  # type: ignore[assignment]
 
     @get("/panel", name="web-admin-panel")
-    async def panel(self, library: LibraryDep, state: State) -> Template:
+    async def panel(
+        self,
+        reports: ReportsDep,
+        services: ServicesDep,
+        worker: WorkerDep,
+        pools: PoolsDep,
+    ) -> Template:
+        rates = worker.rates()
+
         def read() -> dict[str, Any]:
             return {
-                "plugins": msgspec.to_builtins(library.plugin_report()),
-                "indexes": msgspec.to_builtins(library.index_report()),
-                "jobs": state.enricher.report(),
-                "services": msgspec.to_builtins(library.services.report()),
+                "plugins": msgspec.to_builtins(reports.plugins()),
+                "indexes": msgspec.to_builtins(reports.indexes()),
+                "jobs": msgspec.to_builtins(reports.jobs(paused=worker.paused, rates=rates)),
+                "services": msgspec.to_builtins(services.report()),
             }
 
-        data = await library.run_io(read)
+        data = await pools.run_io(read)
         data["eta_text"] = eta_text
         return Template(template_name="_admin_panel.html", context=data)
 
     @get("/accounts", name="web-admin-accounts")
-    async def accounts(self, library: LibraryDep, state: State) -> Template:
+    async def accounts(self, pools: PoolsDep, state: State) -> Template:
         """Users and everyone's API keys (the data of ``/api/admin/users`` and
         ``/api/keys?all_users=true``)."""
 
@@ -71,6 +79,6 @@ class AdminPanelController(Controller):
             store = state.auth.store
             return {"users": store.list_users(), "keys": store.list_keys(), "roles": list(ROLES)}
 
-        data = await library.run_io(read)
+        data = await pools.run_io(read)
         data["when"] = when
         return Template(template_name="_admin_accounts.html", context=data)

@@ -10,11 +10,11 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
 from imgdex import albums
-from imgdex.api.deps import LibraryDep
+from imgdex.api.deps import CatalogDep, DuplicatesDep, ImagesDep, PoolsDep
+from imgdex.catalog import Catalog
 from imgdex.catalog.rows import TagRow
-from imgdex.duplicates import groups
 from imgdex.errors import ImgdexError
-from imgdex.library import Library
+from imgdex.pools import Pools
 from imgdex.schemas import AlbumOut
 
 from .access import page_exception_handlers, page_guard
@@ -32,16 +32,16 @@ def _error(exc: ImgdexError) -> Template:
     )
 
 
-async def all_albums(library: Library) -> list[AlbumOut]:
+async def all_albums(catalog: Catalog, pools: Pools) -> list[AlbumOut]:
     """Every album, by name (for the add-to-album selects and the filters)."""
-    return (await library.run_io(albums.list_albums, library.catalog)).albums
+    return (await pools.run_io(albums.list_albums, catalog)).albums
 
 
-async def image_extras(library: Library, sha256: str) -> dict[str, Any]:
+async def image_extras(catalog: Catalog, pools: Pools, sha256: str) -> dict[str, Any]:
     """The image page's tags (with who set them: a person or a describer model), and the
     albums an image can go to (smart albums choose their own images)."""
-    rows: list[TagRow] = await library.run_io(library.catalog.tags.tags_of, sha256)
-    hand_made = [a for a in await all_albums(library) if a.smart is None]
+    rows: list[TagRow] = await pools.run_io(catalog.tags.tags_of, sha256)
+    hand_made = [a for a in await all_albums(catalog, pools) if a.smart is None]
     return {"tag_rows": rows, "albums": hand_made}
 
 
@@ -52,32 +52,37 @@ class OrganisePagesController(Controller):
     exception_handlers = page_exception_handlers
 
     @get("/albums", name="web-albums", guards=[page_guard("read")])
-    async def albums_page(self, library: LibraryDep) -> Template:
+    async def albums_page(self, catalog: CatalogDep, pools: PoolsDep) -> Template:
         return Template(
             template_name="albums.html",
-            context={"page": "albums", "albums": await all_albums(library)},
+            context={"page": "albums", "albums": await all_albums(catalog, pools)},
         )
 
     @get("/albums/{album:int}", name="web-album", guards=[page_guard("read")])
     async def album_page(
-        self, library: LibraryDep, album: FromPath[int], offset: FromQuery[int] = 0
+        self,
+        catalog: CatalogDep,
+        pools: PoolsDep,
+        reader: ImagesDep,
+        album: FromPath[int],
+        offset: FromQuery[int] = 0,
     ) -> Template:
         offset = max(0, min(offset, 1_000_000_000))
         try:
-            row = await library.run_io(albums.get_album, library.catalog, album)
+            row = await pools.run_io(albums.get_album, catalog, album)
             if row.smart is not None and row.smart.query:
                 # A smart album with a query is a search: its own API ranks it.
                 listing = None
             else:
-                listing = await library.run_io(
+                listing = await pools.run_io(
                     lambda: albums.page(
-                        library.catalog, album, offset=offset, limit=PAGE_SIZE,
+                        catalog, album, offset=offset, limit=PAGE_SIZE,
                         sort="created_at", order="desc", ranked=None,
                     )
                 )  # fmt: skip
         except ImgdexError as exc:
             return _error(exc)
-        cards = await cards_of(library, listing.images) if listing else []
+        cards = await cards_of(reader, listing.images) if listing else []
         total = listing.total if listing else 0
         next_offset = offset + PAGE_SIZE
         return Template(
@@ -94,23 +99,23 @@ class OrganisePagesController(Controller):
         )
 
     @get("/trash", name="web-trash", guards=[page_guard("delete")])
-    async def trash(self, library: LibraryDep, offset: FromQuery[int] = 0) -> Template:
+    async def trash(self, reader: ImagesDep, offset: FromQuery[int] = 0) -> Template:
         offset = max(0, min(offset, 1_000_000_000))
-        listing = await library.list_images(offset=offset, limit=PAGE_SIZE, deleted="only")
+        listing = await reader.list_images(offset=offset, limit=PAGE_SIZE, deleted="only")
         next_offset = offset + PAGE_SIZE
         return Template(
             template_name="trash.html",
             context={
                 "page": "trash",
-                "cards": await cards_of(library, listing.images),
+                "cards": await cards_of(reader, listing.images),
                 "total": listing.total,
                 "more_url": f"/trash?offset={next_offset}" if next_offset < listing.total else None,
             },
         )
 
     @get("/duplicates", name="web-duplicates", guards=[page_guard("read")])
-    async def duplicates(self, library: LibraryDep) -> Template:
-        found = await library.run_io(groups, library, None)
+    async def duplicates_page(self, duplicates: DuplicatesDep) -> Template:
+        found = await duplicates.groups(None)
         return Template(
             template_name="duplicates.html",
             context={"page": "duplicates", "groups": found.groups, "threshold": found.threshold},

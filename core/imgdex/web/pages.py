@@ -11,7 +11,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Template
 
 from imgdex.albums import check_filters
-from imgdex.api.deps import LibraryDep, SearcherDep
+from imgdex.api.deps import CatalogDep, ImagesDep, PoolsDep, SearcherDep, SpoolingDep
 from imgdex.api.filterparams import filters_from_fields
 from imgdex.api.uploads import read_form
 from imgdex.auth.guards import principal_of, require
@@ -46,7 +46,9 @@ class PagesController(Controller):
     async def gallery(
         self,
         request: Request[Any, Any, Any],
-        library: LibraryDep,
+        reader: ImagesDep,
+        catalog: CatalogDep,
+        pools: PoolsDep,
         offset: FromQuery[int] = 0,
         order: FromQuery[Literal["newest", "oldest"]] = "newest",
         sort: FromQuery[Literal["added", "taken"]] = "added",
@@ -78,9 +80,9 @@ class PagesController(Controller):
         try:
             image_filters = filters_from_fields(lambda name: [fields.get(name, "")])
             if image_filters.album is not None:
-                await library.run_io(check_filters, library.catalog, image_filters)
+                await pools.run_io(check_filters, catalog, image_filters)
             cards, total = await gallery_page(
-                library,
+                reader,
                 offset=offset,
                 order=order,
                 sort=sort,
@@ -106,7 +108,7 @@ class PagesController(Controller):
             "offset": offset,
             "filters": shown,
             "error": error,
-            "albums": await all_albums(library),
+            "albums": await all_albums(catalog, pools),
             "selectable": principal_of(request).allows("write"),
             "more_url": f"/?{urlencode({**query, 'offset': next_offset})}"
             if next_offset < total
@@ -120,7 +122,7 @@ class PagesController(Controller):
     async def search(
         self,
         request: Request[Any, Any, Any],
-        library: LibraryDep,
+        reader: ImagesDep,
         searcher: SearcherDep,
         q: FromQuery[str] = "",
     ) -> Template:
@@ -129,7 +131,7 @@ class PagesController(Controller):
         if q:
             try:
                 response = await searcher.search_text(q, SearchOptions(top_k=SEARCH_TOP_K))
-                context["cards"] = await result_cards(library, response)
+                context["cards"] = await result_cards(reader, response)
             except ImgdexError as exc:
                 context["error"] = exc.detail
         name = "_results.html" if _htmx(request) else "search.html"
@@ -138,16 +140,20 @@ class PagesController(Controller):
     # A fragment for search.js: guarded like POST /api/search/image (JSON 401/403).
     @post("/search/image", name="web-search-image", status_code=200, guards=[require("read")])
     async def search_image(
-        self, request: Request[Any, Any, Any], library: LibraryDep, searcher: SearcherDep
+        self,
+        request: Request[Any, Any, Any],
+        reader: ImagesDep,
+        searcher: SearcherDep,
+        spooling: SpoolingDep,
     ) -> Template:
         """The results grid for a query image posted as a ``file`` part."""
-        form = await read_form(request, "file", (), library.spooling)
+        form = await read_form(request, "file", (), spooling)
         context: dict[str, Any] = {"q": "", "cards": None, "error": None}
         try:
             file = form.file
             query = file.path if isinstance(file, StagedFile) else file
             response = await searcher.search_image(query, SearchOptions(top_k=SEARCH_TOP_K))
-            context["cards"] = await result_cards(library, response)
+            context["cards"] = await result_cards(reader, response)
         except ImgdexError as exc:
             context["error"] = exc.detail
         finally:
@@ -155,10 +161,12 @@ class PagesController(Controller):
         return Template(template_name="_results.html", context=context)
 
     @get("/images/{sha256:str}", name="web-image", guards=[page_guard("read")])
-    async def image(self, library: LibraryDep, sha256: FromPath[str]) -> Template:
+    async def image(
+        self, reader: ImagesDep, catalog: CatalogDep, pools: PoolsDep, sha256: FromPath[str]
+    ) -> Template:
         try:
-            image = await library.get_image(sha256)
-            extras = await image_extras(library, sha256)
+            image = await reader.get_image(sha256)
+            extras = await image_extras(catalog, pools, sha256)
         except ImgdexError as exc:
             return Template(
                 template_name="error.html",
@@ -175,8 +183,8 @@ class PagesController(Controller):
         name="web-descriptions",
         guards=[require("read")],
     )
-    async def descriptions(self, library: LibraryDep, sha256: FromPath[str]) -> Template:
-        image = await library.get_image(sha256)
+    async def descriptions(self, reader: ImagesDep, sha256: FromPath[str]) -> Template:
+        image = await reader.get_image(sha256)
         return Template(template_name="_descriptions.html", context={"image": image})
 
     @get("/upload", name="web-upload", guards=[page_guard("write")])

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import msgspec
 
 from imgdex.filters import ImageFilters
-from imgdex.library import Library
+from imgdex.ops.images import ImageReader
 from imgdex.schemas import ImageOut, SearchResponse
 
 __all__ = ["PAGE_SIZE", "Card", "cards_of", "gallery_page", "result_cards"]
@@ -35,11 +35,10 @@ def _short(text: str) -> str:
     return text if len(text) <= _ALT_MAX else text[: _ALT_MAX - 1].rstrip() + "…"
 
 
-def _descriptions(library: Library, ids: Iterable[str]) -> dict[str, str]:
+async def _descriptions(images: ImageReader, ids: Iterable[str]) -> dict[str, str]:
     """The description each image's alt text is taken from: a person's first, else any."""
     out: dict[str, str] = {}
-    for id_ in ids:
-        rows = library.catalog.get_descriptions(id_)
+    for id_, rows in (await images.descriptions_of(ids)).items():
         human = [r for r in rows if r.method == "human"]
         if chosen := (human or rows):
             out[id_] = chosen[0].content
@@ -51,9 +50,9 @@ def _fallback_alt(width: int, height: int, fmt: str = "") -> str:
     return f"Undescribed {fmt.upper()} image, {width} by {height}".replace("  ", " ")
 
 
-async def cards_of(library: Library, rows: Sequence[ImageOut]) -> list[Card]:
+async def cards_of(images: ImageReader, rows: Sequence[ImageOut]) -> list[Card]:
     """Grid tiles for `rows`, with alt texts from their descriptions."""
-    texts = await library.run_io(_descriptions, library, [r.sha256 for r in rows])
+    texts = await _descriptions(images, [r.sha256 for r in rows])
     return [
         Card(
             sha256=r.sha256,
@@ -67,7 +66,7 @@ async def cards_of(library: Library, rows: Sequence[ImageOut]) -> list[Card]:
 
 
 async def gallery_page(
-    library: Library,
+    images: ImageReader,
     *,
     offset: int,
     order: Order,
@@ -77,7 +76,7 @@ async def gallery_page(
     filters: ImageFilters | None = None,
 ) -> tuple[list[Card], int]:
     """One page of the gallery by date added or taken, newest or oldest first."""
-    page = await library.list_images(
+    page = await images.list_images(
         offset=offset,
         limit=PAGE_SIZE,
         status=status,
@@ -86,13 +85,13 @@ async def gallery_page(
         sort="taken_at" if sort == "taken" else "created_at",
         order="desc" if order == "newest" else "asc",
     )
-    return await cards_of(library, page.images), page.total
+    return await cards_of(images, page.images), page.total
 
 
-async def result_cards(library: Library, response: SearchResponse) -> list[Card]:
+async def result_cards(images: ImageReader, response: SearchResponse) -> list[Card]:
     """Search results as cards: score, and why each matched (index, method, text)."""
     shas = [r.sha256 for r in response.results]
-    texts = await library.run_io(_descriptions, library, shas)
+    texts = await _descriptions(images, shas)
     cards = []
     for r in response.results:
         text = r.matched_text or texts.get(r.sha256)

@@ -116,7 +116,7 @@ def test_ocr_text_is_keyword_and_vector_searchable(
             r = client.post("/api/images", files={"file": (name, data, "image/png")})
             assert r.status_code == 201, r.text
             shas.append(r.json()["sha256"])
-        catalog = client.app.state.library.catalog
+        catalog = client.app.state.runtime.catalog
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and ("describe", "ocr") in catalog.job_counts():
             time.sleep(0.2)

@@ -30,7 +30,7 @@ __all__ = [
 Backend = Literal["local", "api"]
 Language = Literal["en", "zh"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
-# Method names become file names in the core (same rule as `imgdex.storage.check_name`).
+# Method names become file names in the core (same rule as `imgdex.ids.check_name`).
 MethodName = Annotated[str, msgspec.Meta(pattern=r"^(?!.*\.\.)[A-Za-z0-9_.-]{1,64}$")]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]

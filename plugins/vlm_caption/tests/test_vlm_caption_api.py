@@ -489,7 +489,7 @@ def test_server_writes_descriptions_for_new_images(chat_server: ChatServer, tmp_
                     break
                 time.sleep(0.1)
     finally:
-        for slot in app.state.library.describers.values():
+        for slot in app.state.runtime.registry.describers.values():
             slot.provider.close()
 
     assert descriptions["vlm_caption"]["content"] == "an image of 80x60 pixels"

@@ -23,6 +23,8 @@ import numpy as np
 import numpy.typing as npt
 
 from imgdex import keyword_index
+from imgdex.catalog import Catalog
+from imgdex.config import Config
 from imgdex.errors import (
     BadRequest,
     Conflict,
@@ -31,9 +33,11 @@ from imgdex.errors import (
     ServiceUnavailable,
     reason_of,
 )
-from imgdex.fusion import FusedResult, Hit, collapse, fuse
 from imgdex.imaging import decode_image
 from imgdex.models import EmbedderSlot
+from imgdex.ops.fusion import FusedResult, Hit, collapse, fuse
+from imgdex.pools import Pools
+from imgdex.registry import Registry
 from imgdex.schemas import IndexSearched, Match, SearchOptions, SearchResponse, SearchResult
 from imgdex.search_filters import (
     Allowed,
@@ -44,6 +48,7 @@ from imgdex.search_filters import (
     no_taken_at,
     sort_by_taken_at,
 )
+from imgdex.staging import Spooling
 from imgdex.status import model_name
 
 if TYPE_CHECKING:
@@ -51,7 +56,6 @@ if TYPE_CHECKING:
 
     from imgdex.config import ImagesConfig
     from imgdex.index import ManagedIndex
-    from imgdex.library import Library
 
 __all__ = ["Searcher"]
 
@@ -76,16 +80,24 @@ class _Candidates:
 class Searcher:
     def __init__(
         self,
-        library: Library,
+        config: Config,
+        registry: Registry,
+        catalog: Catalog,
+        pools: Pools,
+        spooling: Spooling,
         allowed: Allowed | None = None,
         taken_at: TakenAt | None = None,
     ) -> None:
         """`allowed` turns filters into matching images and `taken_at` looks capture
         dates up (see `imgdex.search_filters`); by default the catalog answers both."""
-        self.library = library
-        self.config = library.config.search
-        self.allowed = allowed or catalog_allowed(library.catalog)
-        self.taken_at = taken_at or catalog_taken_at(library.catalog)
+        self.config = config.search
+        self.spooling = spooling  # how query images in multipart bodies are read
+        self.images_config = config.images
+        self.registry = registry
+        self.catalog = catalog
+        self.pools = pools
+        self.allowed = allowed or catalog_allowed(catalog)
+        self.taken_at = taken_at or catalog_taken_at(catalog)
 
     async def search_text(self, query: str, options: SearchOptions) -> SearchResponse:
         query = query.strip()
@@ -115,7 +127,7 @@ class Searcher:
             return await self._search(None, self._targets("image", options.index), embed, options)
         # Every option is checked before the image is touched: a bad one costs nothing.
         slots = self.image_targets(options)
-        query = _ImageQuery(image, self.library.config.images)
+        query = _ImageQuery(image, self.images_config)
         return await self._search(None, slots, query.embed, options, query.decode)
 
     async def search_vectors(
@@ -149,7 +161,7 @@ class Searcher:
 
     def _check_weights(self, options: SearchOptions) -> None:
         # A misspelt index in `weights` would otherwise just weigh nothing, silently.
-        known = {*self.library.embedders, keyword_index.NAME}
+        known = {*self.registry.embedders, keyword_index.NAME}
         unknown = sorted(set(options.weights or ()) - known)
         if unknown:
             raise BadRequest(
@@ -162,9 +174,8 @@ class Searcher:
         self, modality: str, wanted: str | list[str] | None, none_ok: bool = False
     ) -> list[EmbedderSlot]:
         """`none_ok`: no enabled vector index is fine (the keyword index answers)."""
-        library = self.library
         if wanted is None:
-            slots = library.embedder_slots(query=modality)
+            slots = self.registry.embedder_slots(query=modality)
             if not slots and not none_ok:
                 raise ServiceUnavailable(
                     f"no enabled index can answer {modality} queries (install or enable a "
@@ -177,16 +188,16 @@ class Searcher:
             raise BadRequest("index: give one index name or a non-empty list", code="bad_index")
         slots = []
         for name in names:
-            slot = library.embedders.get(name)
+            slot = self.registry.embedders.get(name)
             if name == keyword_index.NAME:
                 raise BadRequest(
                     f"index {name!r} cannot answer {modality} queries (it answers: ['text'])",
                     code="index_cannot_answer",
                 )
             if slot is None:
-                known = sorted({*library.embedders, keyword_index.NAME})
+                known = sorted({*self.registry.embedders, keyword_index.NAME})
                 raise NotFound(f"unknown index {name!r} (available: {known})", code="unknown_index")
-            if not library.plugin_enabled(slot.plugin):
+            if not self.registry.plugin_enabled(slot.plugin):
                 raise Conflict(
                     f"index {name!r} is disabled (plugin {slot.plugin.name})", code="index_disabled"
                 )
@@ -211,7 +222,6 @@ class Searcher:
         """`prepare` (decoding an image query) runs in the worker calls before `embed`;
         its errors fail the request, where `embed`'s fail only that index. With
         `keyword`, the keyword index is searched too (after the vector indexes)."""
-        library = self.library
         if options.sort == "taken_at" and self.taken_at is None:
             raise no_taken_at()
         scope = Scope(options.filters, self.allowed)
@@ -221,7 +231,7 @@ class Searcher:
         todo = [i for i, c in enumerate(found) if c is None]
         if not todo:
             if prepare is not None:
-                await library.run_io(prepare)  # a bad image still comes first
+                await self.pools.run_io(prepare)  # a bad image still comes first
             return self._answer(query, [c for c in found if c is not None], options)
         left = len(todo)
         lock = threading.Lock()
@@ -246,7 +256,7 @@ class Searcher:
                 return None
             return self._answer(query, done, options)
 
-        answers = await asyncio.gather(*(library.run_model(search, i) for i in todo))
+        answers = await asyncio.gather(*(self.pools.run_model(search, i) for i in todo))
         return next(a for a in answers if a is not None)
 
     def _candidates(
@@ -308,7 +318,7 @@ class Searcher:
         """The keyword index's candidates (in a worker thread)."""
         c = _Candidates(keyword_index.NAME, keyword_index.MODEL)
         c.hits, c.total = keyword_index.keyword_hits(
-            self.library.catalog,
+            self.catalog,
             query,
             options.offset + options.top_k,
             methods=set(options.methods) if options.methods else None,
@@ -325,7 +335,7 @@ class Searcher:
         hidden since the search, say)."""
         entries, sizes, unknown = index.resolve(labels)
         if unknown:
-            entries.update(self.library.catalog.resolve_entries(unknown))
+            entries.update(self.catalog.resolve_entries(unknown))
         return entries, sizes
 
     def _answer(
@@ -377,15 +387,16 @@ class Searcher:
         """Build the page's results. An image a label map knows to be live has its size
         from the map; any other image is read from the catalog and dropped if it was
         deleted while we searched."""
-        library = self.library
-        rows = library.catalog.get_images(r.image for r in page if r.image not in sizes)
+        rows = self.catalog.get_images(r.image for r in page if r.image not in sizes)
         for image, row in rows.items():
             if not row.is_deleted:
                 sizes[image] = (row.width, row.height)
-        texts = library.catalog.description_texts(
+        texts = self.catalog.description_texts(
             (hit.image, hit.method) for r in page for _, hit in r.matches if hit.method != "image"
         )
-        models = {name: model_name(slot.provider.model) for name, slot in library.embedders.items()}
+        models = {
+            name: model_name(slot.provider.model) for name, slot in self.registry.embedders.items()
+        }
         models[keyword_index.NAME] = keyword_index.MODEL
         out = []
         for result in page:

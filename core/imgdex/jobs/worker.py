@@ -27,14 +27,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from imgdex.backfill import backfill_metadata, metadata_progress
-from imgdex.catalog import Job, JobKind, vector_job_kind
-from imgdex.errors import ImgdexError, ServiceUnavailable
-from imgdex.imaging import decode_image
-from imgdex.library import IMAGE_METHOD, Library
+from imgdex.backfill import backfill_metadata
+from imgdex.blobs import BlobStore
+from imgdex.catalog import Catalog, Job, JobKind, vector_job_kind
+from imgdex.config import WorkerConfig
+from imgdex.errors import ServiceUnavailable
+from imgdex.index import IndexManager
+from imgdex.jobs.handlers import Gone, Handlers, Item
 from imgdex.models import DescriberSlot, EmbedderSlot
-from imgdex.tags import parse_tag_list
-from imgdex.upgrades import try_take_over
+from imgdex.pools import Pools, Wakeup
+from imgdex.registry import Registry
 
 RATE_WINDOW = 20  # batches kept for the rate estimate
 MAINTENANCE_INTERVAL = 600.0  # seconds between idle-time upkeep runs
@@ -42,12 +44,6 @@ MAINTENANCE_INTERVAL = 600.0  # seconds between idle-time upkeep runs
 __all__ = ["Enricher"]
 
 log = logging.getLogger(__name__)
-
-Item = tuple[Job, Any]
-
-
-class _Gone(Exception):
-    """The job's input is gone for good (its stored file cannot be read)."""
 
 
 @dataclass(frozen=True)
@@ -65,9 +61,29 @@ class Unit:
 
 
 class Enricher:
-    def __init__(self, library: Library) -> None:
-        self.library = library
-        worker = library.config.worker
+    def __init__(
+        self,
+        worker: WorkerConfig,
+        registry: Registry,
+        catalog: Catalog,
+        blobs: BlobStore,
+        indexes: IndexManager,
+        pools: Pools,
+        wakeup: Wakeup,
+        handlers: Handlers,
+        trash_days: float = 0.0,
+        purge_trash: Callable[[float], int] | None = None,
+    ) -> None:
+        self.worker = worker
+        # organise (issue 14): upkeep empties images in the trash longer than this.
+        self.trash_days = trash_days
+        self._purge_trash = purge_trash
+        self.registry = registry
+        self.catalog = catalog
+        self.blobs = blobs
+        self.indexes = indexes
+        self.pools = pools
+        self.handlers = handlers
         self.batch = worker.batch_size
         self.interval = worker.interval
         # (monotonic time, items written) per slot name, for rates and ETAs.
@@ -83,7 +99,7 @@ class Enricher:
         self._stopping = False
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        library.on_work = self.poke
+        wakeup.listen(self.poke)
 
     # --- control ------------------------------------------------------------------
 
@@ -97,10 +113,17 @@ class Enricher:
         self._stopping = True
         self.poke()
 
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        self.poke()
+
     def retry(self) -> int:
         """Give every failed job fresh attempts (failed images become pending)."""
-        requeued = self.library.catalog.retry_failed()
-        self.library.plan_all()
+        requeued = self.catalog.retry_failed()
+        self.registry.queue_backfill()
         self._blocked.clear()
         self.poke()
         return requeued
@@ -110,22 +133,20 @@ class Enricher:
         between a cause and its job cannot happen, but libraries from before jobs
         existed, and models enabled while the server was down, need it), and images
         whose jobs are all done become ready."""
-        library = self.library
-        requeued = library.catalog.requeue_running()
+        requeued = self.catalog.requeue_running()
         if requeued:
             log.info("%d jobs interrupted by the last shutdown are queued again", requeued)
-        library.plan_all()
-        library.catalog.settle(library.settle_targets())
+        self.registry.queue_backfill()
+        self.catalog.settle(self.registry.settle_targets())
         self._prepared = True
 
     def units(self) -> list[Unit]:
-        library = self.library
-        concurrency = library.config.worker.concurrency
+        concurrency = self.worker.concurrency
         units = []
-        for slot in library.embedder_slots():
+        for slot in self.registry.embedder_slots():
             kind = vector_job_kind(slot.provider.stores)
             units.append(Unit(kind, slot.name, slot, concurrency.get(slot.plugin.name, 1)))
-        for describer in library.describer_slots():
+        for describer in self.registry.describer_slots():
             method = describer.provider.method
             units.append(
                 Unit("describe", method, describer, concurrency.get(describer.plugin.name, 1))
@@ -137,9 +158,8 @@ class Enricher:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        library = self.library
         try:
-            await library.run_io(self.prepare)
+            await self.pools.run_io(self.prepare)
         except Exception:
             log.exception("preparing background jobs failed")
         while not self._stopping:
@@ -160,7 +180,6 @@ class Enricher:
 
     async def _tick(self) -> None:
         """Start workers where jobs are due; check upgrades and upkeep when idle."""
-        library = self.library
         now = time.time()
         busy = False
         for unit in self.units():
@@ -169,9 +188,9 @@ class Enricher:
                 busy = True
             if len(running) >= unit.concurrency or not unit.slot.available():
                 continue
-            due = await library.run_io(library.catalog.next_due, unit.kind, unit.target)
+            due = await self.pools.run_io(self.catalog.next_due, unit.kind, unit.target)
             if due is None:
-                if not running and unit.target in library.upgrades.building():
+                if not running and unit.target in self.registry.upgrades.building():
                     await self._check_upgrade(unit.target)
                 continue
             if due > now:
@@ -182,13 +201,13 @@ class Enricher:
                 running.add(task)
                 task.add_done_callback(functools.partial(self._done, unit.key))
         if not busy and self._metadata_left:  # organise (issue 14): one-shot backfill
-            catalog, storage = library.catalog, library.storage
-            self._metadata_left = bool(await library.run_io(backfill_metadata, catalog, storage))
+            catalog, blobs = self.catalog, self.blobs
+            self._metadata_left = bool(await self.pools.run_io(backfill_metadata, catalog, blobs))
             if self._metadata_left:
                 self.poke()
         if not busy and time.monotonic() - self._maintained > MAINTENANCE_INTERVAL:
             self._maintained = time.monotonic()
-            await library.run_io(self.maintain)
+            await self.pools.run_io(self.maintain)
 
     def _done(self, key: tuple[str, str], task: asyncio.Task[None]) -> None:
         self._tasks[key].discard(task)
@@ -198,7 +217,7 @@ class Enricher:
     async def _check_upgrade(self, name: str) -> None:
         if name in self._blocked:
             return
-        if await self.library.run_io(try_take_over, self.library, name):
+        if await self.pools.run_io(self.registry.try_take_over, name):
             self.poke()
         else:
             self._blocked.add(name)  # looked at again after a retry or new work
@@ -206,69 +225,70 @@ class Enricher:
     async def _work(self, unit: Unit) -> None:
         try:
             while not (self._stopping or self.paused) and self._usable(unit):
-                if not await self.library.run_model(self._batch, unit):
+                if not await self.pools.run_model(self._batch, unit):
                     break
         except Exception:
             log.exception("%s: background batch failed", unit.slot.name)
 
     def _usable(self, unit: Unit) -> bool:
-        library = self.library
-        if not unit.slot.available() or not library.plugin_enabled(unit.slot.plugin):
+        if not unit.slot.available() or not self.registry.plugin_enabled(unit.slot.plugin):
             return False
         if isinstance(unit.slot, EmbedderSlot):
-            return library.embedders.get(unit.target) is unit.slot  # not retired meanwhile
+            return self.registry.embedders.get(unit.target) is unit.slot  # not retired meanwhile
         return True
 
     async def run_once(self) -> int:
         """Run every due job now, to the end (for callers without the background loop:
         ``create_app(background=False)``); returns how many jobs were processed."""
-        library = self.library
         if not self._prepared:
-            await library.run_io(self.prepare)
+            await self.pools.run_io(self.prepare)
         processed = 0
         for unit in self.units():
-            while self._usable(unit) and (n := await library.run_model(self._batch, unit)):
+            while self._usable(unit) and (n := await self.pools.run_model(self._batch, unit)):
                 processed += n
-        for name in library.upgrades.building():
-            await library.run_io(try_take_over, library, name)
-        while await library.run_io(backfill_metadata, library.catalog, library.storage):
+        for name in self.registry.upgrades.building():
+            await self.pools.run_io(self.registry.try_take_over, name)
+        while await self.pools.run_io(backfill_metadata, self.catalog, self.blobs):
             pass
         return processed
 
     def maintain(self) -> None:
         """Idle-time upkeep: staging leftovers of failed uploads, compaction, and images
         past `storage.trash_days` in the trash (deleted for good)."""
-        library = self.library
-        removed = library.storage.clean_tmp(older_than=3600)
+        removed = self.blobs.clean_tmp(older_than=3600)
         if removed:
             log.info("removed %d leftovers of interrupted uploads", removed)
-        library.indexes.compact()
-        days = library.config.storage.trash_days  # organise (issue 14)
-        if days > 0 and (purged := library.purge_trash(days)):
+        self.indexes.compact()
+        days = self.trash_days  # organise (issue 14)
+        if days > 0 and self._purge_trash and (purged := self._purge_trash(days)):
             log.info("emptied %d images from the trash (older than %g days)", purged, days)
 
     # --- one batch (in a model thread) -----------------------------------------------
 
     def _batch(self, unit: Unit) -> int:
         """Claim and run one batch; returns how many jobs it claimed (0: none due)."""
-        catalog = self.library.catalog
+        catalog = self.catalog
         jobs = catalog.claim_jobs(unit.kind, unit.target, self.batch, time.time())
         if not jobs:
             return 0
         self._blocked.discard(unit.target)
         try:
             if unit.kind == "embed_text":
-                written = self._run(unit, jobs, self._load_text, self._store_texts)
+                written = self._run(unit, jobs, self.handlers.load_text, self.handlers.store_texts)
             elif unit.kind == "embed_image":
-                written = self._run(unit, jobs, self._load_image, self._store_images)
+                written = self._run(
+                    unit, jobs, self.handlers.load_image, self.handlers.store_images
+                )
             else:
-                written = self._run(unit, jobs, self._load_image, self._store_captions)
+                written = self._run(
+                    unit, jobs, self.handlers.load_image, self.handlers.store_captions
+                )
         finally:
             # Whatever was neither stored nor failed (a model that went down) waits.
             catalog.release_jobs([job.id for job in jobs])
         self._count(unit.slot.name, written)
         if unit.kind == "embed_image":
-            catalog.settle(self.library.settle_targets(), [job.image_sha256 for job in jobs])
+            catalog.settle(self.registry.settle_targets(), [job.image_sha256 for job in jobs])
         return len(jobs)
 
     def _run(
@@ -276,29 +296,32 @@ class Enricher:
         unit: Unit,
         jobs: list[Job],
         load: Callable[[Job], Any],
-        store: Callable[[Unit, list[Item]], None],
+        store: Callable[[EmbedderSlot | DescriberSlot, list[Item]], None],
     ) -> int:
         items: list[Item] = []
         for job in jobs:
             try:
                 payload = load(job)
-            except _Gone as exc:
+            except Gone as exc:
                 self._fail(unit, job, str(exc), final=True)
                 continue
             if payload is None:  # nothing left to do (the description was deleted)
-                with self.library.catalog.transaction() as db:
-                    self.library.catalog.finish_jobs(db, [job.id])
+                with self.catalog.transaction() as db:
+                    self.catalog.finish_jobs(db, [job.id])
                 continue
             items.append((job, payload))
         return self._write(unit, items, store) if items else 0
 
     def _write(
-        self, unit: Unit, items: list[Item], store: Callable[[Unit, list[Item]], None]
+        self,
+        unit: Unit,
+        items: list[Item],
+        store: Callable[[EmbedderSlot | DescriberSlot, list[Item]], None],
     ) -> int:
         """Store a batch; when it fails with the model still up, go item by item, and
         count a failed attempt against an item that fails alone."""
         try:
-            store(unit, items)
+            store(unit.slot, items)
             return len(items)
         except ServiceUnavailable as exc:
             if unit.slot.state != "ready":
@@ -314,87 +337,22 @@ class Enricher:
         return written
 
     def _fail(self, unit: Unit, job: Job, error: str, *, final: bool = False) -> None:
-        worker = self.library.config.worker
+        worker = self.worker
         attempts = job.attempts + 1
         retry_at = None
         if not final and attempts < worker.max_attempts:
             delay = min(worker.retry_delay * 2 ** (attempts - 1), worker.retry_delay_max)
             retry_at = time.time() + delay
-        state = self.library.catalog.fail_job(job.id, error, retry_at=retry_at)
+        state = self.catalog.fail_job(job.id, error, retry_at=retry_at)
         if state != "failed":
             log.warning("%s: %s failed (attempt %d): %s", unit.slot.name, job.item, attempts, error)
             return
         log.error(
             "%s: gave up on %s after %d attempts: %s", unit.slot.name, job.item, attempts, error
         )
-        if unit.kind == "embed_image" and unit.target in self.library.settle_targets():
+        if unit.kind == "embed_image" and unit.target in self.registry.settle_targets():
             # The image's own step failed for good: say so on the image.
-            self.library.catalog.set_status(job.image_sha256, "failed", error)
-
-    # --- loading and storing per kind ------------------------------------------------
-
-    def _load_image(self, job: Job) -> Any:
-        library = self.library
-        row = library.catalog.get_image(job.image_sha256)
-        if row is None:
-            return None
-        try:
-            data = library.storage.original(row.sha256, row.filename).read_bytes()
-            return decode_image(data, library.config.images).image
-        except (OSError, ImgdexError) as exc:
-            reason = exc.detail if isinstance(exc, ImgdexError) else str(exc)
-            raise _Gone(f"stored file unreadable: {reason}") from exc
-
-    def _load_text(self, job: Job) -> str | None:
-        return self.library.catalog.get_description(job.image_sha256, job.method)
-
-    def _store_images(self, unit: Unit, items: list[Item]) -> None:
-        assert isinstance(unit.slot, EmbedderSlot)
-        vectors = unit.slot.embed_images([image for _, image in items])
-        self.library.store_vectors(
-            unit.slot,
-            [
-                (job.image_sha256, IMAGE_METHOD, v, None)
-                for (job, _), v in zip(items, vectors, strict=True)
-            ],
-        )
-
-    def _store_texts(self, unit: Unit, items: list[Item]) -> None:
-        assert isinstance(unit.slot, EmbedderSlot)
-        vectors = unit.slot.embed_texts([text for _, text in items], query=False)
-        self.library.store_vectors(
-            unit.slot,
-            [
-                (job.image_sha256, job.method, v, text)
-                for (job, text), v in zip(items, vectors, strict=True)
-            ],
-        )
-
-    def _store_captions(self, unit: Unit, items: list[Item]) -> None:
-        assert isinstance(unit.slot, DescriberSlot)
-        library = self.library
-        method = unit.target
-        captions = unit.slot.describe_images([image for _, image in items])
-        for (job, _), caption in zip(items, captions, strict=True):
-            # A describer that may find nothing to say (OCR of a photo without text) says
-            # so with `empty_ok`; from others an empty answer is a fault.
-            if not caption.text and not caption.tags and not unit.slot.provider.empty_ok:
-                raise ServiceUnavailable(f"{unit.slot.name}: empty caption for {job.item}")
-        for (job, _), caption in zip(items, captions, strict=True):
-            # Tags come with the caption, in its transaction.
-            tags = normalise_tags(caption.tags)
-            if caption.text:
-                library.storage.put_description(job.image_sha256, method, caption.text)
-            with library.catalog.transaction() as db:
-                if library.catalog.has_image(db, job.image_sha256):
-                    if caption.text:
-                        library.catalog.upsert_description(
-                            db, job.image_sha256, method, caption.text
-                        )
-                        library.queue_description_jobs(db, job.image_sha256, method)
-                    library.catalog.tags.add_tags(db, job.image_sha256, tags, method)
-                library.catalog.finish_jobs(db, [job.id])
-        library.on_work()  # new descriptions for the text embedders
+            self.catalog.set_status(job.image_sha256, "failed", error)
 
     # --- reports ----------------------------------------------------------------------
 
@@ -413,59 +371,3 @@ class Enricher:
                 if t1 > t0 and written:
                     out[name] = written / (t1 - t0)
         return out
-
-    def report(self) -> dict[str, Any]:
-        """What ``GET /api/admin/jobs`` shows (blocking: call it in a worker thread)."""
-        library = self.library
-        progress = library.progress()
-        rates = self.rates()
-        roles = library.roles()
-        counts = library.catalog.job_counts()
-        by_kind: dict[str, dict[str, int]] = {}
-        for (kind, _), states in counts.items():
-            for state, n in states.items():
-                by_kind.setdefault(kind, {}).setdefault(state, 0)
-                by_kind[kind][state] += n
-        names = [slot.name for slot in library.embedder_slots()]
-        describers = {d.name: d.provider.method for d in library.describer_slots()}
-        failed = library.catalog.failed_jobs()
-
-        def entry(name: str) -> dict[str, Any]:
-            p = progress[name]
-            rate = rates.get(name)
-            left = p.queued + p.running
-            return {
-                "done": p.done,
-                "total": p.total,
-                "failed": p.failed,
-                "queued": p.queued,
-                "running": p.running,
-                "rate_per_s": round(rate, 2) if rate else None,
-                "eta_s": round(left / rate, 1) if rate and left else (0.0 if not left else None),
-            }
-
-        indexes = {}
-        for name in names:
-            indexes[name] = {**entry(name), "role": roles.get(name, (None, None))[0]}
-            if note := roles.get(name, (None, None))[1]:
-                indexes[name]["note"] = note
-        errors = {}
-        for (kind, target), jobs in failed.items():
-            name = f"describer {target}" if kind == "describe" else target
-            errors[name] = [
-                {"item": f.job.item, "error": f.error, "attempts": f.job.attempts} for f in jobs
-            ]
-        return {
-            "paused": self.paused,
-            "jobs": by_kind,
-            "indexes": indexes,
-            "describers": {method: entry(name) for name, method in describers.items()},
-            "failed": {name: p.failed for name, p in progress.items() if p.failed},
-            "errors": errors,
-            "metadata": metadata_progress(library.catalog),
-        }
-
-
-def normalise_tags(tags: tuple[str, ...]) -> list[str]:
-    """A describer's tags in their normal form, bounded: whatever a model writes."""
-    return parse_tag_list(",".join(t.replace(",", " ") for t in tags), limit=20)

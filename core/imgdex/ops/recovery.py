@@ -1,59 +1,64 @@
-"""Start-up reconciliation of the catalog with the files on disk.
+"""Start-up recovery: the catalog made to agree with the blob store after a kill.
 
 Run in the background after start: finishes hard deletes interrupted by a kill,
-removes staging leftovers, re-registers image directories that were written but never
-committed (a kill between the rename and the catalog commit), and marks images whose
-original file has disappeared as failed. Indexes are reconciled when they are opened
-(`imgdex.index.IndexManager.reconcile`).
+removes staging leftovers, re-registers images whose files were stored but whose row was
+never committed (a kill between the two), and marks images whose original file has
+disappeared as failed. (Indexes are *reconciled* with the catalog when they are opened:
+`imgdex.index.IndexManager.reconcile`; the glossary in docs/architecture.md has both.)
 """
 
 from __future__ import annotations
 
 import logging
 
+from imgdex.blobs import BlobStore
+from imgdex.catalog import Catalog
+from imgdex.config import ImagesConfig
 from imgdex.errors import ImgdexError
+from imgdex.ids import sha256_hex
 from imgdex.imaging import decode_image
-from imgdex.library import Library
-from imgdex.storage import sha256_hex
+from imgdex.pools import Wakeup
+from imgdex.registry import Registry
 
-__all__ = ["reconcile_storage"]
+__all__ = ["recover_storage"]
 
 log = logging.getLogger(__name__)
 
 
-def reconcile_storage(library: Library) -> dict[str, int]:
-    catalog, storage = library.catalog, library.storage
+def recover_storage(
+    images: ImagesConfig, catalog: Catalog, blobs: BlobStore, registry: Registry, wakeup: Wakeup
+) -> dict[str, int]:
     report = {
-        "tmp_removed": storage.clean_tmp() + storage.clean_stray_tmp(),
+        "tmp_removed": blobs.clean_tmp() + blobs.clean_stray_tmp(),
         "deletes_finished": 0,
         "recovered": 0,
         "orphans_removed": 0,
         "missing_files": 0,
     }
-    for id_ in storage.trashed_ids():
+    for id_ in blobs.trashed_ids():
         if catalog.get_image(id_) is not None:
             with catalog.transaction() as db:
                 catalog.delete_image_rows(db, id_)
             report["deletes_finished"] += 1
-    storage.empty_trash()
+    blobs.empty_trash()
 
     known = catalog.all_image_ids()
-    for id_, path in storage.iter_image_dirs():
+    for id_ in list(blobs.list_ids()):
         if id_ in known:
             known.discard(id_)
             continue
-        originals = [p for p in path.iterdir() if p.is_file() and p.name.startswith("image.")]
+        filename = blobs.original_of(id_)
         try:
-            if len(originals) != 1:
+            if filename is None:
                 raise ValueError("no single original file")
-            data = originals[0].read_bytes()
+            data = blobs.read(id_, filename)
             full = sha256_hex(data)
             if not full.startswith(id_):
                 raise ValueError("content does not match its id")
-            decoded = decode_image(data, library.config.images)
+            decoded = decode_image(data, images)
         except (OSError, ValueError, ImgdexError) as exc:
-            log.warning("removing unusable orphan directory %s: %s", path, exc)
-            storage.trash_image(id_)
+            log.warning("removing unusable orphan image %s: %s", id_, exc)
+            blobs.trash_image(id_)
             report["orphans_removed"] += 1
             continue
         with catalog.transaction() as db:
@@ -65,22 +70,22 @@ def reconcile_storage(library: Library) -> dict[str, int]:
                 height=decoded.height,
                 file_size=len(data),
                 fmt=decoded.format,
-                filename=originals[0].name,
+                filename=filename,
                 source=None,
                 status="pending",
             )
-            library.queue_image_jobs(db, id_)
+            registry.queue_image_jobs(db, id_)
         report["recovered"] += 1
-    storage.empty_trash()
+    blobs.empty_trash()
 
-    # Whatever is left in `known` has a catalog row but no directory.
+    # Whatever is left in `known` has a catalog row but no files.
     for id_ in sorted(known):
         row = catalog.get_image(id_)
         if row is not None and not row.is_deleted and row.status != "failed":
             catalog.set_status(id_, "failed", "original file missing from storage")
             report["missing_files"] += 1
     if any(report.values()):
-        log.info("storage reconciled: %s", report)
+        log.info("storage recovered: %s", report)
     if report["recovered"]:
-        library.on_work()
+        wakeup.ring()
     return report

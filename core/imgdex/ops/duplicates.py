@@ -14,25 +14,28 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from msgspec import Meta, Struct
 
+from imgdex.blobs import BlobStore
+from imgdex.catalog import Catalog
+from imgdex.config import Config, DuplicatesConfig
 from imgdex.errors import BadRequest, NotFound
-from imgdex.storage import check_id
-
-if TYPE_CHECKING:
-    from imgdex.library import Library
+from imgdex.ids import check_id
+from imgdex.index import IndexManager
+from imgdex.ops.deletion import Deletion
+from imgdex.pools import Pools
+from imgdex.registry import Registry
 
 __all__ = [
     "DuplicateFinder",
     "DuplicateGroup",
     "DuplicateImage",
+    "Duplicates",
     "DuplicatesResponse",
     "ResolveRequest",
     "ResolveResponse",
-    "groups",
-    "resolve",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,10 +72,20 @@ class ResolveResponse(Struct, kw_only=True, frozen=True):
 class DuplicateFinder:
     """Runs `find_duplicates` jobs (blocking: call `run_once` from a worker thread)."""
 
-    def __init__(self, library: Library) -> None:
-        self.library = library
-        self.config = library.config.duplicates
-        self.batch = library.config.worker.batch_size * 4
+    def __init__(
+        self,
+        config: Config,
+        registry: Registry,
+        catalog: Catalog,
+        blobs: BlobStore,
+        indexes: IndexManager,
+    ) -> None:
+        self.config = config.duplicates
+        self.batch = config.worker.batch_size * 4
+        self._registry = registry
+        self._catalog = catalog
+        self._blobs = blobs
+        self._indexes = indexes
         # Per index, the highest label already planned: each run plans only the vectors
         # added since (a cheap look-up when nothing changed), the first run everything.
         self._planned: dict[str, int] = {}
@@ -81,10 +94,10 @@ class DuplicateFinder:
         """Plan and run the due jobs of every enabled image index; returns how many ran."""
         if not self.config.enabled:
             return 0
-        library, catalog = self.library, self.library.catalog
+        catalog = self._catalog
         done = 0
-        for slot in library.embedder_slots(stores="image"):
-            index = library.indexes.get(slot.name)
+        for slot in self._registry.embedder_slots(stores="image"):
+            index = self._indexes.get(slot.name)
             if index is None:  # not opened yet (its model is loading)
                 continue
             last = catalog.last_label(slot.name)
@@ -95,7 +108,7 @@ class DuplicateFinder:
                 for job in jobs:
                     image = job.image_sha256
                     try:
-                        vector = library.storage.read_vector(image, slot.name, "image")
+                        vector = self._blobs.read_vector(image, slot.name, "image")
                     except (OSError, ValueError) as exc:
                         catalog.fail_job(job.id, f"no stored vector: {exc}", retry_at=None)
                         continue
@@ -115,9 +128,39 @@ class DuplicateFinder:
         return done
 
 
-def groups(library: Library, threshold: float | None) -> DuplicatesResponse:
+class Duplicates:
+    """The duplicates API: groups of near-duplicates, and keeping one of a group."""
+
+    def __init__(self, config: Config, catalog: Catalog, deletion: Deletion, pools: Pools) -> None:
+        self.config = config.duplicates
+        self._catalog = catalog
+        self._deletion = deletion
+        self._pools = pools
+
+    async def groups(self, threshold: float | None) -> DuplicatesResponse:
+        return await self._pools.run_io(_groups, self._catalog, self.config, threshold)
+
+    async def resolve(self, request: ResolveRequest) -> ResolveResponse:
+        """Keep `request.keep`, move the `trash` images to the trash (soft delete)."""
+        trash = list(dict.fromkeys(check_id(i) for i in request.trash))
+        keep = check_id(request.keep)
+        if keep in trash:
+            raise BadRequest("keep is also in trash", code="bad_request")
+        rows = await self._pools.run_io(self._catalog.get_images, [keep, *trash])
+        missing = [i for i in (keep, *trash) if i not in rows or rows[i].is_deleted]
+        if missing:
+            raise NotFound(
+                f"unknown or deleted image(s): {', '.join(missing[:10])}", code="image_not_found"
+            )
+        for image in trash:  # each soft delete is atomic and idempotent: a retry finishes
+            await self._deletion.delete(image, hard=False)
+        return ResolveResponse(kept=keep, trashed=trash)
+
+
+def _groups(
+    catalog: Catalog, config: DuplicatesConfig, threshold: float | None
+) -> DuplicatesResponse:
     """The groups of live images linked by pairs at least `threshold` alike (blocking)."""
-    config = library.config.duplicates
     threshold = config.threshold if threshold is None else threshold
     if not config.min_score <= threshold <= 1:
         raise BadRequest(
@@ -125,7 +168,7 @@ def groups(library: Library, threshold: float | None) -> DuplicatesResponse:
             "less similar pairs are not recorded",
             code="bad_threshold",
         )
-    pairs = library.catalog.duplicate_pairs(threshold)
+    pairs = catalog.duplicate_pairs(threshold)
     parent: dict[str, str] = {}
 
     def root(x: str) -> str:
@@ -154,20 +197,3 @@ def groups(library: Library, threshold: float | None) -> DuplicatesResponse:
     ]
     out.sort(key=lambda g: (-g.images[0].score, g.id))
     return DuplicatesResponse(threshold=threshold, groups=out)
-
-
-async def resolve(library: Library, request: ResolveRequest) -> ResolveResponse:
-    """Keep `request.keep`, move the `trash` images to the trash (soft delete)."""
-    trash = list(dict.fromkeys(check_id(i) for i in request.trash))
-    keep = check_id(request.keep)
-    if keep in trash:
-        raise BadRequest("keep is also in trash", code="bad_request")
-    rows = await library.run_io(library.catalog.get_images, [keep, *trash])
-    missing = [i for i in (keep, *trash) if i not in rows or rows[i].is_deleted]
-    if missing:
-        raise NotFound(
-            f"unknown or deleted image(s): {', '.join(missing[:10])}", code="image_not_found"
-        )
-    for image in trash:  # each soft delete is atomic and idempotent: a retry finishes
-        await library.delete(image, hard=False)
-    return ResolveResponse(kept=keep, trashed=trash)

@@ -1,4 +1,4 @@
-"""Content-addressed files on disk: ``storage/xx/yy/<rest>/`` per image.
+"""The local-files blob store: ``storage/xx/yy/<rest>/`` per image.
 
 Every file is written to a temporary name, flushed to disk and renamed into place, so a
 reader (or a restart after a crash) sees either nothing or the whole file. A new image
@@ -9,97 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
-import re
 import shutil
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
-from imgdex.config import StorageConfig
-from imgdex.errors import BadRequest
+from imgdex.files import atomic_write, fsync_dir
+from imgdex.ids import check_name, is_id
 
-__all__ = [
-    "ID_LENGTH",
-    "Storage",
-    "atomic_write",
-    "check_id",
-    "check_name",
-    "image_id",
-    "make_private",
-]
+__all__ = ["THUMBNAIL", "LocalBlobStore"]
 
-ID_LENGTH = 32
-_ID_RE = re.compile(r"[0-9a-f]{32}")
-_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
-
-
-def image_id(full_sha256: str) -> str:
-    """The image id: the first 32 hex characters (128 bits) of the SHA-256."""
-    return full_sha256[:ID_LENGTH]
-
-
-def check_id(value: str) -> str:
-    """Validate an image id from a client; raises 400 for anything but 32 lowercase hex."""
-    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
-        raise BadRequest(
-            f"invalid image id {str(value)[:80]!r}: expected 32 lowercase hex characters",
-            code="invalid_id",
-        )
-    return value
-
-
-def check_name(value: str, what: str = "name") -> str:
-    """Names that become file names (methods, indexes): letters, digits, ``_ . -``."""
-    if not isinstance(value, str) or not _NAME_RE.fullmatch(value) or ".." in value:
-        raise BadRequest(
-            f"invalid {what} {str(value)[:80]!r}: use 1-64 letters, digits, '_', '.', '-'",
-            code="invalid_name",
-        )
-    return value
-
-
-def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
-    """Write `data` to `path` through a temporary file and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-        if fsync:
-            _fsync_dir(path.parent)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-
-
-def make_private(data: Path, storage: StorageConfig) -> None:
-    """Run with ``storage.umask`` and create the data directory with it; an existing
-    directory and catalog made under a laxer mask are tightened, so files inside (which
-    need the directory to be reached) are private too."""
-    # Process-wide on purpose: SQLite, hnswlib and Pillow create files of their own.
-    os.umask(storage.mask)
-    data.mkdir(parents=True, exist_ok=True, mode=storage.dir_mode)
-    for path, mode in (
-        (data, storage.dir_mode),
-        *((data / name, storage.file_mode) for name in _CATALOG_FILES),
-    ):
-        with contextlib.suppress(FileNotFoundError, PermissionError):
-            current = path.stat().st_mode & 0o777
-            if current & storage.mask:
-                path.chmod(current & mode)
-
-
-_CATALOG_FILES = ("imgdex.db", "imgdex.db-wal", "imgdex.db-shm", "admin_token")
+THUMBNAIL = "thumbnail.jpg"
 
 
 def _mkdirs_under(base: Path, path: Path) -> None:
@@ -114,14 +40,6 @@ def _mkdirs_under(base: Path, path: Path) -> None:
         raise FileNotFoundError(errno.ENOENT, "image directory is gone", str(path))
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _npy_bytes(vector: npt.NDArray[np.float32]) -> bytes:
     import io
 
@@ -130,7 +48,7 @@ def _npy_bytes(vector: npt.NDArray[np.float32]) -> bytes:
     return buf.getvalue()
 
 
-class Storage:
+class LocalBlobStore:
     """The ``storage/`` tree: originals, thumbnails, descriptions and vectors."""
 
     def __init__(self, root: Path) -> None:
@@ -141,6 +59,10 @@ class Storage:
         for d in (self.root, self.tmp, self.trash):
             d.mkdir(parents=True, exist_ok=True)
 
+    @property
+    def staging(self) -> Path:
+        return self.tmp
+
     def image_dir(self, id_: str) -> Path:
         return self.root / id_[:2] / id_[2:4] / id_[4:]
 
@@ -148,7 +70,36 @@ class Storage:
         return self.image_dir(id_) / filename
 
     def thumbnail(self, id_: str) -> Path:
-        return self.image_dir(id_) / "thumbnail.jpg"
+        return self.image_dir(id_) / THUMBNAIL
+
+    # --- reads --------------------------------------------------------------------
+
+    def has_image(self, id_: str, filename: str) -> bool:
+        return self.original(id_, filename).is_file() and self.thumbnail(id_).is_file()
+
+    def open(self, id_: str, name: str) -> BinaryIO:
+        try:
+            return open(self.image_dir(id_) / name, "rb")
+        except (NotADirectoryError, IsADirectoryError):
+            raise FileNotFoundError(errno.ENOENT, "not stored", name) from None
+
+    def read(self, id_: str, name: str) -> bytes:
+        with self.open(id_, name) as f:
+            return f.read()
+
+    def original_of(self, id_: str) -> str | None:
+        try:
+            names = [
+                p.name
+                for p in self.image_dir(id_).iterdir()
+                if p.is_file() and p.name.startswith("image.")
+            ]
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return names[0] if len(names) == 1 else None
+
+    def list_ids(self) -> Iterator[str]:
+        return (id_ for id_, _ in self.iter_image_dirs())
 
     def vector_path(self, id_: str, index_name: str, method: str) -> Path:
         return self.image_dir(id_) / "embedding" / index_name / f"{method}.npy"
@@ -164,12 +115,12 @@ class Storage:
         `data` may be a staged upload (`imgdex.staging`, fsynced, in `tmp`): it is
         renamed into place instead of copied."""
         final = self.image_dir(id_)
-        if (final / filename).is_file() and (final / "thumbnail.jpg").is_file():
+        if (final / filename).is_file() and (final / THUMBNAIL).is_file():
             return False
         staging = self.tmp / f"{id_}.{uuid.uuid4().hex[:8]}"
         staging.mkdir(parents=True)
         try:
-            for name, payload in ((filename, data), ("thumbnail.jpg", thumbnail)):
+            for name, payload in ((filename, data), (THUMBNAIL, thumbnail)):
                 if isinstance(payload, Path):
                     os.replace(payload, staging / name)
                     continue
@@ -186,9 +137,9 @@ class Storage:
                 # A half-present directory (lost thumbnail, stray vectors), possibly
                 # created a moment ago by a concurrent writer: keep what it has and put
                 # the fresh files in atomically one by one.
-                for name in (filename, "thumbnail.jpg"):
+                for name in (filename, THUMBNAIL):
                     os.replace(staging / name, final / name)
-            _fsync_dir(final.parent)  # make the rename itself durable
+            fsync_dir(final.parent)  # make the rename itself durable
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return True
@@ -293,9 +244,5 @@ class Storage:
                     continue
                 for rest in b.iterdir():
                     id_ = a.name + b.name + rest.name
-                    if _ID_RE.fullmatch(id_) and rest.is_dir():
+                    if is_id(id_) and rest.is_dir():
                         yield id_, rest
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -1,4 +1,4 @@
-"""Unit tests for imgdex.storage: id and name checks, atomic writes, the storage tree."""
+"""Unit tests for ids, files and the local blob store: checks, atomic writes, the tree."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from imgdex.blobs import LocalBlobStore
 from imgdex.errors import BadRequest
-from imgdex.storage import ID_LENGTH, Storage, atomic_write, check_id, check_name, image_id
+from imgdex.files import atomic_write
+from imgdex.ids import ID_LENGTH, check_id, check_name, image_id
 
 ID = "0123456789abcdef0123456789abcdef"
 OTHER = "fedcba9876543210fedcba9876543210"
@@ -147,17 +149,17 @@ def test_atomic_write_replaces_a_hard_linked_file_without_touching_the_link(
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> Storage:
-    return Storage(tmp_path / "storage")
+def storage(tmp_path: Path) -> LocalBlobStore:
+    return LocalBlobStore(tmp_path / "storage")
 
 
 def test_storage_creates_its_directories(tmp_path: Path) -> None:
-    storage = Storage(tmp_path / "a" / "storage")
+    storage = LocalBlobStore(tmp_path / "a" / "storage")
     assert storage.root.is_dir() and storage.tmp.is_dir() and storage.trash.is_dir()
-    Storage(tmp_path / "a" / "storage")  # opening again is fine
+    LocalBlobStore(tmp_path / "a" / "storage")  # opening again is fine
 
 
-def test_put_image_layout(storage: Storage) -> None:
+def test_put_image_layout(storage: LocalBlobStore) -> None:
     assert storage.put_image(ID, "image.png", b"png bytes", b"jpeg bytes") is True
     directory = storage.root / "01" / "23" / "456789abcdef0123456789abcdef"
     assert storage.image_dir(ID) == directory
@@ -169,14 +171,14 @@ def test_put_image_layout(storage: Storage) -> None:
     assert list(storage.tmp.iterdir()) == []
 
 
-def test_put_image_twice_is_a_no_op(storage: Storage) -> None:
+def test_put_image_twice_is_a_no_op(storage: LocalBlobStore) -> None:
     assert storage.put_image(ID, "image.png", b"one", b"thumb")
     assert storage.put_image(ID, "image.png", b"two", b"thumb2") is False
     assert storage.original(ID, "image.png").read_bytes() == b"one"
     assert list(storage.tmp.iterdir()) == []
 
 
-def test_put_image_repairs_half_present_directory(storage: Storage) -> None:
+def test_put_image_repairs_half_present_directory(storage: LocalBlobStore) -> None:
     storage.put_image(ID, "image.png", b"png", b"thumb")
     storage.put_vector(ID, "toy_v1", "image", np.ones(4, np.float32))
     storage.thumbnail(ID).unlink()  # a lost thumbnail
@@ -187,7 +189,7 @@ def test_put_image_repairs_half_present_directory(storage: Storage) -> None:
     assert list(storage.tmp.iterdir()) == []
 
 
-def test_put_image_two_ids_sharing_a_prefix(storage: Storage) -> None:
+def test_put_image_two_ids_sharing_a_prefix(storage: LocalBlobStore) -> None:
     twin = ID[:4] + "f" * 28
     storage.put_image(ID, "image.jpg", b"a", b"ta")
     storage.put_image(twin, "image.jpg", b"b", b"tb")
@@ -197,7 +199,7 @@ def test_put_image_two_ids_sharing_a_prefix(storage: Storage) -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
-def test_vector_roundtrip(storage: Storage, dtype: type) -> None:
+def test_vector_roundtrip(storage: LocalBlobStore, dtype: type) -> None:
     vector = np.linspace(-1, 1, 384).astype(dtype)
     storage.put_image(ID, "image.png", b"x", b"t")
     assert storage.put_vector(ID, "bge_text_v1", "caption", vector)
@@ -213,12 +215,12 @@ def test_vector_roundtrip(storage: Storage, dtype: type) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["caption.npy"]
 
 
-def test_read_missing_vector_raises_oserror(storage: Storage) -> None:
+def test_read_missing_vector_raises_oserror(storage: LocalBlobStore) -> None:
     with pytest.raises(OSError):
         storage.read_vector(ID, "idx", "image")
 
 
-def test_description_files(storage: Storage) -> None:
+def test_description_files(storage: LocalBlobStore) -> None:
     storage.put_description(ID, "caption", "a red bus, 東京")
     assert storage.description_path(ID, "caption").read_text("utf-8") == "a red bus, 東京"
     storage.put_vector(ID, "words_v1", "caption", np.ones(3, np.float32))
@@ -232,7 +234,7 @@ def test_description_files(storage: Storage) -> None:
     storage.remove_description(ID, "caption")  # removing twice is fine
 
 
-def test_trash_and_empty_trash(storage: Storage) -> None:
+def test_trash_and_empty_trash(storage: LocalBlobStore) -> None:
     storage.put_image(ID, "image.png", b"a", b"t")
     storage.put_image(OTHER, "image.png", b"b", b"t")
     storage.trash_image(ID)
@@ -251,7 +253,7 @@ def test_trash_and_empty_trash(storage: Storage) -> None:
     assert list(storage.trash.iterdir()) == []
 
 
-def test_trash_same_id_twice_keeps_both(storage: Storage) -> None:
+def test_trash_same_id_twice_keeps_both(storage: LocalBlobStore) -> None:
     # Uploaded, deleted, uploaded again, deleted again before the trash was emptied.
     storage.put_image(ID, "image.png", b"a", b"t")
     storage.trash_image(ID)
@@ -263,7 +265,7 @@ def test_trash_same_id_twice_keeps_both(storage: Storage) -> None:
     assert list(storage.trash.iterdir()) == []
 
 
-def test_clean_tmp(storage: Storage) -> None:
+def test_clean_tmp(storage: LocalBlobStore) -> None:
     (storage.tmp / f"{ID}.abcd1234").mkdir()
     (storage.tmp / f"{ID}.abcd1234" / "image.png").write_bytes(b"half")
     (storage.tmp / "stray.tmp").write_bytes(b"x")
@@ -272,7 +274,7 @@ def test_clean_tmp(storage: Storage) -> None:
     assert storage.clean_tmp() == 0
 
 
-def test_iter_image_dirs(storage: Storage) -> None:
+def test_iter_image_dirs(storage: LocalBlobStore) -> None:
     ids = sorted([ID, OTHER, ID[:4] + "e" * 28])
     for id_ in ids:
         storage.put_image(id_, "image.png", b"x", b"t")
@@ -289,11 +291,11 @@ def test_iter_image_dirs(storage: Storage) -> None:
         assert directory.is_dir()
 
 
-def test_iter_image_dirs_empty(storage: Storage) -> None:
+def test_iter_image_dirs_empty(storage: LocalBlobStore) -> None:
     assert list(storage.iter_image_dirs()) == []
 
 
-def test_put_image_does_not_follow_staging_name_collisions(storage: Storage) -> None:
+def test_put_image_does_not_follow_staging_name_collisions(storage: LocalBlobStore) -> None:
     # Staging directories are unique per call: a leftover from a crash does not block.
     (storage.tmp / f"{ID}.leftover").mkdir()
     assert storage.put_image(ID, "image.png", b"x", b"t")
@@ -301,13 +303,13 @@ def test_put_image_does_not_follow_staging_name_collisions(storage: Storage) -> 
     assert [p.name for p in storage.tmp.iterdir()] == [f"{ID}.leftover"]
 
 
-def test_stored_files_are_complete_after_put(storage: Storage) -> None:
+def test_stored_files_are_complete_after_put(storage: LocalBlobStore) -> None:
     payload = os.urandom(1 << 20)
     storage.put_image(ID, "image.bin", payload, b"t")
     assert storage.original(ID, "image.bin").read_bytes() == payload
 
 
-def test_iter_image_dirs_skips_stray_files_at_every_level(storage: Storage) -> None:
+def test_iter_image_dirs_skips_stray_files_at_every_level(storage: LocalBlobStore) -> None:
     # Start-up reconciliation walks the tree: a stray file whose name looks like a
     # prefix directory (copied in by hand, left by a tool) must not crash it.
     storage.put_image(ID, "image.png", b"x", b"t")
@@ -316,7 +318,7 @@ def test_iter_image_dirs_skips_stray_files_at_every_level(storage: Storage) -> N
     assert dict(storage.iter_image_dirs()) == {ID: storage.image_dir(ID)}
 
 
-def test_put_vector_never_recreates_a_deleted_image_directory(storage: Storage) -> None:
+def test_put_vector_never_recreates_a_deleted_image_directory(storage: LocalBlobStore) -> None:
     """A late background vector for an image hard-deleted meanwhile: no error, and no
     directory resurrected (it held an orphan .npy before)."""
     id_ = image_id(hashlib.sha256(b"late").hexdigest())
@@ -328,7 +330,7 @@ def test_put_vector_never_recreates_a_deleted_image_directory(storage: Storage) 
     assert not storage.image_dir(id_).exists()
 
 
-def test_put_vector_races_hard_delete_without_errors(storage: Storage) -> None:
+def test_put_vector_races_hard_delete_without_errors(storage: LocalBlobStore) -> None:
     """Writers and a deleter (trash + re-upload) on one image at once: every write
     either lands or reports the directory gone; no temp file is left behind."""
     import threading
@@ -364,7 +366,7 @@ def test_put_vector_races_hard_delete_without_errors(storage: Storage) -> None:
 
 
 def test_clean_stray_tmp_removes_leftovers_of_a_killed_writer_only(tmp_path: Path) -> None:
-    first = Storage(tmp_path / "storage")
+    first = LocalBlobStore(tmp_path / "storage")
     id_ = image_id(hashlib.sha256(b"tmp").hexdigest())
     first.put_image(id_, "image.png", b"x", b"t")
     folder = first.vector_path(id_, "idx", "image").parent
@@ -372,7 +374,7 @@ def test_clean_stray_tmp_removes_leftovers_of_a_killed_writer_only(tmp_path: Pat
     stale = folder / ".image.npy.1234abcd.tmp"
     stale.write_bytes(b"half")
     os.utime(stale, (1, 1))  # written before this process started
-    restarted = Storage(tmp_path / "storage")
+    restarted = LocalBlobStore(tmp_path / "storage")
     in_flight = folder / ".image.npy.5678abcd.tmp"
     in_flight.write_bytes(b"now")  # a write of the running process: left alone
     assert restarted.clean_stray_tmp() == 1

@@ -96,7 +96,7 @@ class Runtime:
         self.reports = Reports(data, host, registry, catalog, self.indexes, self.services)
         self.index_admin = IndexAdmin(registry, self.indexes, blobs, pools)
         handlers = Handlers(
-            config.images, catalog, blobs, self.vectors, self.descriptions, self.wakeup
+            config.images, catalog, blobs, self.vectors, self.descriptions, self.wakeup, locks
         )
         self.trash = Trash(
             catalog,

@@ -30,14 +30,17 @@ class DuplicateStore(Store):
             a, b = sorted((image, other))
             db.execute(
                 "INSERT INTO duplicate_pairs (image_a, image_b, index_name, score) "
-                "SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM images WHERE sha256 = ?) "
+                "SELECT ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM images WHERE sha256 IN (?, ?)) = 2 "
                 f"{upsert}",
-                (a, b, index, float(score), other),
+                (a, b, index, float(score), a, b),
             )
+        # Either image may have been hard-deleted since its job was claimed: then there is
+        # nothing to record (the foreign keys would refuse it).
         db.execute(
-            "INSERT INTO duplicate_checks (image_sha256, index_name) VALUES (?, ?) "
+            "INSERT INTO duplicate_checks (image_sha256, index_name) "
+            "SELECT ?, ? WHERE EXISTS (SELECT 1 FROM images WHERE sha256 = ?) "
             f"{self.dialect.insert_ignore()}",
-            (image, index),
+            (image, index, image),
         )
 
     def plan_duplicate_checks(self, index: str, after: int = 0) -> int:

@@ -13,6 +13,7 @@ from imgdex.errors import ImgdexError, ServiceUnavailable
 from imgdex.imaging import decode_image
 from imgdex.models import DescriberSlot, EmbedderSlot
 from imgdex.ops.descriptions import Descriptions
+from imgdex.ops.locks import ImageLocks
 from imgdex.ops.vectors import VectorWriter
 from imgdex.pools import Wakeup
 from imgdex.registry import IMAGE_METHOD
@@ -35,17 +36,23 @@ class Handlers:
     vectors: VectorWriter
     descriptions: Descriptions
     wakeup: Wakeup
+    locks: ImageLocks
 
     def load_image(self, job: Job) -> Any:
-        row = self.catalog.get_image(job.image_sha256)
-        if row is None:
-            return None
+        # Read under the image's lock: a hard delete in flight finishes first (and the
+        # job is gone with its image) rather than leaving an unreadable file behind.
+        with self.locks.of(job.image_sha256):
+            row = self.catalog.get_image(job.image_sha256)
+            if row is None:
+                return None
+            try:
+                data = self.blobs.read(row.sha256, row.filename)
+            except OSError as exc:
+                raise Gone(f"stored file unreadable: {exc}") from exc
         try:
-            data = self.blobs.read(row.sha256, row.filename)
             return decode_image(data, self.images).image
-        except (OSError, ImgdexError) as exc:
-            reason = exc.detail if isinstance(exc, ImgdexError) else str(exc)
-            raise Gone(f"stored file unreadable: {reason}") from exc
+        except ImgdexError as exc:
+            raise Gone(f"stored file unreadable: {exc.detail}") from exc
 
     def load_text(self, job: Job) -> str | None:
         return self.catalog.get_description(job.image_sha256, job.method)

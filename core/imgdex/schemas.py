@@ -14,6 +14,7 @@ from msgspec import Meta, Struct
 from imgdex.filters import ImageFilters
 
 __all__ = [
+    "AlbumDeleted",
     "AlbumImagesRequest",
     "AlbumImagesResponse",
     "AlbumListResponse",
@@ -23,6 +24,7 @@ __all__ = [
     "BulkTagRequest",
     "CameraOut",
     "DeleteResponse",
+    "DescriptionDeleted",
     "DescriptionOut",
     "DescriptionRequest",
     "DescriptionResponse",
@@ -158,6 +160,19 @@ class DeleteResponse(Struct, kw_only=True, frozen=True):
     message: str
     sha256: str
     hard: bool
+
+
+class DescriptionDeleted(Struct, kw_only=True, frozen=True):
+    message: str
+    sha256: str
+    method: str
+
+
+class AlbumDeleted(Struct, kw_only=True, frozen=True):
+    """``DELETE /api/albums/{id}``: the album is gone, its images stay."""
+
+    message: str
+    album: int
 
 
 class SearchOptions(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

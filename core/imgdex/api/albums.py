@@ -13,6 +13,7 @@ from imgdex.auth.guards import require
 from imgdex.catalog.images import SORT_KEYS
 from imgdex.organise import list_choice
 from imgdex.schemas import (
+    AlbumDeleted,
     AlbumImagesRequest,
     AlbumImagesResponse,
     AlbumListResponse,
@@ -68,10 +69,10 @@ class AlbumsController(Controller):
     )
     async def delete_album(
         self, catalog: CatalogDep, pools: PoolsDep, album: FromPath[int]
-    ) -> dict[str, object]:
+    ) -> AlbumDeleted:
         """The album goes; its images stay in the library."""
         await pools.run_io(albums.delete_album, catalog, album)
-        return {"message": "album deleted", "album": album}
+        return AlbumDeleted(message="album deleted", album=album)
 
     @post(
         "/{album:int}/images",

@@ -20,6 +20,17 @@ from imgdex.errors import NotFound
 
 from .deps import PoolsDep
 
+
+class SessionList(msgspec.Struct, kw_only=True, frozen=True):
+    sessions: list[SessionRow]
+
+
+class Revoked(msgspec.Struct, kw_only=True, frozen=True):
+    """How many sessions (or which key) a revoke took away."""
+
+    revoked: int
+
+
 __all__ = ["AuthController", "LoginRequest", "Me"]
 
 
@@ -107,11 +118,11 @@ class AuthController(Controller):
     @get("/sessions", summary="One's own login sessions", guards=[require("read")])
     async def sessions(
         self, pools: PoolsDep, state: State, request: Request[Any, Any, Any]
-    ) -> dict[str, list[SessionRow]]:
+    ) -> SessionList:
         p = principal_of(request)
         if p.user_id is None:
-            return {"sessions": []}
-        return {"sessions": await pools.run_io(state.auth.store.list_sessions, p.user_id)}
+            return SessionList(sessions=[])
+        return SessionList(sessions=await pools.run_io(state.auth.store.list_sessions, p.user_id))
 
     @delete(
         "/sessions",
@@ -121,11 +132,11 @@ class AuthController(Controller):
     )
     async def revoke_all(
         self, pools: PoolsDep, state: State, request: Request[Any, Any, Any]
-    ) -> dict[str, int]:
+    ) -> Revoked:
         p = principal_of(request)
         if p.user_id is None:
-            return {"revoked": 0}
-        return {"revoked": await pools.run_io(state.auth.store.delete_sessions, p.user_id)}
+            return Revoked(revoked=0)
+        return Revoked(revoked=await pools.run_io(state.auth.store.delete_sessions, p.user_id))
 
     @delete(
         "/sessions/{session_id:str}",
@@ -139,11 +150,11 @@ class AuthController(Controller):
         state: State,
         request: Request[Any, Any, Any],
         session_id: FromPath[str],
-    ) -> dict[str, int]:
+    ) -> Revoked:
         p = principal_of(request)
         n = 0
         if p.user_id is not None:
             n = await pools.run_io(state.auth.store.delete_sessions, p.user_id, session_id)
         if not n:
             raise NotFound("no such session of yours", code="unknown_session")
-        return {"revoked": n}
+        return Revoked(revoked=n)

@@ -39,6 +39,12 @@ PARAMETERS = {
 }
 
 FIELDS = {
+    "album": "Album id",
+    "keys": "API keys (never the keys themselves, only their names and use)",
+    "revoked": "How many sessions were revoked (for a key: its id)",
+    "sessions": "Login sessions",
+    "share": "Share link id",
+    "shares": "Live share links (never their tokens)",
     "token": "The share link's token, shown only in this answer (only its hash is stored)",
     "url": "The share link's path: /s/{token}",
     "has_password": "Whether visitors must give a password first",

@@ -18,6 +18,7 @@ from imgdex.ops.images import OpenedFile
 from imgdex.organise import edit_image, list_choice
 from imgdex.schemas import (
     DeleteResponse,
+    DescriptionDeleted,
     DescriptionOut,
     DescriptionRequest,
     DescriptionResponse,
@@ -269,9 +270,9 @@ class ImagesController(Controller):
     )
     async def delete_description(
         self, descriptions: DescriptionsDep, sha256: FromPath[str], method: FromPath[str]
-    ) -> dict[str, str]:
+    ) -> DescriptionDeleted:
         await descriptions.delete(sha256, method)
-        return {"message": "description deleted", "sha256": sha256, "method": method}
+        return DescriptionDeleted(message="description deleted", sha256=sha256, method=method)
 
 
 def file_response(

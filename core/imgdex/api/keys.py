@@ -15,7 +15,13 @@ from imgdex.auth.guards import principal_of, require
 from imgdex.auth.service import Forbidden
 from imgdex.catalog.users import ApiKeyRow
 
+from .auth import Revoked
 from .deps import PoolsDep
+
+
+class KeyList(msgspec.Struct, kw_only=True, frozen=True):
+    keys: list[ApiKeyRow]
+
 
 __all__ = ["KeyCreated", "KeyRequest", "KeysController"]
 
@@ -63,16 +69,16 @@ class KeysController(Controller):
         state: State,
         request: Request[Any, Any, Any],
         all_users: FromQuery[bool] = False,
-    ) -> dict[str, list[ApiKeyRow]]:
+    ) -> KeyList:
         """One's own keys; ``?all_users=true`` lists everyone's (admin)."""
         p = principal_of(request)
         if all_users:
             if not p.allows("admin"):
                 raise Forbidden("listing everyone's keys needs the admin role")
-            return {"keys": await pools.run_io(state.auth.store.list_keys)}
+            return KeyList(keys=await pools.run_io(state.auth.store.list_keys))
         if p.user_id is None:
-            return {"keys": []}
-        return {"keys": await pools.run_io(state.auth.store.list_keys, p.user_id)}
+            return KeyList(keys=[])
+        return KeyList(keys=await pools.run_io(state.auth.store.list_keys, p.user_id))
 
     @delete("/{key_id:int}", status_code=HTTP_200_OK, summary="Revoke an API key")
     async def revoke(
@@ -81,7 +87,7 @@ class KeysController(Controller):
         state: State,
         request: Request[Any, Any, Any],
         key_id: FromPath[int],
-    ) -> dict[str, int]:
+    ) -> Revoked:
         """Takes effect at once: the next request with the key gets 401."""
         await pools.run_io(state.auth.revoke_key, principal_of(request), key_id)
-        return {"revoked": key_id}
+        return Revoked(revoked=key_id)

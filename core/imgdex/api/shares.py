@@ -38,6 +38,16 @@ class ShareCreated(msgspec.Struct, kw_only=True, frozen=True):
     has_password: bool
 
 
+class ShareList(msgspec.Struct, kw_only=True, frozen=True):
+    shares: list[ShareRow]
+
+
+class ShareRevoked(msgspec.Struct, kw_only=True, frozen=True):
+    message: str
+    album: int
+    share: int
+
+
 class SharesController(Controller):
     path = "/api/albums/{album:int}/shares"
     guards = [require("write")]
@@ -81,9 +91,9 @@ class SharesController(Controller):
     @get("/", summary="An album's live share links (never their tokens)")
     async def list_shares(
         self, catalog: CatalogDep, pools: PoolsDep, state: State, album: FromPath[int]
-    ) -> dict[str, list[ShareRow]]:
+    ) -> ShareList:
         await pools.run_io(albums.get_album, catalog, album)
-        return {"shares": await pools.run_io(state.shares.list, str(album))}
+        return ShareList(shares=await pools.run_io(state.shares.list, str(album)))
 
     @delete("/{share_id:int}", status_code=HTTP_200_OK, summary="Revoke a share link (at once)")
     async def revoke(
@@ -94,7 +104,7 @@ class SharesController(Controller):
         request: Request[Any, Any, Any],
         album: FromPath[int],
         share_id: FromPath[int],
-    ) -> dict[str, object]:
+    ) -> ShareRevoked:
         await pools.run_io(albums.get_album, catalog, album)
         await pools.run_io(state.shares.revoke, str(album), share_id)
         actor = principal_of(request).name
@@ -103,4 +113,4 @@ class SharesController(Controller):
                 "share_revoked", actor=actor, target=f"album {album} share {share_id}"
             )
         )
-        return {"message": "share link revoked", "album": album, "share": share_id}
+        return ShareRevoked(message="share link revoked", album=album, share=share_id)

@@ -32,6 +32,7 @@ _SORT_COLUMN = {
     "rating": "i.rating",
 }
 _NULLABLE = {"taken_at"}
+_SORT_AT_MOST = 10_000
 Deleted = Literal["exclude", "include", "only"]
 
 
@@ -176,9 +177,11 @@ class ImageStore(Store):
         # page is full (about (offset + limit) * images / total rows when matches are
         # spread out), or fetch every match through the filters' indexes and sort them
         # (about total rows). The planner cannot tell which, since it does not know how
-        # many images a filter keeps; the count just said.
-        scanned = int(self._read("SELECT COUNT(*) FROM images")[0][0])
-        sort_matches = total * total < (offset + limit) * scanned
+        # many images a filter keeps; the count just said. Sorting more than
+        # `_SORT_AT_MOST` matches never wins, which spares unfiltered lists a second count.
+        sort_matches = total <= _SORT_AT_MOST and total * total < (offset + limit) * int(
+            self._read("SELECT COUNT(*) FROM images")[0][0]
+        )
         column = _SORT_COLUMN[sort]
         if sort_matches:
             column = self.dialect.unindexed(column)

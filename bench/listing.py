@@ -32,6 +32,8 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("favorite, file_size", {"favorite": True}, {"sort": "file_size"}),
     ("near 1000 km", {"near": {"lat": 10, "lon": 10, "km": 1000}}, {}),
     ("camera substring, taken_at", {"camera": "canon"}, {"sort": "taken_at"}),
+    ("rare camera, taken_at", {"camera": "leica"}, {"sort": "taken_at"}),
+    ("near 50 km, taken_at", {"near": {"lat": 10, "lon": 10, "km": 50}}, {"sort": "taken_at"}),
 ]
 
 
@@ -50,7 +52,12 @@ def build(path: Path, size: int) -> Catalog:
                 taken = (
                     f"{rnd.randint(2000, 2024)}-0{rnd.randint(1, 9)}-1{rnd.randint(0, 9)}T10:00:00"
                 )
-            camera = rnd.choice(["Canon", "NIKON CORPORATION", "Apple", "SONY"])
+            # One image in a thousand from a rare camera, the rest from four common ones.
+            camera = (
+                "Leica"
+                if n % 1000 == 7
+                else rnd.choice(["Canon", "NIKON CORPORATION", "Apple", "SONY"])
+            )
             lat, lon = rnd.uniform(-60, 60), rnd.uniform(-180, 180)
             facts = PhotoFacts(taken, taken, camera, "model", None, lat, lon, None, None)
             catalog.images.set_facts(db, id_, facts)

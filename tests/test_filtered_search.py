@@ -20,6 +20,8 @@ from imgdex.index.hnsw import HnswBackend
 from imgdex.providers import IndexLocation, VectorIndex
 from imgdex.testing import image_bytes
 
+from .photos import photo
+
 Client = TestClient[Any]
 
 N, DIM, K = 20_000, 64, 10
@@ -204,3 +206,26 @@ def test_bad_form_filters_are_400(imgdex_client: Client) -> None:
             data=data,
         )
         assert r.status_code == 400, (data, r.text)
+
+
+def test_sort_by_taken_at_end_to_end(imgdex_client: Client) -> None:
+    # Real photos with EXIF DateTimeOriginal, dates read at upload, sorted by the catalog's
+    # capture dates: newest first, undated last.
+    c = imgdex_client
+    dated = {}
+    for year, color in [(2019, (200, 30, 30)), (2023, (210, 40, 30)), (2021, (190, 20, 40))]:
+        data = photo(taken=f"{year}:03:01 12:00:00", color=color)
+        r = c.post("/api/images", files={"file": (f"{year}.jpg", data, "image/jpeg")})
+        assert r.status_code == 201, r.text
+        dated[r.json()["sha256"]] = year
+    r = c.post("/api/images", files={"file": ("x.jpg", photo(color=(205, 35, 35)), "image/jpeg")})
+    undated = r.json()["sha256"]
+    assert c.get(f"/api/images/{undated}").json()["taken_at"] is None
+    body = {"query": "red", "top_k": 10, "sort": "taken_at"}
+    r = c.post("/api/search/text", json=body)
+    assert r.status_code == 200, r.text
+    ids = [x["sha256"] for x in r.json()["results"]]
+    assert ids == [*sorted(dated, key=dated.__getitem__, reverse=True), undated]
+    # Relevance stays the default, over the same results.
+    plain = c.post("/api/search/text", json={"query": "red", "top_k": 10}).json()["results"]
+    assert {x["sha256"] for x in plain} == set(ids)

@@ -134,3 +134,36 @@ def test_bad_album_requests(imgdex_client: Client) -> None:
     assert c.get("/api/albums/abc").status_code in (400, 404)
     r = c.get("/api/images?album=999")
     assert r.status_code == 404 and r.json()["error"] == "album_not_found"
+
+
+def test_the_album_filter_matches_what_a_smart_album_shows(imgdex_client: Client) -> None:
+    c = imgdex_client
+    canon = [
+        upload(c, photo(taken="2021:01:01 00:00:00", make="Canon", color=(220, 30, 30))),
+        upload(c, photo(taken="2022:01:01 00:00:00", make="Canon", color=(200, 60, 30))),
+    ]
+    nikon = upload(c, photo(taken="2022:06:01 00:00:00", make="NIKON", color=(210, 40, 40)))
+    r = c.post("/api/albums", json={"name": "canon", "smart": {"filters": {"camera": "canon"}}})
+    aid = r.json()["id"]
+    assert set(members(c, aid)) == set(canon)
+    # The image list, filtered by the album, shows what the album shows.
+    listed = c.get(f"/api/images?album={aid}")
+    assert listed.status_code == 200, listed.text
+    assert {i["sha256"] for i in listed.json()["images"]} == set(canon)
+    assert listed.json()["total"] == 2
+    both = c.get(f"/api/images?album={aid}&taken_after=2021-06-01").json()["images"]
+    assert [i["sha256"] for i in both] == [canon[1]]
+    # So does a search with the album among its filters.
+    body = {"query": "red", "top_k": 10, "filters": {"album": aid}}
+    r = c.post("/api/search/text", json=body)
+    assert r.status_code == 200, r.text
+    assert {x["sha256"] for x in r.json()["results"]} == set(canon)
+    assert nikon not in {x["sha256"] for x in r.json()["results"]}
+    # A smart album with a query is a ranked search: filtering by it is a clear 400.
+    q = c.post("/api/albums", json={"name": "red", "smart": {"query": "red"}}).json()["id"]
+    for r in (
+        c.get(f"/api/images?album={q}"),
+        c.post("/api/search/text", json={"query": "red", "filters": {"album": q}}),
+    ):
+        assert r.status_code == 400, r.text
+        assert r.json()["error"] == "bad_filter" and "query" in r.json()["detail"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["EARTH_KM", "bounding_box", "great_circle_km"]
+__all__ = ["EARTH_KM", "bounding_box", "chord_squared", "great_circle_km", "unit_vector"]
 
 EARTH_KM = 6371.0088  # mean Earth radius (IUGG)
 
@@ -40,3 +40,21 @@ def bounding_box(
     if east > 180.0:
         return lat_min, lat_max, [(west, 180.0), (-180.0, east - 360.0)]
     return lat_min, lat_max, [(west, east)]
+
+
+def unit_vector(lat: float, lon: float) -> tuple[float, float, float]:
+    """The point on the unit sphere: the catalog stores it so that the exact ``near``
+    check is arithmetic the database does itself (`chord_squared`)."""
+    p, q = math.radians(lat), math.radians(lon)
+    return math.cos(p) * math.cos(q), math.cos(p) * math.sin(q), math.sin(p)
+
+
+def chord_squared(km: float) -> float:
+    """The squared straight-line distance between two unit vectors `km` apart on the
+    globe: a point is within `km` exactly when its squared chord is at most this. The
+    chord stays accurate at small distances, where a dot product against a cosine would
+    lose them to rounding."""
+    angle = km / EARTH_KM
+    if angle >= math.pi:
+        return 5.0  # every point (the largest squared chord is 4)
+    return (2.0 * math.sin(angle / 2.0)) ** 2

@@ -96,7 +96,10 @@ def test_schema_indexes(catalog: Catalog) -> None:
         "idx_images_created": "images",
         "idx_images_source": "images",
         "idx_images_status": "images",
-        "idx_images_deleted": "images",
+        "idx_images_trash": "images",
+        "idx_images_camera": "images",
+        "idx_images_place": "images",
+        "idx_images_live_favorite": "images",
         "idx_desc_method": "descriptions",
         "idx_vector_index": "vector_entries",
         "idx_vector_sha256": "vector_entries",
@@ -115,6 +118,7 @@ def test_schema_tables_and_version(catalog: Catalog) -> None:
     assert {"jobs", "index_roles", "schema_version"} <= tables
     assert {"users", "sessions", "api_keys", "audit_log", "shares"} <= tables
     assert {"keyword_docs", "keyword_fts", "duplicate_pairs", "duplicate_checks"} <= tables
+    assert "cameras" in tables
     assert "meta" not in tables  # it held only the version, which schema_version records
     assert catalog.engine.read("SELECT version FROM schema_version ORDER BY version") == [
         (2,),
@@ -123,6 +127,7 @@ def test_schema_tables_and_version(catalog: Catalog) -> None:
         (5,),
         (6,),
         (7,),
+        (8,),
     ]
 
 

@@ -157,3 +157,76 @@ def test_bad_filters_are_refused_with_the_problem_named() -> None:
         f(taken_after="yesterday")
     with pytest.raises(msgspec.ValidationError, match="lat"):
         f(near={"lat": 91, "lon": 0, "km": 1})
+
+
+def test_camera_folds_case_beyond_ascii(catalog: Catalog) -> None:
+    a = add(catalog, 1, make="ÄGFA", model="Ißo")
+    b = add(catalog, 2, make="Canon", model=None)
+    add(catalog, 3)
+    ids = catalog.images.filter_ids
+    assert ids(f(camera="ägfa")) == {a}
+    assert ids(f(camera="ISSO")) == {a}  # case-folded: ß matches ss
+    assert ids(f(camera="  ")) == {a, b}  # any camera at all, as before
+
+
+def test_near_at_tiny_and_whole_globe_radii(catalog: Catalog) -> None:
+    here = add(catalog, 1, gps=(35.6812, 139.7671))
+    there = add(catalog, 2, gps=(-35.6812, -40.2329))  # the antipode
+    ids = catalog.images.filter_ids
+    assert ids(f(near={"lat": 35.6812, "lon": 139.7671, "km": 0.001})) == {here}
+    assert ids(f(near={"lat": 35.6812, "lon": 139.7671, "km": 20_040})) == {here, there}
+
+
+@pytest.mark.parametrize("sort", ["taken_at", "file_size"])
+@pytest.mark.parametrize("direction", ["asc", "desc"])
+def test_list_pages_are_the_same_whichever_way_the_page_is_read(
+    catalog: Catalog, sort: str, direction: str
+) -> None:
+    # A rare camera (its matches are fetched and sorted) and a common one (the sort
+    # order is walked): both give exactly the pages the plain sort gives, undated last.
+    made: dict[str, tuple[str | None, int, str]] = {}
+    for n in range(60):
+        taken = None if n % 7 == 0 else f"20{10 + n % 13:02d}-01-01T00:00:00"
+        make = "Rare" if n % 20 == 3 else "Common"
+        made[add(catalog, n, taken=taken, make=make, size=1000 + n % 9)] = (taken, n % 9, make)
+    for make in ("rare", "common"):
+        keep = [i for i, (_, _, m) in made.items() if m.casefold() == make]
+        expected = sorted(keep, reverse=direction == "desc")  # ties break by id
+        if sort == "file_size":
+            expected.sort(key=lambda i: made[i][1], reverse=direction == "desc")
+        else:
+            expected.sort(key=lambda i: made[i][0] or "", reverse=direction == "desc")
+            expected.sort(key=lambda i: made[i][0] is None)  # undated last either way
+        for offset in (0, 2, len(keep) - 1):
+            rows, total = catalog.images.list_images(
+                offset=offset,
+                limit=4,
+                filters=f(camera=make),
+                sort=sort,
+                order=direction,  # type: ignore[arg-type]
+            )
+            assert total == len(keep)
+            assert [r.sha256 for r in rows] == expected[offset : offset + 4]
+
+
+def test_album_filter_follows_a_smart_albums_rule(catalog: Catalog) -> None:
+    a = add(catalog, 1, make="Canon")
+    b = add(catalog, 2, make="Canon")
+    add(catalog, 3, make="Nikon")
+    with catalog.transaction() as db:
+        catalog.images.update_image(db, b, favorite=True)
+        smart = catalog.albums.create_album(
+            db, name="canon", description=None, cover=None,
+            smart='{"filters": {"camera": "canon"}}',
+        )  # fmt: skip
+        queried = catalog.albums.create_album(
+            db, name="q", description=None, cover=None, smart='{"query": "dogs"}'
+        )
+    ids = catalog.images.filter_ids
+    assert ids(f(album=smart)) == {a, b}
+    assert ids(f(album=smart, favorite=True)) == {b}
+    assert catalog.images.count_matching(f(album=smart)) == 2
+    rows, total = catalog.images.list_images(offset=0, limit=10, filters=f(album=smart))
+    assert total == 2 and {r.sha256 for r in rows} == {a, b}
+    with pytest.raises(BadRequest, match="smart album with a query"):
+        ids(f(album=queried))

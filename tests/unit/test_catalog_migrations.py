@@ -14,6 +14,7 @@ from imgdex.catalog.dialect import Migration
 from imgdex.catalog.engine import Engine
 from imgdex.catalog.migrations import current_version, migrate
 from imgdex.catalog.sqlite import SqliteDialect
+from imgdex.filters import ImageFilters, Near
 
 # The schema as imgdex wrote it before numbered migrations (catalog.py, SCHEMA_VERSION = 2),
 # copied verbatim: catalogs in the field were made by exactly this.
@@ -139,6 +140,7 @@ def test_a_fresh_catalog_records_every_migration(tmp_path: Path) -> None:
         (5, "users, sessions, api keys, audit log"),
         (6, "photo metadata, ratings, tags and albums"),
         (7, "keyword index and near-duplicates"),
+        (8, "indexed camera and place filters"),
     ]
     assert all(applied for _, _, applied in rows)
     assert rows[-1][0] == LATEST
@@ -149,7 +151,7 @@ def test_an_old_catalog_is_migrated_with_its_data(tmp_path: Path) -> None:
     old_catalog(path)
     cat = Catalog(path)
     try:
-        assert [v for v, _, _ in versions(path)] == [2, 3, 4, 5, 6, 7]
+        assert [v for v, _, _ in versions(path)] == [2, 3, 4, 5, 6, 7, 8]
         tables = {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert "meta" not in tables
         row = cat.get_image(IMAGE)
@@ -208,8 +210,8 @@ def test_concurrent_openers_migrate_once(tmp_path: Path) -> None:
     for thread in threads:
         thread.join(60)
     assert errors == []
-    assert sorted(v for versions_ in applied for v in versions_) == [2, 3, 4, 5, 6, 7]
-    assert [v for v, _, _ in versions(path)] == [2, 3, 4, 5, 6, 7]
+    assert sorted(v for versions_ in applied for v in versions_) == [2, 3, 4, 5, 6, 7, 8]
+    assert [v for v, _, _ in versions(path)] == [2, 3, 4, 5, 6, 7, 8]
 
 
 def test_a_catalog_from_a_newer_imgdex_is_refused_untouched(tmp_path: Path) -> None:
@@ -240,13 +242,53 @@ def test_a_migration_filling_a_gap_is_applied_later(tmp_path: Path) -> None:
         migrate(engine)
     finally:
         engine.close()
-    assert [v for v, _, _ in versions(path)] == [2, 3, 4, 6, 7]
+    assert [v for v, _, _ in versions(path)] == [2, 3, 4, 6, 7, 8]
     engine = Engine(SqliteDialect(), str(path))
     try:
         assert migrate(engine) == [5]
-        assert current_version(engine) == 7
+        assert current_version(engine) == LATEST
     finally:
         engine.close()
-    assert [v for v, _, _ in versions(path)] == [2, 3, 4, 5, 6, 7]
+    assert [v for v, _, _ in versions(path)] == [2, 3, 4, 5, 6, 7, 8]
     tables = {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"users", "albums"} <= tables
+
+
+def test_migration_8_backfills_cameras_and_places(tmp_path: Path) -> None:
+    # A catalog at 7 whose images had their metadata read: the camera and place filters
+    # find them through the columns migration 8 derives.
+    path = tmp_path / "imgdex.db"
+
+    class Before8(SqliteDialect):
+        def migrations(self) -> tuple[Migration, ...]:
+            return tuple(m for m in super().migrations() if m.version < 8)
+
+    engine = Engine(Before8(), str(path))
+    try:
+        migrate(engine)
+    finally:
+        engine.close()
+    with sqlite3.connect(path) as db:
+        for n, make, model, lat, lon in [
+            ("1", "Canon", "EOS R5", 48.8566, 2.3522),
+            ("2", "NIKON CORPORATION", "Z 6", None, None),
+            ("3", None, None, 51.5074, -0.1278),
+            ("4", "Ägfa", None, None, None),
+        ]:
+            db.execute(
+                "INSERT INTO images (sha256, sha256_full, width, height, file_size, format, "
+                "filename, camera_make, camera_model, gps_lat, gps_lon, meta_read) "
+                "VALUES (?, ?, 1, 1, 1, 'JPEG', 'x.jpg', ?, ?, ?, ?, 1)",
+                (n * 32, n * 64, make, model, lat, lon),
+            )
+    cat = Catalog(path)
+    try:
+        ids = cat.images.filter_ids
+        assert ids(ImageFilters(camera="eos")) == {"1" * 32}
+        assert ids(ImageFilters(camera="nikon")) == {"2" * 32}
+        assert ids(ImageFilters(camera="äGFA")) == {"4" * 32}
+        paris = Near(lat=48.85, lon=2.35, km=10)
+        assert ids(ImageFilters(near=paris)) == {"1" * 32}
+        assert ids(ImageFilters(near=Near(lat=50, lon=1, km=400))) == {"1" * 32, "3" * 32}
+    finally:
+        cat.close()

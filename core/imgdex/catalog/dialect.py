@@ -123,9 +123,10 @@ class Dialect(abc.ABC):
         Concurrent claimers must never get the same job."""
 
     @abc.abstractmethod
-    def distance_km(self, lat: str, lon: str) -> str:
-        """An expression for the great-circle distance in km from the point of columns
-        `lat`, `lon` to a point given as two parameters (latitude, longitude)."""
+    def unindexed(self, expr: str) -> str:
+        """`expr` (a column) written so that the planner does not use an index for it:
+        the image list uses it to choose between walking the sort order and fetching the
+        matches first (an engine that plans from statistics may return `expr`)."""
 
     @abc.abstractmethod
     def order_nulls_last(self, expr: str, descending: bool) -> str:

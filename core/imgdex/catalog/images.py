@@ -8,7 +8,8 @@ from typing import Any, Literal, NamedTuple
 from imgdex.catalog import keyword
 from imgdex.catalog.dialect import Connection
 from imgdex.catalog.engine import Store, chunks, marks
-from imgdex.catalog.filters import where_clause
+from imgdex.catalog.facts import derive
+from imgdex.catalog.filters import album_rule, where_clause
 from imgdex.catalog.rows import ImageRow
 from imgdex.filters import ImageFilters
 
@@ -31,6 +32,7 @@ _SORT_COLUMN = {
     "rating": "i.rating",
 }
 _NULLABLE = {"taken_at"}
+_SORT_AT_MOST = 10_000
 Deleted = Literal["exclude", "include", "only"]
 
 
@@ -148,8 +150,10 @@ class ImageStore(Store):
         """A page of images matching `filters` in the `sort` order (newest first by
         default), and how many match in all. `deleted`: live images (``exclude``, the
         default), ``include`` them all, or ``only`` the trash."""
-        sql, params = where_clause(filters or ImageFilters(), self.dialect)
-        where, params = [sql], list(params)
+        filters = filters or ImageFilters()
+        rule = album_rule(self.engine.connection(), filters)
+        where: list[str] = []
+        params: list[Any] = []
         deleted = deleted or ("include" if include_deleted else "exclude")
         if deleted != "include":
             where.append("i.is_deleted = ?")
@@ -160,8 +164,29 @@ class ImageStore(Store):
         if source is not None:
             where.append("i.source = ?")
             params.append(source)
-        clause = " AND ".join(where)
+
+        def clause(indexed: bool) -> tuple[str, list[Any]]:
+            sql, more = where_clause(filters, self.dialect, rule=rule, indexed=indexed)
+            return " AND ".join([*where, sql]), [*params, *more]
+
+        sql, args = clause(True)
+        total = int(self._read(f"SELECT COUNT(*) FROM images i WHERE {sql}", args)[0][0])
+        if total <= offset:
+            return [], total
+        # Two ways to a page: walk the sort order's index, checking each image, until the
+        # page is full (about (offset + limit) * images / total rows when matches are
+        # spread out), or fetch every match through the filters' indexes and sort them
+        # (about total rows). The planner cannot tell which, since it does not know how
+        # many images a filter keeps; the count just said. Sorting more than
+        # `_SORT_AT_MOST` matches never wins, which spares unfiltered lists a second count.
+        sort_matches = total <= _SORT_AT_MOST and total * total < (offset + limit) * int(
+            self._read("SELECT COUNT(*) FROM images")[0][0]
+        )
         column = _SORT_COLUMN[sort]
+        if sort_matches:
+            column = self.dialect.unindexed(column)
+        else:
+            sql, args = clause(False)
         descending = order != "asc"
         direction = "DESC" if descending else "ASC"
         # The id breaks ties in the same direction, so an index on (column, id) gives
@@ -171,11 +196,10 @@ class ImageStore(Store):
             if sort in _NULLABLE
             else f"{column} {direction}"
         )
-        total = self._read(f"SELECT COUNT(*) FROM images i WHERE {clause}", params)[0][0]
         rows = self._read(
-            f"SELECT {_ALIASED} FROM images i WHERE {clause} "
+            f"SELECT {_ALIASED} FROM images i WHERE {sql} "
             f"ORDER BY {first}, i.sha256 {direction} LIMIT ? OFFSET ?",
-            [*params, limit, offset],
+            [*args, limit, offset],
         )
         return [ImageRow(*r) for r in rows], int(total)
 
@@ -192,25 +216,33 @@ class ImageStore(Store):
 
     def filter_ids(self, filters: ImageFilters) -> set[str]:
         """The ids of the live (not deleted) images matching `filters`."""
-        sql, params = where_clause(filters, self.dialect)
+        sql, params = self._where(filters)
         rows = self._read(f"SELECT i.sha256 FROM images i WHERE i.is_deleted = 0 AND {sql}", params)
         return {r[0] for r in rows}
 
     def count_matching(self, filters: ImageFilters) -> int:
         """How many live images match `filters`."""
-        sql, params = where_clause(filters, self.dialect)
+        sql, params = self._where(filters)
         rows = self._read(f"SELECT COUNT(*) FROM images i WHERE i.is_deleted = 0 AND {sql}", params)
         return int(rows[0][0])
+
+    def _where(self, filters: ImageFilters) -> tuple[str, list[Any]]:
+        rule = album_rule(self.engine.connection(), filters)
+        return where_clause(filters, self.dialect, rule=rule)
 
     def set_facts(self, db: Connection, id_: str, facts: PhotoFacts | None) -> None:
         """Record what the file says about the photo (None: nothing readable) and mark
         its metadata read."""
         facts = facts or PhotoFacts(*([None] * len(PhotoFacts._fields)))
+        derived = derive(
+            db, self.dialect, facts.camera_make, facts.camera_model, facts.gps_lat, facts.gps_lon
+        )
         db.execute(
             "UPDATE images SET taken_at = ?, taken_local = ?, camera_make = ?, "
             "camera_model = ?, camera_lens = ?, gps_lat = ?, gps_lon = ?, gps_alt = ?, "
-            "exif = ?, meta_read = 1 WHERE sha256 = ?",
-            (*facts, id_),
+            "exif = ?, camera_id = ?, gps_x = ?, gps_y = ?, gps_z = ?, meta_read = 1 "
+            "WHERE sha256 = ?",
+            (*facts, *derived, id_),
         )
 
     def unread_metadata(self, limit: int) -> list[ImageRow]:

@@ -18,11 +18,12 @@ from __future__ import annotations
 import io
 import math
 import re
+import struct
 from datetime import datetime
 from typing import Any
 
 import msgspec
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from imgdex.imaging import register_heif
 
@@ -39,6 +40,8 @@ _LENS_MAKE, _LENS_MODEL = 0xA433, 0xA434
 _MAX_TEXT = 200
 _EXIF_DATE = re.compile(r"\s*(\d{4})[:-](\d{2})[:-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
 _OFFSET_TEXT = re.compile(r"\s*([+-])(\d{2}):(\d{2})\s*$")
+# PNG chunks that may follow the pixel data and carry metadata (EXIF, XMP, text).
+_PNG_METADATA_CHUNKS = {b"eXIf", b"iTXt", b"tEXt", b"zTXt"}
 
 
 class Camera(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,9 +78,10 @@ def read_metadata(image: Image.Image | bytes) -> PhotoMetadata:
         im = Image.open(io.BytesIO(image)) if isinstance(image, bytes | bytearray) else image
     except Exception:  # not an image at all: no metadata, the decoder reports the rest
         return PhotoMetadata()
-    ifd0 = _safe(lambda: dict(im.getexif()), {})
-    exif_ifd = _safe(lambda: dict(im.getexif().get_ifd(_EXIF_IFD)), {})
-    gps_ifd = _safe(lambda: dict(im.getexif().get_ifd(_GPS_IFD)), {})
+    exif = _safe(lambda: _exif_of(im), Image.Exif())
+    ifd0 = _safe(lambda: dict(exif), {})
+    exif_ifd = _safe(lambda: dict(exif.get_ifd(_EXIF_IFD)), {})
+    gps_ifd = _safe(lambda: dict(exif.get_ifd(_GPS_IFD)), {})
     xmp = _safe(lambda: _xmp_text(im), "")
     return PhotoMetadata(
         taken_at=_safe(lambda: _taken_at(exif_ifd, xmp), None),
@@ -85,6 +89,46 @@ def read_metadata(image: Image.Image | bytes) -> PhotoMetadata:
         gps=_safe(lambda: _gps(gps_ifd), None),
         exif=_safe(lambda: _details(ifd0, exif_ifd), ExifDetails()),
     )
+
+
+def _exif_of(im: Image.Image) -> Image.Exif:
+    """The image's EXIF, read without decoding a pixel.
+
+    Pillow's PNG ``getexif()`` decodes the whole image first, because an eXIf chunk may
+    follow the pixel data: for a small file of hundreds of megapixels that is its full
+    raster, a second time and outside the decode budget (`imgdex.budget`). Here those
+    chunks are read by skipping over the pixel data instead."""
+    if isinstance(im, PngImagePlugin.PngImageFile) and im.tile:  # not decoded yet
+        _read_png_trailer(im)
+        return Image.Image.getexif(im)  # the generic reader: info only, no load()
+    return im.getexif()
+
+
+def _read_png_trailer(im: PngImagePlugin.PngImageFile) -> None:
+    """Add the metadata chunks that follow a PNG's pixel data to ``im.info``.
+
+    Only chunk headers are read past the pixel data (seeks, not reads); Pillow's own
+    chunk readers parse the metadata chunks, with their limits on text size."""
+    fp = im.fp
+    if fp is None:
+        return
+    here = fp.tell()
+    stream = PngImagePlugin.PngStream(fp)
+    try:
+        fp.seek(8)  # past the signature
+        while True:
+            cid, pos, length = stream.read()  # SyntaxError at the end of a broken file
+            if cid == b"IEND":
+                break
+            if cid in _PNG_METADATA_CHUNKS:
+                stream.call(cid, pos, length)
+            fp.seek(pos + length + 4)  # the next chunk, past this one's CRC
+    except (SyntaxError, ValueError, EOFError, OSError, struct.error):
+        pass  # a truncated or malformed trailer: keep what was read
+    finally:
+        fp.seek(here)
+    for key, value in stream.im_info.items():
+        im.info.setdefault(key, value)  # chunks before the pixel data were read at open
 
 
 def _safe(fn: Any, default: Any) -> Any:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import random
+import struct
+import zlib
 from fractions import Fraction
 from typing import Any
 
@@ -209,3 +211,48 @@ def test_heic_with_exif_is_read_and_decoded() -> None:
     assert decoded.format == "HEIF" and decoded.extension == "heic"
     assert (decoded.width, decoded.height) == (64, 48)
     assert decoded.image.mode == "RGB"
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_with_trailing_metadata(side: int, exif: Image.Exif | None, xmp: bytes | None) -> bytes:
+    """A greyscale PNG whose EXIF and XMP follow the pixel data (the PNG spec allows it;
+    Pillow reads such chunks only when it decodes the image)."""
+    buffer = io.BytesIO()
+    Image.new("L", (side, side)).save(buffer, "PNG")
+    png = buffer.getvalue()
+    assert png.endswith(_png_chunk(b"IEND", b""))
+    trailer = b""
+    if exif is not None:
+        trailer += _png_chunk(b"eXIf", exif.tobytes())
+    if xmp is not None:
+        trailer += _png_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp)
+    return png[:-12] + trailer + png[-12:]
+
+
+def test_png_metadata_after_the_pixels_is_read_without_decoding_them() -> None:
+    # Decoding just to reach the EXIF cost a bomb's whole raster a second time, outside
+    # the decode budget: six parallel uploads of 6000x6000 16-bit PNGs overshot it.
+    exif = Image.Exif()
+    exif[0x010F] = "Scanner Co"
+    exif.get_ifd(EXIF_IFD).update({0x9003: "2015:05:06 07:08:09"})
+    data = png_with_trailing_metadata(2000, exif, None)
+    with Image.open(io.BytesIO(data)) as im:
+        assert "exif" not in im.info  # really after the pixel data
+        meta = read_metadata(im)
+        assert im.tile, "the pixels were decoded to read the metadata"
+    assert meta.taken_at == "2015-05-06T07:08:09"
+    assert meta.camera == Camera(make="Scanner Co")
+    assert read_metadata(data) == meta
+
+    xmp = png_with_trailing_metadata(64, None, xmp_packet('xmp:CreateDate="2014-01-02T03:04:05"'))
+    assert read_metadata(xmp).taken_at == "2014-01-02T03:04:05"
+    # Cut after the EXIF chunk, or inside it: what can be read, never an error.
+    assert read_metadata(data[:-12]).camera == Camera(make="Scanner Co")
+    assert read_metadata(data[:-20]) == PhotoMetadata()
+    # The image itself still decodes normally after its metadata was read.
+    with Image.open(io.BytesIO(data)) as im:
+        read_metadata(im)
+        assert im.convert("RGB").size == (2000, 2000)

@@ -74,3 +74,18 @@ def test_album_pages(imgdex_client: Client) -> None:
     assert f'href="/images/{sha}"' in page and "1 image" in page
     assert c.get("/albums/999999").status_code == 404
     assert c.get("/duplicates").status_code == 200
+
+
+def test_album_share_panel_lists_live_links_without_tokens(imgdex_client: Client) -> None:
+    c = imgdex_client
+    album = c.post("/api/albums", json={"name": "Shared"}).json()["id"]
+    assert 'id="share-create"' in c.get(f"/albums/{album}").text
+    assert "No live share links" in c.get(f"/albums/{album}/shares/panel").text
+    made = c.post(f"/api/albums/{album}/shares", json={"password": "a-Long-pass-phrase-1"}).json()
+    html = c.get(f"/albums/{album}/shares/panel").text
+    assert f'data-revoke-share="{made["id"]}"' in html and made["token"] not in html
+    assert "<td>yes</td>" in html  # has a password
+    assert c.delete(f"/api/albums/{album}/shares/{made['id']}").status_code == 200
+    assert "No live share links" in c.get(f"/albums/{album}/shares/panel").text
+    r = c.get("/albums/999999/shares/panel")
+    assert r.status_code == 404 and r.json()["error"]

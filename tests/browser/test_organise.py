@@ -153,3 +153,52 @@ def test_new_pages_fit_a_phone(
     finally:
         context.close()
     assert recorder.foreign() == [] and recorder.errors == []
+
+
+def test_gallery_filters_fold_away_on_a_phone_and_open_by_keyboard(
+    browser: Any, server: ServerProcess, api: httpx.Client, recorder: Recorder, artifacts: Path
+) -> None:
+    upload(api, image_bytes((0, 96, 0), pattern=380), "a green gate")
+    context = open_context(browser, recorder, viewport=PHONE, is_mobile=True)
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/")
+        form = page.get_by_role("form", name="Filters and sort")
+        toggle = page.get_by_role("button", name="Filters and sort")
+        assert toggle.get_attribute("aria-expanded") == "false"
+        assert form.is_hidden() and page.get_by_label("Camera").is_hidden()
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        page.screenshot(path=artifacts / "gallery-filters-folded-phone-light.png")
+        # Keyboard alone: Tab reaches the button, Enter opens it, Tab goes into the form.
+        for _ in range(30):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.id") == "filters-toggle":
+                break
+        else:
+            pytest.fail("Tab never reached the filters button")
+        page.keyboard.press("Enter")
+        assert toggle.get_attribute("aria-expanded") == "true"
+        assert form.is_visible()
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "sort"
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        page.screenshot(path=artifacts / "gallery-filters-open-phone-light.png")
+        # Applied filters are counted on the folded button.
+        page.goto(server.url + "/?camera=nikon&favorite=true")
+        assert "(2 on)" in toggle.inner_text()
+        assert form.is_hidden()
+        toggle.focus()  # Space toggles it too (a real <button>)
+        page.keyboard.press("Space")
+        assert form.is_visible()
+    finally:
+        context.close()
+    # On a desktop the form is simply open and the button is not there.
+    context = open_context(browser, recorder)
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/")
+        assert page.get_by_label("Camera").is_visible()
+        assert page.get_by_role("button", name="Filters and sort").count() == 0
+    finally:
+        context.close()
+    assert recorder.foreign() == [] and recorder.errors == []

@@ -20,6 +20,7 @@ from .admin import AdminPanelController
 from .headers import security_headers
 from .organise import OrganisePagesController
 from .pages import PagesController
+from .sharing import SharePanelController
 
 __all__ = ["WebPlugin"]
 
@@ -52,6 +53,7 @@ class WebPlugin(InitPlugin):
                 OrganisePagesController,
                 AdminPanelController,
                 AccountPanelController,
+                SharePanelController,
                 create_static_files_router(
                     path="/static",
                     directories=[_HERE / "static"],

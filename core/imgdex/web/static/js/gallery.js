@@ -75,3 +75,10 @@ if (form) {
     }
   });
 }
+
+// The filters' fold (only shown on narrow screens; the form is always open on wider ones).
+document.getElementById("filters-toggle")?.addEventListener("click", (event) => {
+  const button = event.currentTarget;
+  const open = button.getAttribute("aria-expanded") !== "true";
+  button.setAttribute("aria-expanded", String(open));
+});

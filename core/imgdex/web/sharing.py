@@ -13,7 +13,7 @@ from litestar.params import FromPath
 from litestar.response import Template
 
 from imgdex import albums
-from imgdex.api.deps import LibraryDep
+from imgdex.api.deps import CatalogDep, PoolsDep
 from imgdex.auth.guards import require
 
 from .admin import when
@@ -29,9 +29,11 @@ class SharePanelController(Controller):
     after_request = security_headers  # type: ignore[assignment]
 
     @get("/panel", name="web-album-shares")
-    async def panel(self, library: LibraryDep, state: State, album: FromPath[int]) -> Template:
-        await library.run_io(albums.get_album, library.catalog, album)  # 404 if unknown
-        shares = await library.run_io(state.shares.list, str(album))
+    async def panel(
+        self, catalog: CatalogDep, pools: PoolsDep, state: State, album: FromPath[int]
+    ) -> Template:
+        await pools.run_io(albums.get_album, catalog, album)  # 404 if unknown
+        shares = await pools.run_io(state.shares.list, str(album))
         return Template(
             template_name="_shares_panel.html",
             context={"shares": shares, "when": when, "album": album},

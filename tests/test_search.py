@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from litestar import Litestar
 from litestar.testing import TestClient
 
 from imgdex.catalog import Catalog, IndexEntry
@@ -201,6 +202,15 @@ def test_empty_library_answers_empty(imgdex_client: Client) -> None:
 
 
 def test_fused_search_resolves_labels_from_memory_or_the_catalog(
+    imgdex_app_factory: Callable[..., Litestar], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The background duplicate finder resolves labels too: off, so only searches count.
+    config = make_config(tmp_path / "quiet", duplicates={"enabled": False})
+    with TestClient(app=imgdex_app_factory(config)) as client:
+        _resolves_labels_from_memory_or_the_catalog(client, monkeypatch)
+
+
+def _resolves_labels_from_memory_or_the_catalog(
     imgdex_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     library(imgdex_client)

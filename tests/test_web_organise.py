@@ -89,3 +89,26 @@ def test_album_share_panel_lists_live_links_without_tokens(imgdex_client: Client
     assert "No live share links" in c.get(f"/albums/{album}/shares/panel").text
     r = c.get("/albums/999999/shares/panel")
     assert r.status_code == 404 and r.json()["error"]
+
+
+def test_the_gallery_album_filter_offers_only_albums_a_filter_can_match(
+    imgdex_client: Client,
+) -> None:
+    c = imgdex_client
+    sha = _upload(c, 405)
+    c.post(f"/api/images/{sha}/tags", json={"tags": ["cat"]})
+    ids = {}
+    for name, smart in (
+        ("By hand", None),
+        ("Cats", {"filters": {"tags": ["cat"]}}),
+        ("Red things", {"query": "red"}),
+    ):
+        r = c.post("/api/albums", json={"name": name, **({"smart": smart} if smart else {})})
+        assert r.status_code == 201, r.text
+        ids[name] = r.json()["id"]
+    html = c.get("/").text
+    select = html[html.index('<select id="album"') :].split("</select>", 1)[0]
+    assert f'value="{ids["By hand"]}"' in select and f'value="{ids["Cats"]}"' in select
+    # A query album is a ranked search: the API refuses it as a filter, so no option.
+    assert f'value="{ids["Red things"]}"' not in select
+    assert f"/images/{sha}" in c.get(f"/?album={ids['Cats']}").text

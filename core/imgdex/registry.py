@@ -55,8 +55,9 @@ class Registry:
         self._indexes = indexes
         self._wake = wake
         retry = config.worker.retry_load_after
-        # Model services (imgdex.services): an index whose plugin is named under `services:`
-        # is routed across those providers; every other index keeps its in-process slot.
+        # Model services (imgdex.services): an index or describer whose plugin is named
+        # under `services:` is routed across those providers; every other model keeps its
+        # in-process slot.
         embedders: dict[str, EmbedderSlot] = {}
         for record, embedder in host.embedders():
             if (other := embedders.get(embedder.index_name)) is not None:
@@ -74,7 +75,7 @@ class Registry:
             if describer.method in describers or describer.method == IMAGE_METHOD:
                 record.error = f"describer method {describer.method!r} is taken; ignored"
                 continue
-            describers[describer.method] = DescriberSlot(record, describer, retry)
+            describers[describer.method] = services.describer_slot(record, describer, retry)
         self.embedders: dict[str, EmbedderSlot] = embedders  # replaced whole, never mutated
         self.describers: dict[str, DescriberSlot] = describers
         self._plugin_states = catalog.plugin_states()

@@ -307,14 +307,16 @@ class Reports:
             database != "ok"
             or failed_plugins
             or any(m.state == "failed" for m in models)
-            or services.degraded([s.name for s in image_slots + text_slots])
+            or services.degraded(
+                [s.name for s in image_slots + text_slots] + [d.name for d in describers]
+            )
         )
         return Health(
             status="degraded" if degraded else "ok",
             database=database,
             image_embedding_service=_summary(image_slots, services),
             text_embedding_service=_summary(text_slots, services),
-            caption_service=_summary(describers),
+            caption_service=_summary(describers, services),
             image_count=stats["image_count"],
             image_index_count=len(image_slots),
             text_index_count=len(text_slots),

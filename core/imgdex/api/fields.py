@@ -203,7 +203,7 @@ FIELDS = {
     "retry_in": "A failed model: seconds until its next load attempt",
     "filename": "The file's name as uploaded (or the stored image.<ext>)",
     "plugins": "Installed plugins",
-    "services": "Model service providers, one entry per provider of each index",
+    "services": "Model service providers, one entry per provider of each index or describer",
     "database": "ok, or the database error",
     "image_embedding_service": "State of the image models: ok, loading, degraded, none...",
     "text_embedding_service": "State of the text models: ok, loading, degraded, unavailable, none",

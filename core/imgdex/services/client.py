@@ -1,5 +1,8 @@
-"""What a routed index calls: an HTTP client of one model service, or the plugin's own
-model in this process; both answer with vectors and what made them (`Served`)."""
+"""What a routed model calls: an HTTP client of one model service, or the plugin's own
+model in this process; both answer with their results and what made them (`Served`).
+
+The embedding side lives here; the describing side (`imgdex.services.describers`) builds
+on the same `HttpService` and `InProcess` bases."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import httpx
 import msgspec
@@ -20,8 +23,14 @@ from imgdex.config import ServiceConfig
 from imgdex.errors import ServiceUnavailable, detail_of
 from imgdex.models.lifecycle import Lifecycle, import_for
 from imgdex.models.vectors import BadVectors, as_vectors
-from imgdex.providers import Embedder
-from imgdex.services.protocol import EmbedReply, ErrorReply, HealthReply, TextBatch
+from imgdex.providers import Describer, Embedder
+from imgdex.services.protocol import (
+    DescribeReply,
+    EmbedReply,
+    ErrorReply,
+    HealthReply,
+    TextBatch,
+)
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -29,6 +38,9 @@ if TYPE_CHECKING:
 __all__ = [
     "IN_PROCESS",
     "Backend",
+    "Endpoint",
+    "HttpService",
+    "InProcess",
     "InProcessModel",
     "InputRejected",
     "MismatchError",
@@ -41,7 +53,8 @@ __all__ = [
 ]
 
 Vectors = npt.NDArray[np.float32]
-R = TypeVar("R", EmbedReply, HealthReply)
+R = TypeVar("R", EmbedReply, HealthReply, DescribeReply)
+P = TypeVar("P", Embedder, Describer)
 IN_PROCESS = "in-process"
 RATE_WINDOW = 60.0
 # Paths a seed-style config may append to the base URL (``http://gpu:6010/embed/image``).
@@ -86,7 +99,8 @@ class RateLimiter:
 
 @dataclass(frozen=True)
 class Served:
-    """What a target says it serves (from ``/health`` or an embed response)."""
+    """What a target says it serves (from ``/health`` or an answer). For a describer,
+    `index` is its method and `version` and `dimension` are None."""
 
     model: str | None
     version: str | None
@@ -94,13 +108,19 @@ class Served:
     index: str | None
 
 
-class Backend(Protocol):
-    """The seam a router calls: a remote service or the in-process model."""
+class Endpoint(Protocol):
+    """What every backend of a target has, whatever it computes."""
 
     @property
     def url(self) -> str:
         """The service's base URL, or `IN_PROCESS`."""
         ...
+
+    def close(self) -> None: ...
+
+
+class Backend(Endpoint, Protocol):
+    """The seam an embedding router calls: a remote service or the in-process model."""
 
     def check(self) -> Served: ...
 
@@ -108,26 +128,20 @@ class Backend(Protocol):
 
     def embed_texts(self, texts: Sequence[str], query: bool) -> tuple[Vectors, Served]: ...
 
-    def close(self) -> None: ...
 
-
-class InProcessModel(Lifecycle):
-    """The plugin's own embedder, loaded on first use, one inference at a time.
+class InProcess(Lifecycle, Generic[P]):
+    """A plugin's own provider as a target: loaded on first use, one call at a time.
 
     No back-off of its own (``retry_after`` 0): the router's health state decides when
     it is tried again."""
 
-    def __init__(self, embedder: Embedder) -> None:
+    def __init__(self, provider: P) -> None:
         super().__init__(retry_after=0.0)
-        self.embedder = embedder
-
-    @property
-    def name(self) -> str:
-        return f"{self.embedder.index_name} (in-process)"
+        self.provider: P = provider
 
     def _load(self) -> None:
-        import_for(self.embedder)
-        self.embedder.load()
+        import_for(self.provider)
+        self.provider.load()
 
     def _unavailable(self, detail: str) -> str:
         return f"the in-process model failed to load: {detail}"
@@ -136,12 +150,33 @@ class InProcessModel(Lifecycle):
     def url(self) -> str:
         return IN_PROCESS
 
+    def _served(self) -> Served:
+        raise NotImplementedError
+
     def check(self) -> Served:
         try:
             self.ensure_loaded()
         except ServiceUnavailable as exc:
             raise TargetError(exc.detail) from exc
-        e = self.embedder
+        return self._served()
+
+    def close(self) -> None:
+        pass
+
+
+class InProcessModel(InProcess[Embedder]):
+    """The plugin's own embedder in this process."""
+
+    @property
+    def embedder(self) -> Embedder:
+        return self.provider
+
+    @property
+    def name(self) -> str:
+        return f"{self.provider.index_name} (in-process)"
+
+    def _served(self) -> Served:
+        e = self.provider
         dimension = e.dimension
         return Served(e.model, e.version, None if dimension is None else int(dimension), None)
 
@@ -156,16 +191,14 @@ class InProcessModel(Lifecycle):
             out = self.embedder.embed_texts(texts, query=query)
         return np.asarray(out, dtype=np.float32), served
 
-    def close(self) -> None:
-        pass
 
+class HttpService:
+    """One model service over HTTP, with one pooled connection; `params` pick the model
+    (``?index=`` or ``?method=``) on every request."""
 
-class ServiceClient:
-    """A client of one model service (the seed's protocol) with one pooled connection."""
-
-    def __init__(self, config: ServiceConfig, index: str) -> None:
+    def __init__(self, config: ServiceConfig, params: dict[str, str]) -> None:
         self.config = config
-        self.index = index
+        self.params = params
         self.base_url = base_url(config.endpoint)
         headers = {"User-Agent": "imgdex"}
         if config.api_key:
@@ -184,38 +217,24 @@ class ServiceClient:
     def close(self) -> None:
         self._client.close()
 
-    def check(self) -> Served:
-        """``GET /health``: the service must be up and say what it serves."""
+    def health(self) -> HealthReply:
+        """``GET /health``, which must say ``ok``."""
         reply = self._request("GET", "/health", HealthReply)
         if reply.status != "ok":
             raise TargetError(f"reports status {reply.status!r}: {reply.error or 'not ready'}")
-        # A service for a plugin with several indexes lists each of them.
-        mine = [i for i in reply.indexes if i.index == self.index]
-        model, version, dimension, index = (
-            (mine[0].model, mine[0].version, mine[0].dimension, self.index)
-            if mine
-            else (reply.model, reply.version, reply.dimension, reply.index)
-        )
-        if model is None or version is None:
-            raise MismatchError("its /health does not say which model and version it serves")
-        return Served(model, version, dimension, index)
+        return reply
 
-    def embed_images(self, images: Sequence[Image]) -> tuple[Vectors, Served]:
-        files = [
-            ("files", (f"{i}.{self.config.image_format}", *encode_image(im, self.config)))
-            for i, im in enumerate(images)
-        ]
-        return _vectors(self._request("POST", "/embed/image", EmbedReply, files=files), len(images))
-
-    def embed_texts(self, texts: Sequence[str], query: bool) -> tuple[Vectors, Served]:
-        body = msgspec.json.encode(TextBatch(texts=list(texts), query=query))
-        headers = {"Content-Type": "application/json"}
-        reply = self._request("POST", "/embed/text", EmbedReply, content=body, headers=headers)
-        return _vectors(reply, len(texts))
+    def post_images(self, path: str, images: Sequence[Image], reply: type[R]) -> R:
+        """`images` as multipart file parts, in order, re-encoded as configured."""
+        files = []
+        for i, image in enumerate(images):
+            data, content_type = encode_image(image, self.config)
+            files.append(("files", (f"{i}.{self.config.image_format}", data, content_type)))
+        return self._request("POST", path, reply, files=files)
 
     def _request(self, method: str, path: str, reply: type[R], **kwargs: Any) -> R:
         try:
-            response = self._client.request(method, path, params={"index": self.index}, **kwargs)
+            response = self._client.request(method, path, params=self.params, **kwargs)
         except httpx.TimeoutException:
             raise TargetError(f"no answer within {self.config.timeout:g}s") from None
         except httpx.HTTPError as exc:
@@ -232,6 +251,37 @@ class ServiceClient:
             return msgspec.json.decode(response.content, type=reply)
         except msgspec.DecodeError as exc:
             raise TargetError(f"{path} did not answer with the protocol's JSON: {exc}") from None
+
+
+class ServiceClient(HttpService):
+    """A client of one embedding service (the seed's protocol)."""
+
+    def __init__(self, config: ServiceConfig, index: str) -> None:
+        super().__init__(config, {"index": index})
+        self.index = index
+
+    def check(self) -> Served:
+        """``GET /health``: the service must be up and say what it serves."""
+        reply = self.health()
+        # A service for a plugin with several indexes lists each of them.
+        mine = [i for i in reply.indexes if i.index == self.index]
+        model, version, dimension, index = (
+            (mine[0].model, mine[0].version, mine[0].dimension, self.index)
+            if mine
+            else (reply.model, reply.version, reply.dimension, reply.index)
+        )
+        if model is None or version is None:
+            raise MismatchError("its /health does not say which model and version it serves")
+        return Served(model, version, dimension, index)
+
+    def embed_images(self, images: Sequence[Image]) -> tuple[Vectors, Served]:
+        return _vectors(self.post_images("/embed/image", images, EmbedReply), len(images))
+
+    def embed_texts(self, texts: Sequence[str], query: bool) -> tuple[Vectors, Served]:
+        body = msgspec.json.encode(TextBatch(texts=list(texts), query=query))
+        headers = {"Content-Type": "application/json"}
+        reply = self._request("POST", "/embed/text", EmbedReply, content=body, headers=headers)
+        return _vectors(reply, len(texts))
 
 
 def _is_object(response: httpx.Response) -> bool:

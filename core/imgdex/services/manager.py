@@ -8,70 +8,34 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
-import numpy as np
-import numpy.typing as npt
 
 from imgdex.config import Config, ServiceConfig
-from imgdex.errors import ImgdexError, NotFound, ServiceUnavailable, detail_of
-from imgdex.models.slots import EmbedderSlot, OpenIndex, build_embedder_slot
-from imgdex.providers import Embedder
+from imgdex.errors import NotFound
+from imgdex.models.slots import DescriberSlot, EmbedderSlot, OpenIndex, build_embedder_slot
+from imgdex.providers import Describer, Embedder
 from imgdex.services.client import IN_PROCESS, Backend, InProcessModel, RateLimiter, ServiceClient
-from imgdex.services.router import NoModelService, RoutingEmbedder, ServiceTarget
+from imgdex.services.describers import (
+    DescriberBackend,
+    DescriberClient,
+    InProcessDescriber,
+    RoutingDescriber,
+)
+from imgdex.services.router import RoutingEmbedder
+from imgdex.services.routing import ServiceTarget
+from imgdex.services.slots import RoutedDescriberSlot, RoutedEmbedderSlot, RoutedSlot
 
 if TYPE_CHECKING:
-    from PIL.Image import Image
-
     from imgdex.index import IndexManager
     from imgdex.plugins import PluginRecord
 
-__all__ = ["RoutedEmbedderSlot", "ServiceInfo", "ServiceManager"]
+__all__ = ["RoutedDescriberSlot", "RoutedEmbedderSlot", "ServiceInfo", "ServiceManager"]
 
 log = logging.getLogger(__name__)
 
-Vectors = npt.NDArray[np.float32]
-
-
-class RoutedEmbedderSlot(EmbedderSlot):
-    """The slot of a routed index.
-
-    No slot-wide inference lock: the router serialises the in-process model itself and
-    lets requests to remote services run side by side. When no target can serve, the
-    slot backs off at once (the enricher leaves the work pending instead of counting it
-    as failed); the health check wakes it as soon as a target is usable again.
-    """
-
-    def __init__(
-        self,
-        plugin: PluginRecord,
-        router: RoutingEmbedder,
-        retry_after: float,
-        open_index: OpenIndex,
-    ) -> None:
-        super().__init__(plugin, router, retry_after, open_index)
-        self.router = router
-
-    def embed_images(self, images: Sequence[Image]) -> Vectors:
-        return self._check(self._routed(lambda: self.router.embed_images(images)), len(images))
-
-    def embed_texts(self, texts: Sequence[str], *, query: bool) -> Vectors:
-        out = self._routed(lambda: self.router.embed_texts(texts, query=query))
-        return self._check(out, len(texts))
-
-    def _routed(self, fn: Callable[[], Vectors]) -> Vectors:
-        self.ensure_loaded()
-        try:
-            return fn()
-        except NoModelService as exc:
-            self.back_off(exc.detail)
-            raise
-        except ImgdexError:
-            raise
-        except Exception as exc:
-            log.exception("%s failed during inference", self.name)
-            raise ServiceUnavailable(f"{self.name}: inference failed: {detail_of(exc)}") from exc
+B = TypeVar("B", Backend, DescriberBackend)
 
 
 class ServiceInfo(msgspec.Struct, kw_only=True, frozen=True):
@@ -80,6 +44,7 @@ class ServiceInfo(msgspec.Struct, kw_only=True, frozen=True):
     id: str
     plugin: str
     index: str | None
+    method: str | None  # the describer's, for a service of a describer
     endpoint: str
     kind: str  # remote | in-process
     priority: int
@@ -113,7 +78,8 @@ class ServiceManager:
         self.interval = config.worker.health_interval
         self._indexes = indexes
         self._on_recover = on_recover
-        self.slots: dict[str, RoutedEmbedderSlot] = {}
+        # By slot name: an index's name, or ``describer <method>``.
+        self.slots: dict[str, RoutedSlot] = {}
         self._admin: dict[str, bool] = {}
 
     def embedder_slot(
@@ -126,36 +92,57 @@ class ServiceManager:
         self, record: PluginRecord, embedder: Embedder, retry_after: float, open_index: OpenIndex
     ) -> RoutedEmbedderSlot | None:
         """The slot of an index whose plugin services name, else None (it runs in-process)."""
-        services = [
-            (sid, s)
-            for sid, s in sorted(self.config.services.items())
-            if s.plugin == record.name and _endpoint_problem(s) is None
-        ]
-        if not services:
-            return None
-        targets = []
-        for sid, service in services:
-            backend: Backend
-            if service.endpoint == IN_PROCESS:
-                backend = InProcessModel(embedder)
-            else:
-                backend = ServiceClient(service, embedder.index_name)
-            targets.append(
-                ServiceTarget(
-                    service=sid,
-                    plugin=record.name,
-                    config=service,
-                    backend=backend,
-                    limiter=RateLimiter(service.rate_limit),
-                    enabled=service.enabled,
-                    disabled_reason=None if service.enabled else f"services.{sid}.enabled is false",
-                )
-            )
         name = embedder.index_name
+
+        def backend(service: ServiceConfig) -> Backend:
+            if service.endpoint == IN_PROCESS:
+                return InProcessModel(embedder)
+            return ServiceClient(service, name)
+
+        targets = self._targets(record, backend)
+        if not targets:
+            return None
         router = RoutingEmbedder(embedder, targets, lambda: self._index_dimension(name))
         slot = RoutedEmbedderSlot(record, router, retry_after, open_index)
-        self.slots[name] = slot
+        self.slots[slot.name] = slot
         return slot
+
+    def describer_slot(
+        self, record: PluginRecord, describer: Describer, retry_after: float
+    ) -> DescriberSlot:
+        """The slot of a describer: routed when services name its plugin, else in-process."""
+
+        def backend(service: ServiceConfig) -> DescriberBackend:
+            if service.endpoint == IN_PROCESS:
+                return InProcessDescriber(describer)
+            return DescriberClient(service, describer.method)
+
+        targets = self._targets(record, backend)
+        if not targets:
+            return DescriberSlot(record, describer, retry_after)
+        slot = RoutedDescriberSlot(record, RoutingDescriber(describer, targets), retry_after)
+        self.slots[slot.name] = slot
+        return slot
+
+    def _targets(
+        self,
+        record: PluginRecord,
+        backend: Callable[[ServiceConfig], B],
+    ) -> list[ServiceTarget[B]]:
+        """One target per service of the plugin (none: the model runs in-process)."""
+        return [
+            ServiceTarget(
+                service=sid,
+                plugin=record.name,
+                config=service,
+                backend=backend(service),
+                limiter=RateLimiter(service.rate_limit),
+                enabled=service.enabled,
+                disabled_reason=None if service.enabled else f"services.{sid}.enabled is false",
+            )
+            for sid, service in sorted(self.config.services.items())
+            if service.plugin == record.name and _endpoint_problem(service) is None
+        ]
 
     def _index_dimension(self, name: str) -> int | None:
         """The dimension an existing index records: what every target must produce."""
@@ -243,20 +230,22 @@ class ServiceManager:
         out = [
             info
             for slot in self.slots.values()
-            for info in [_info(p, slot.router.index_name) for p in slot.router.snapshot()]
+            for info in [_info(p, *slot.router.where()) for p in slot.router.snapshot()]
         ]
         claimed = {info.id for info in out}
         for sid, s in sorted(self.config.services.items()):
             if sid in claimed:
                 continue
             problem = _endpoint_problem(s) or (
-                f"plugin {s.plugin!r} is not installed, failed to load or registers no embedder"
+                f"plugin {s.plugin!r} is not installed, failed to load or registers no "
+                "embedder or describer"
             )
             out.append(
                 ServiceInfo(
                     id=sid,
                     plugin=s.plugin,
                     index=None,
+                    method=None,
                     endpoint=s.endpoint,
                     kind=IN_PROCESS if s.endpoint == IN_PROCESS else "remote",
                     priority=s.priority,
@@ -268,10 +257,11 @@ class ServiceManager:
                     reason=problem,
                 )
             )
-        return sorted(out, key=lambda i: (i.index or "", i.priority, i.id))
+        return sorted(out, key=lambda i: (i.index or "", i.method or "", i.priority, i.id))
 
     def degraded(self, index_names: Sequence[str]) -> bool:
-        """True when an enabled target of one of these indexes is down or refused."""
+        """True when an enabled target of one of these slots (indexes, ``describer
+        <method>``) is down or refused."""
         return any(
             p.enabled and p.state in ("down", "mismatch")
             for name in index_names
@@ -286,7 +276,7 @@ class ServiceManager:
         for info in infos:
             counts[info.state] = counts.get(info.state, 0) + 1
         problems = [
-            {"id": i.id, "index": i.index, "state": i.state, "reason": i.reason}
+            {"id": i.id, "index": i.index, "method": i.method, "state": i.state, "reason": i.reason}
             for i in infos
             if i.enabled and i.state in ("down", "mismatch", "unused")
         ]
@@ -300,12 +290,13 @@ def _endpoint_problem(service: ServiceConfig) -> str | None:
     return f"endpoint {endpoint!r} must be {IN_PROCESS!r} or an http(s):// URL"
 
 
-def _info(p: ServiceTarget, index: str) -> ServiceInfo:
+def _info(p: ServiceTarget[Any], index: str | None, method: str | None) -> ServiceInfo:
     served = p.served
     return ServiceInfo(
         id=p.service,
         plugin=p.plugin,
         index=index,
+        method=method,
         endpoint=p.url,
         kind=IN_PROCESS if p.in_process else "remote",
         priority=p.config.priority,

@@ -97,9 +97,13 @@ class Client:
             self.http = httpx.Client(base_url=url, timeout=60)
         else:
             host, port = url.removeprefix("http://").rstrip("/").split(":")
-            self.conn = http.client.HTTPConnection(host, int(port), timeout=60)
-            self.conn.connect()
-            self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.address = (host, int(port))
+            self._connect()
+
+    def _connect(self) -> None:
+        self.conn = http.client.HTTPConnection(*self.address, timeout=60)
+        self.conn.connect()
+        self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _post(self, path: str, body: bytes, content_type: str) -> tuple[float, bytes]:
         headers = {"Content-Type": content_type}
@@ -109,8 +113,16 @@ class Client:
             elapsed = time.perf_counter() - t0
             r.raise_for_status()
             return elapsed, r.content
-        self.conn.request("POST", path, body=body, headers=headers)
-        response = self.conn.getresponse()
+        try:
+            self.conn.request("POST", path, body=body, headers=headers)
+            response = self.conn.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The server closes a keep-alive connection left idle past its timeout (while
+            # another server starts, on a loaded machine): connect again, time the retry.
+            self._connect()
+            t0 = time.perf_counter()
+            self.conn.request("POST", path, body=body, headers=headers)
+            response = self.conn.getresponse()
         data = response.read()
         elapsed = time.perf_counter() - t0
         if response.status >= 400:

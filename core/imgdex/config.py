@@ -60,7 +60,8 @@ class ServerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     # Open connections; one more is answered 503 and closed at once.
     max_connections: Annotated[int, msgspec.Meta(ge=1)] = 1000
     # Upload bodies (image uploads, image search forms) larger than this are hashed and
-    # written to <data_dir>/storage/tmp while they stream, never held whole in memory.
+    # written to the blob store's staging directory (<data_dir>/storage/.tmp) while they
+    # stream, never held whole in memory.
     upload_spool_bytes: Annotated[int, msgspec.Meta(ge=0)] = 8 * 1024 * 1024
     # Bytes of upload bodies being received or processed at once; an upload that would
     # pass it waits up to `upload_wait` seconds, then gets 503 with Retry-After.

@@ -9,6 +9,7 @@ photos apart."""
 from __future__ import annotations
 
 import io
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -164,6 +165,12 @@ def test_images_stored_before_are_checked_at_start(tmp_path: Any) -> None:
         ("get", "/api/duplicates", {"params": {"threshold": "high"}}, 400, None),
         ("get", "/api/duplicates", {"params": {"threshold": 1.5}}, 400, None),
         ("get", "/api/duplicates", {"params": {"threshold": 0.5}}, 400, "bad_threshold"),
+        ("get", "/api/duplicates", {"params": {"offset": -1}}, 400, None),
+        ("get", "/api/duplicates", {"params": {"offset": "first"}}, 400, None),
+        ("get", "/api/duplicates", {"params": {"limit": 0}}, 400, None),
+        ("get", "/api/duplicates", {"params": {"limit": 1001}}, 400, None),
+        ("get", "/api/duplicates", {"params": {"per_group": 0}}, 400, None),
+        ("get", "/api/duplicates", {"params": {"per_group": "all"}}, 400, None),
         ("post", "/api/duplicates/resolve", {"json": {"keep": "x" * 32, "trash": []}}, 400, None),
         ("post", "/api/duplicates/resolve", {"json": {"keep": "0" * 32}}, 400, None),
         (
@@ -198,3 +205,76 @@ def test_bad_requests_are_4xx(
     assert set(body) >= {"status_code", "error", "detail"}
     if error:
         assert body["error"] == error
+
+
+def test_groups_are_paged_most_alike_first_with_their_size(client: Client) -> None:
+    groups = []
+    for seed, copies in ((11, 2), (12, 1), (13, 1)):
+        original = photo(seed)
+        shas = [upload(client, encode(original, "PNG"), f"{seed}.png")]
+        for n in range(copies):
+            copy = original.resize((320 - 40 * n, 240 - 30 * n), Image.Resampling.LANCZOS)
+            shas.append(upload(client, encode(copy, "JPEG", quality=80), f"{seed}-{n}.jpg"))
+        groups.append(set(shas))
+    wait_for(lambda: duplicates(client)["total"] == 3)
+    everything = duplicates(client)
+    assert (everything["total"], everything["offset"], everything["limit"]) == (3, 0, 100)
+    assert sorted(len(g["images"]) for g in everything["groups"]) == [2, 2, 3]
+    assert all(g["size"] == len(g["images"]) for g in everything["groups"])
+    assert sorted(map(sorted, groups)) == sorted(
+        sorted(i["sha256"] for i in g["images"]) for g in everything["groups"]
+    )
+    # One group a page, in the same order, the same groups.
+    pages = [duplicates(client, limit=1, offset=k) for k in range(4)]
+    assert [p["total"] for p in pages] == [3, 3, 3, 3]
+    assert [g for p in pages for g in p["groups"]] == everything["groups"]
+    assert pages[3]["groups"] == []
+    # A group cut to its most alike images keeps its size.
+    cut = duplicates(client, per_group=1)
+    assert [g["size"] for g in cut["groups"]] == [g["size"] for g in everything["groups"]]
+    assert [g["images"] for g in cut["groups"]] == [g["images"][:1] for g in everything["groups"]]
+
+
+def test_the_page_shows_a_huge_group_cut_and_pages_groups(tmp_path: Any) -> None:
+    # A chain of 60 images (what a low threshold or a burst of similar shots makes) and
+    # 3 pairs, recorded as the finder records them, once it has checked every image
+    # (noise images: it finds nothing itself; the pixels index only, as the toy colour
+    # histograms of noise are all alike).
+    from imgdex.api import create_app
+
+    config = make_config(tmp_path / "data", duplicates={"min_score": 0.9, "threshold": 0.95})
+    plugins = {"pixels": ToyPlugin(PixelEmbedder())}
+    with TestClient(create_app(config, plugins=plugins, entry_points=False)) as client:
+        check_the_page(client)
+
+
+def check_the_page(client: Client) -> None:
+    rng = np.random.default_rng(0)
+    noise = [Image.fromarray(rng.integers(0, 255, (8, 8, 3), np.uint8)) for _ in range(66)]
+    shas = [upload(client, encode(im, "PNG"), f"{i}.png") for i, im in enumerate(noise)]
+    runtime = client.app.state.runtime
+    wait_for(lambda: not runtime.catalog.job_counts().get(("embed_image", "pixels_v1")))
+    while runtime.duplicate_finder.run_once():
+        pass
+    assert duplicates(client)["total"] == 0
+    catalog = client.app.state.runtime.catalog
+    with catalog.transaction() as db:
+        for a, b in [
+            *itertools.pairwise(shas[:60]),
+            *zip(shas[60::2], shas[61::2], strict=True),
+        ]:
+            catalog.record_duplicates(db, a, "pixels_v1", [(b, 0.99)])
+    api = duplicates(client)
+    assert api["total"] == 4
+    chain = next(g for g in api["groups"] if g["size"] == 60)
+    assert len(chain["images"]) == 60
+    r = client.get("/duplicates")
+    assert r.status_code == 200
+    html = r.text
+    assert html.count("data-member=") == 48 + 3 * 2  # the chain cut to 48 cards
+    assert "60 images, the 48 most alike shown" in html
+    assert "data-others" not in html  # each group's images are listed once
+    later = client.get("/duplicates", params={"offset": 3}).text
+    assert later.count('class="group"') == 1 and 'id="group-4"' in later
+    assert 'href="/duplicates?offset=0"' in later  # back to the first page
+    assert client.get("/duplicates", params={"offset": 10}).status_code == 200

@@ -10,7 +10,11 @@ from litestar.status_codes import HTTP_200_OK
 
 from imgdex.auth.guards import require
 from imgdex.ops.duplicates import (
+    DEFAULT_LIMIT,
+    DEFAULT_PER_GROUP,
+    MAX_PAGE,
     DuplicatesResponse,
+    GroupsQuery,
     ResolveRequest,
     ResolveResponse,
 )
@@ -31,10 +35,16 @@ class DuplicatesController(Controller):
         self,
         duplicates: DuplicatesDep,
         threshold: Annotated[float | None, QueryParameter(ge=0, le=1)] = None,
+        offset: Annotated[int, QueryParameter(ge=0, le=1_000_000_000)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = DEFAULT_LIMIT,
+        per_group: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = DEFAULT_PER_GROUP,
     ) -> DuplicatesResponse:
         """Groups of images at least `threshold` alike (default ``duplicates.threshold``)
-        in an image index: resized, re-encoded or lightly edited copies."""
-        return await duplicates.groups(threshold)
+        in an image index: resized, re-encoded or lightly edited copies. A page of
+        `limit` groups from `offset` (most alike first; `total` counts them all), each
+        with its `size` and at most `per_group` of its images, most alike first."""
+        query = GroupsQuery(threshold=threshold, offset=offset, limit=limit, per_group=per_group)
+        return await duplicates.groups(query)
 
     @post(
         "/resolve",

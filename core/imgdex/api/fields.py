@@ -36,6 +36,7 @@ PARAMETERS = {
     "top_k": "Results wanted (1-1000)",
     "index": "One image index name (default: every enabled image index)",
     "threshold": "Lowest similarity of a pair to count as duplicates (0-1)",
+    "per_group": "At most this many images of each group (1-1000; its size says how many)",
 }
 
 FIELDS = {
@@ -173,7 +174,12 @@ FIELDS = {
     "kept": "The image kept",
     "trashed": "The images moved to the trash",
     "DuplicateGroup.id": "The group's smallest image id (stable while the group is)",
-    "DuplicateGroup.images": "The group's images, most alike first",
+    "DuplicateGroup.images": "The group's images, most alike first (at most per_group)",
+    "DuplicateGroup.size": "How many images the group holds",
+    "DuplicatesResponse.total": "Groups in all",
+    "DuplicatesResponse.offset": "Groups skipped",
+    "DuplicatesResponse.limit": "Groups per page",
+    "DuplicatesResponse.per_group": "Images shown per group at most",
     "DuplicateImage.score": "Its best similarity with another image of the group",
     "query_modalities": "Query kinds the index answers: text, image",
     "queued": "Items waiting",

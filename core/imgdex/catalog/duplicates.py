@@ -66,16 +66,22 @@ class DuplicateStore(Store):
         return int(rows[0][0] or 0)
 
     def duplicate_pairs(self, threshold: float) -> list[tuple[str, str, float]]:
-        """``(a, b, best score over the indexes)`` of live pairs scoring at least
-        `threshold`, best first."""
+        """``(a, b, best score over the indexes)`` of the pairs of live images scoring at
+        least `threshold`, in no particular order."""
+        # The score range is read off the covering (score, image_a, image_b) index; the
+        # trash is one small list checked per pair. Joining `images` twice made the
+        # planner walk every live image and all its pairs instead.
         rows = self._read(
-            "SELECT p.image_a, p.image_b, MAX(p.score) AS s FROM duplicate_pairs p "
-            "JOIN images a ON a.sha256 = p.image_a JOIN images b ON b.sha256 = p.image_b "
-            "WHERE a.is_deleted = 0 AND b.is_deleted = 0 AND p.score >= ? "
-            "GROUP BY p.image_a, p.image_b ORDER BY s DESC, p.image_a, p.image_b",
+            "SELECT p.image_a, p.image_b, p.score FROM duplicate_pairs p WHERE p.score >= ? "
+            "AND p.image_a NOT IN (SELECT sha256 FROM images WHERE is_deleted = 1) "
+            "AND p.image_b NOT IN (SELECT sha256 FROM images WHERE is_deleted = 1)",
             (threshold,),
         )
-        return [(str(a), str(b), float(s)) for a, b, s in rows]
+        best: dict[tuple[str, str], float] = {}
+        for a, b, score in rows:  # one row per image index that found the pair
+            key = (str(a), str(b))
+            best[key] = max(best.get(key, 0.0), float(score))
+        return [(a, b, score) for (a, b), score in best.items()]
 
     def forget_duplicate_checks(self, db: Connection, index: str) -> None:
         """Forget what `index` checked and found (its vectors changed: a rebuild)."""

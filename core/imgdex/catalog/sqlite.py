@@ -319,6 +319,15 @@ _FAST_FILTERS = (
 )
 
 
+# The duplicates listing reads the pairs above a threshold: from one covering index, not
+# the table (the score-only index it replaces needed a table look-up per pair).
+_DUPLICATE_SCORES = (
+    "CREATE INDEX IF NOT EXISTS idx_duplicate_pairs_score "
+    "ON duplicate_pairs(score, image_a, image_b)",
+    "DROP INDEX IF EXISTS idx_duplicates_score",
+)
+
+
 def _migrations(dialect: Dialect) -> tuple[Migration, ...]:
     return (
         Migration(2, "baseline", _BASELINE),
@@ -334,6 +343,7 @@ def _migrations(dialect: Dialect) -> tuple[Migration, ...]:
             keyword.backfill(dialect),
         ),
         Migration(8, "indexed camera and place filters", _FAST_FILTERS, facts.backfill(dialect)),
+        Migration(9, "duplicate pairs indexed by score", _DUPLICATE_SCORES),
     )
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "DuplicateImage",
     "Duplicates",
     "DuplicatesResponse",
+    "GroupsQuery",
     "ResolveRequest",
     "ResolveResponse",
 ]
@@ -41,6 +42,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_TRASH = 1000
+# A page of groups, and the images shown of each: a library of near-identical pictures
+# (or a low threshold) chains thousands of images into one group.
+DEFAULT_LIMIT = 100
+DEFAULT_PER_GROUP = 100
+MAX_PAGE = 1000
 Sha = Annotated[str, Meta(pattern="^[0-9a-f]{32}$")]
 
 
@@ -51,12 +57,27 @@ class DuplicateImage(Struct, kw_only=True, frozen=True):
 
 class DuplicateGroup(Struct, kw_only=True, frozen=True):
     id: str  # the group's smallest image id: stable while the group stays the same
+    size: int  # all its images; `images` holds at most `per_group` of them
     images: list[DuplicateImage]
 
 
 class DuplicatesResponse(Struct, kw_only=True, frozen=True):
     threshold: float
+    total: int  # groups in all
+    offset: int
+    limit: int
+    per_group: int
     groups: list[DuplicateGroup]
+
+
+class GroupsQuery(Struct, kw_only=True, frozen=True):
+    """Which groups a listing shows: `threshold` (None: ``duplicates.threshold``), a
+    page of `limit` groups from `offset`, at most `per_group` images each."""
+
+    threshold: float | None = None
+    offset: int = 0
+    limit: int = DEFAULT_LIMIT
+    per_group: int = DEFAULT_PER_GROUP
 
 
 class ResolveRequest(Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -137,8 +158,8 @@ class Duplicates:
         self._deletion = deletion
         self._pools = pools
 
-    async def groups(self, threshold: float | None) -> DuplicatesResponse:
-        return await self._pools.run_io(_groups, self._catalog, self.config, threshold)
+    async def groups(self, query: GroupsQuery) -> DuplicatesResponse:
+        return await self._pools.run_io(_groups, self._catalog, self.config, query)
 
     async def resolve(self, request: ResolveRequest) -> ResolveResponse:
         """Keep `request.keep`, move the `trash` images to the trash (soft delete)."""
@@ -157,18 +178,23 @@ class Duplicates:
         return ResolveResponse(kept=keep, trashed=trash)
 
 
-def _groups(
-    catalog: Catalog, config: DuplicatesConfig, threshold: float | None
-) -> DuplicatesResponse:
-    """The groups of live images linked by pairs at least `threshold` alike (blocking)."""
-    threshold = config.threshold if threshold is None else threshold
+def _groups(catalog: Catalog, config: DuplicatesConfig, query: GroupsQuery) -> DuplicatesResponse:
+    """A page of the groups of live images linked by pairs at least `threshold` alike
+    (blocking)."""
+    threshold = config.threshold if query.threshold is None else query.threshold
     if not config.min_score <= threshold <= 1:
         raise BadRequest(
             f"threshold must be between duplicates.min_score ({config.min_score}) and 1: "
             "less similar pairs are not recorded",
             code="bad_threshold",
         )
-    pairs = catalog.duplicate_pairs(threshold)
+    for name, value, low, high in (
+        ("offset", query.offset, 0, 1_000_000_000),
+        ("limit", query.limit, 1, MAX_PAGE),
+        ("per_group", query.per_group, 1, MAX_PAGE),
+    ):
+        if not low <= value <= high:
+            raise BadRequest(f"{name} must be between {low} and {high}", code="bad_request")
     parent: dict[str, str] = {}
 
     def root(x: str) -> str:
@@ -178,22 +204,36 @@ def _groups(
         return x
 
     best: dict[str, float] = {}
-    for a, b, score in pairs:
+    for a, b, score in catalog.duplicate_pairs(threshold):
         parent[root(a)] = root(b)
         best[a] = max(best.get(a, 0.0), score)
         best[b] = max(best.get(b, 0.0), score)
     members: dict[str, list[str]] = {}
     for image in best:
         members.setdefault(root(image), []).append(image)
+    # Every group is ranked (most alike first, then by id: a stable order for paging),
+    # only the page's groups are sorted and cut to `per_group`.
+    ranked = sorted(
+        ((max(best[i] for i in images), min(images), images) for images in members.values()),
+        key=lambda g: (-g[0], g[1]),
+    )
+    page = ranked[query.offset : query.offset + query.limit]
     out = [
         DuplicateGroup(
-            id=min(images),
+            id=group_id,
+            size=len(images),
             images=[
                 DuplicateImage(sha256=i, score=round(best[i], 6))
-                for i in sorted(images, key=lambda i: (-best[i], i))
+                for i in sorted(images, key=lambda i: (-best[i], i))[: query.per_group]
             ],
         )
-        for images in members.values()
+        for _, group_id, images in page
     ]
-    out.sort(key=lambda g: (-g.images[0].score, g.id))
-    return DuplicatesResponse(threshold=threshold, groups=out)
+    return DuplicatesResponse(
+        threshold=threshold,
+        total=len(ranked),
+        offset=query.offset,
+        limit=query.limit,
+        per_group=query.per_group,
+        groups=out,
+    )

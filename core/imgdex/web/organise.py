@@ -14,6 +14,7 @@ from imgdex.api.deps import CatalogDep, DuplicatesDep, ImagesDep, PoolsDep
 from imgdex.catalog import Catalog
 from imgdex.catalog.rows import TagRow
 from imgdex.errors import ImgdexError
+from imgdex.ops.duplicates import GroupsQuery
 from imgdex.pools import Pools
 from imgdex.schemas import AlbumOut
 
@@ -22,6 +23,11 @@ from .headers import security_headers
 from .views import PAGE_SIZE, cards_of
 
 __all__ = ["OrganisePagesController", "all_albums", "image_extras"]
+
+# The duplicates page: groups per page, and cards per group (a group chaining thousands
+# of images shows its most alike ones and says how many it holds).
+GROUPS_PER_PAGE = 20
+IMAGES_PER_GROUP = 48
 
 
 def _error(exc: ImgdexError) -> Template:
@@ -114,9 +120,23 @@ class OrganisePagesController(Controller):
         )
 
     @get("/duplicates", name="web-duplicates", guards=[page_guard("read")])
-    async def duplicates_page(self, duplicates: DuplicatesDep) -> Template:
-        found = await duplicates.groups(None)
+    async def duplicates_page(
+        self, duplicates: DuplicatesDep, offset: FromQuery[int] = 0
+    ) -> Template:
+        offset = max(0, min(offset, 1_000_000_000))
+        query = GroupsQuery(offset=offset, limit=GROUPS_PER_PAGE, per_group=IMAGES_PER_GROUP)
+        found = await duplicates.groups(query)
+        next_offset = offset + GROUPS_PER_PAGE
         return Template(
             template_name="duplicates.html",
-            context={"page": "duplicates", "groups": found.groups, "threshold": found.threshold},
+            context={
+                "page": "duplicates",
+                "found": found,
+                "more_url": f"/duplicates?offset={next_offset}"
+                if next_offset < found.total
+                else None,
+                "back_url": f"/duplicates?offset={max(0, offset - GROUPS_PER_PAGE)}"
+                if offset
+                else None,
+            },
         )

@@ -63,7 +63,9 @@ document.addEventListener("click", async (event) => {
       }
       location.reload();
     } else if (target.dataset.keep) {
-      const trash = target.dataset.others.split(",").filter(Boolean);
+      // The other cards of its group (listed once in the page, not on every button).
+      const members = target.closest(".group").querySelectorAll("[data-member]");
+      const trash = [...members].map((card) => card.dataset.member).filter((sha) => sha !== target.dataset.keep);
       await call("/api/duplicates/resolve", "POST", { keep: target.dataset.keep, trash });
       target.closest(".group").remove();
       say(`Kept one image; ${trash.length} moved to the trash.`);

@@ -75,7 +75,7 @@ class FilteredSearch:
         if self._labels is not None:
             return self.index.search(vector, k, self._labels)
         size = len(self.index)
-        ask = min(size, 2 * k + 8)
+        ask = min(size, k + k // 4 + 8)  # enough when most images match
         for _ in range(_ROUNDS):
             labels, scores = self.index.search(vector, ask)
             mask = self._match(labels)

@@ -14,10 +14,13 @@ import numpy.typing as npt
 import pytest
 from litestar.testing import TestClient
 
+from imgdex.catalog import Catalog
+from imgdex.filters import ImageFilters
 from imgdex.index import IndexInfo, ManagedIndex
 from imgdex.index.flat import FlatBackend
 from imgdex.index.hnsw import HnswBackend
 from imgdex.providers import IndexLocation, VectorIndex
+from imgdex.search_filters import CatalogAllowed, Scope
 from imgdex.testing import image_bytes
 
 from .photos import photo
@@ -96,6 +99,97 @@ def test_every_backend_searches_among_labels(tmp_path: Path, own: bool) -> None:
     labels, _ = search(vectors[0], 10, among)
     truth = [t for t in exact(vectors, vectors[0], rows, 11) if t != 2][:10]
     assert labels.tolist() == truth
+
+
+# --- post-filtering the graph's candidates, or enumerating the matches ------------
+
+
+def catalog_of(path: Path, images: list[str], chosen: set[int]) -> Catalog:
+    """A real catalog of `images`, those at rows `chosen` with source ``in``."""
+    catalog = Catalog(path / "catalog.db")
+    with catalog.transaction() as db:
+        for row, image in enumerate(images):
+            source = "in" if row in chosen else "out"
+            catalog.insert_image(
+                db, id_=image, full=image * 2, width=1, height=1, file_size=1, fmt="PNG",
+                filename="a.png", source=source, status="ready",
+            )  # fmt: skip
+    return catalog
+
+
+# Each side of each switch in imgdex.index.filtered: the local share of matches that
+# decides between widening and enumerating (2%), the enumeration's exact search (at
+# most 512 labels, 2.56% of 20k), the widest post-filter (4,096 candidates, reached
+# first with a large k), and the broad filters that post-filter in one round.
+@pytest.mark.parametrize(
+    ("share", "k"),
+    [(0.9, K), (0.5, 50), (0.1, 50), (0.03, 50), (0.024, 50), (0.021, 50), (0.019, 50),
+     (0.015, 50), (0.05, 200), (0.07, 200), (0.001, 50)],
+)  # fmt: skip
+def test_scoped_search_fills_the_page_and_matches_exact(
+    big_index: tuple[ManagedIndex, Any, list[str]], tmp_path: Path, share: float, k: int
+) -> None:
+    managed, vectors, images = big_index
+    rng = np.random.default_rng(int(share * 1000) + k)
+    rows = sorted(rng.choice(N, int(N * share), replace=False).tolist())
+    catalog = catalog_of(tmp_path, images, set(rows))
+    allowed = CatalogAllowed(catalog)
+    recalls, paths = [], []
+    for q in range(20):
+        query = vectors[rng.integers(0, N)] + 0.1 * rng.standard_normal(DIM).astype(np.float32)
+        scope = Scope(ImageFilters(source="in"), allowed)
+        scope.check()
+        search = scope.search(managed, None)
+        labels, scores = search(query, k)
+        paths.append(search.enumerated)
+        assert len(labels) == min(k, len(rows)), "a full window, whatever the selectivity"
+        assert {int(x) - 1 for x in labels} <= set(rows), "every result matches"
+        assert np.all(np.diff(scores) <= 1e-6)
+        truth = exact(vectors, query / np.linalg.norm(query), rows, k)
+        recalls.append(len(set(labels.tolist()) & set(truth)) / len(truth))
+        if search.enumerated and len(rows) <= 512:  # then searched exactly
+            assert labels.tolist() == truth, q
+    assert np.mean(recalls) >= 0.95
+    if share >= 0.1:
+        assert not any(paths), "a broad filter never enumerates its matches"
+    if share <= 0.001:
+        assert all(paths), "a selective one does, at once"
+    catalog.close()
+
+
+def test_scoped_search_sees_every_write(
+    big_index: tuple[ManagedIndex, Any, list[str]], tmp_path: Path
+) -> None:
+    # Nothing is kept between searches: a change of source or a deletion shows at once.
+    managed, vectors, images = big_index
+    catalog = catalog_of(tmp_path, images, set(range(0, N, 2)))
+    allowed = CatalogAllowed(catalog)
+
+    def top() -> list[int]:
+        scope = Scope(ImageFilters(source="in"), allowed)
+        return scope.search(managed, None)(vectors[0], K)[0].tolist()
+
+    first = top()
+    assert first[0] == 1 and all((x - 1) % 2 == 0 for x in first)
+    with catalog.transaction() as db:
+        catalog.images.update_image(db, images[first[0] - 1], source="out")
+        catalog.images.set_deleted(db, images[first[1] - 1], True)
+        nearest_out = exact(vectors, vectors[0], list(range(1, N, 2)), 1)[0]
+        catalog.images.update_image(db, images[nearest_out - 1], source="in")
+    again = top()
+    assert first[0] not in again and first[1] not in again
+    assert nearest_out in again, "matches now"
+    catalog.close()
+
+
+def test_matching_among_asks_about_the_given_ids_only(tmp_path: Path) -> None:
+    images = [f"{i:032x}" for i in range(10)]
+    catalog = catalog_of(tmp_path, images, {1, 2, 3})
+    with catalog.transaction() as db:
+        catalog.images.set_deleted(db, images[3], True)
+    found = catalog.images.matching_among(ImageFilters(source="in"), [*images[:3], "f" * 32])
+    assert found == {images[1], images[2]}, "live, matching and asked about"
+    catalog.close()
 
 
 # --- through the app --------------------------------------------------------------

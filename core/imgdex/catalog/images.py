@@ -220,15 +220,37 @@ class ImageStore(Store):
         rows = self._read(f"SELECT i.sha256 FROM images i WHERE i.is_deleted = 0 AND {sql}", params)
         return {r[0] for r in rows}
 
+    def matching_among(self, filters: ImageFilters, ids: Iterable[str]) -> set[str]:
+        """Those of `ids` that are live images matching `filters`: what a filtered search
+        asks about its candidates, instead of every matching id (a broad filter's are
+        most of the library). Looked up by primary key, whatever the filter: the
+        planner would otherwise walk a filter's index (3-6 ms for 100 ids at 10k
+        images, `min_rating` through ``(is_deleted, rating, sha256)``)."""
+        sql, params = self._where(filters, indexed=False)
+        live = self.dialect.unindexed("i.is_deleted")
+        out: set[str] = set()
+        for chunk in chunks(list(set(ids))):
+            rows = self._read(
+                f"SELECT i.sha256 FROM images i WHERE i.sha256 IN ({marks(len(chunk))}) "
+                f"AND {live} = 0 AND {sql}",
+                [*chunk, *params],
+            )
+            out.update(r[0] for r in rows)
+        return out
+
+    def check_filters(self, filters: ImageFilters) -> None:
+        """Raise the 400 that evaluating `filters` would (a smart album with a query)."""
+        self._where(filters)
+
     def count_matching(self, filters: ImageFilters) -> int:
         """How many live images match `filters`."""
         sql, params = self._where(filters)
         rows = self._read(f"SELECT COUNT(*) FROM images i WHERE i.is_deleted = 0 AND {sql}", params)
         return int(rows[0][0])
 
-    def _where(self, filters: ImageFilters) -> tuple[str, list[Any]]:
+    def _where(self, filters: ImageFilters, indexed: bool = True) -> tuple[str, list[Any]]:
         rule = album_rule(self.engine.connection(), filters)
-        return where_clause(filters, self.dialect, rule=rule)
+        return where_clause(filters, self.dialect, rule=rule, indexed=indexed)
 
     def set_facts(self, db: Connection, id_: str, facts: PhotoFacts | None) -> None:
         """Record what the file says about the photo (None: nothing readable) and mark

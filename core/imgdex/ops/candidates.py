@@ -87,15 +87,14 @@ def index_candidates(
     methods = set(options.methods) if options.methods else None
     name = slot.name
     c = Candidates(name, model_name(slot.provider.model))
-    images = scope.images()  # a bad filter fails the request, not just this index
+    scope.check()  # a bad filter fails the request, not just this index
     try:
         vector = embed(slot)
         index = slot.ready_index()
-        among = None if images is None else index.labels.labels_of(images, methods)
-        total = len(index) if among is None else len(among)
-        k = min(total, max(3 * need, min_candidates))
+        search = scope.search(index, methods)  # imgdex.index.filtered
+        k = min(search.total, max(3 * need, min_candidates))
         while True:
-            labels, scores = _search_index(index, vector, k, among)
+            labels, scores = search(vector, k)
             ranked = index.rank(labels, scores, methods, need if single else None)
             if ranked is not None:  # the label map answered for every label
                 c.hits = [Hit(image, score, name, m) for image, score, m in ranked.hits]
@@ -104,14 +103,13 @@ def index_candidates(
             else:
                 entries, sizes = _entries(catalog, index, labels.tolist())
                 hits = _hits(name, labels.tolist(), scores.tolist(), entries, methods)
-                if images is not None:  # the catalog answered: check again
-                    hits = [h for h in hits if h.image in images]
+                hits = scope.keep(hits)  # the catalog answered: check again
                 c.hits = collapse(hits)
                 c.total = len(c.hits)
                 c.sizes.update(sizes)
-            if c.total >= need or k >= total:
+            if c.total >= need or k >= search.total:
                 return c
-            k = min(total, k * 4)
+            k = min(search.total, k * 4)
     except ImgdexError as exc:
         return Candidates(name, c.model, reason_of(exc.detail, name))
 
@@ -126,7 +124,7 @@ def keyword_candidates(
         query,
         options.offset + options.top_k,
         methods=set(options.methods) if options.methods else None,
-        allowed=scope.images(),
+        allowed=scope.matching if scope.filtered else None,
         min_candidates=min_candidates,
     )
     return c
@@ -173,17 +171,6 @@ def _entries(
     if unknown:
         entries.update(catalog.resolve_entries(unknown))
     return entries, sizes
-
-
-def _search_index(
-    index: ManagedIndex,
-    vector: npt.NDArray[np.float32],
-    k: int,
-    among: npt.NDArray[np.int64] | None = None,
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    if k <= 0:
-        return np.empty(0, np.int64), np.empty(0, np.float32)
-    return index.search(vector, k) if among is None else index.search(vector, k, among)
 
 
 def _hits(

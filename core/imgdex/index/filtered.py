@@ -1,0 +1,125 @@
+"""A filtered vector search that asks about its candidates, not about the whole filter.
+
+A search with filters wants the `k` nearest labels whose image matches. Two ways:
+
+- **Post-filter.** Search the graph without a filter for more than `k` labels, and ask
+  which of those candidates' images match (`Keep`: one indexed query about a few dozen
+  ids). Costs about an unfiltered search when most images match.
+- **Enumerate.** Turn every matching image into its labels (`Among`) and search only
+  those (`VectorIndex.search_among`: exactly for a few, else hnswlib skipping the
+  others through a Python callback). Costs in proportion to the matches, plus a graph
+  walk that slows down as the filter narrows.
+
+Which one is cheaper depends on the share of matching images *near the query*, which
+is also what decides how far a post-filter must widen. So the first round always
+post-filters, and its candidates give that share: enough matches, done; a share at or
+above `_MIN_SHARE`, widen by its inverse (at most `_MAX_ASK` candidates); below it, or
+still short after `_ROUNDS` rounds, enumerate. Nothing is kept between searches, so no
+answer can go stale across writes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from imgdex.index.managed import ManagedIndex
+
+__all__ = ["Among", "FilteredSearch", "Keep"]
+
+Keep = Callable[[Sequence[str]], Collection[str]]
+"""Image ids -> those of them that match the filter."""
+Among = Callable[[Collection[str] | None], npt.NDArray[np.int64]]
+"""methods -> every label of a matching image (of those methods), ascending."""
+
+# Below this share of matching candidates, widening until `k` match costs more than
+# enumerating the matches (bench/filtered.py: a graph search for 3,000 labels and the
+# catalog's answer about them take about what the enumeration of 1% of 100k does).
+_MIN_SHARE = 0.02
+_MAX_ASK = 4096
+_ROUNDS = 3
+_MARGIN = 1.3  # ask for 30% more than the share predicts, plus a few
+
+
+class FilteredSearch:
+    """The `k` nearest labels of one index whose images match; called with a growing `k`
+    while the caller needs more images. `total` bounds how many labels it can return
+    (the index's size, until the matches are enumerated or exhausted)."""
+
+    def __init__(
+        self,
+        index: ManagedIndex,
+        keep: Keep | None,
+        among: Among,
+        methods: Collection[str] | None = None,
+    ) -> None:
+        self.index = index
+        self._keep = keep
+        self._among = among
+        self._methods = None if methods is None else set(methods)
+        self._matches: dict[str, bool] = {}  # images asked about in this search
+        self._labels: npt.NDArray[np.int64] | None = None  # enumerated, once needed
+        self.total = len(index)
+        self.enumerated = False
+
+    def __call__(
+        self, vector: npt.NDArray[np.float32], k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        if k <= 0:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        if self._keep is None:
+            return self.index.search(vector, k)
+        if self._labels is not None:
+            return self.index.search(vector, k, self._labels)
+        size = len(self.index)
+        ask = min(size, k + k // 4 + 8)  # enough when most images match
+        for _ in range(_ROUNDS):
+            labels, scores = self.index.search(vector, ask)
+            mask = self._match(labels)
+            matched = int(np.count_nonzero(mask))
+            if matched >= k or ask >= size:
+                if ask >= size:  # every label was a candidate: these are all the matches
+                    self.total = matched
+                return labels[mask][:k], scores[mask][:k]
+            if len(labels) < ask:
+                break  # the graph could not give `ask` labels: let the enumeration answer
+            share = matched / len(labels)
+            if share < _MIN_SHARE:
+                break
+            ask = min(size, max(2 * ask, math.ceil(k / share * _MARGIN) + 16))
+            if ask > _MAX_ASK:
+                break
+        return self._enumerate(vector, k)
+
+    def _enumerate(
+        self, vector: npt.NDArray[np.float32], k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        self._labels = self._among(self._methods)
+        self.total = len(self._labels)
+        self.enumerated = True
+        if not len(self._labels):
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        return self.index.search(vector, k, self._labels)
+
+    def _match(self, labels: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Which candidates may be returned: their image matches (asking `keep` only about
+        images not asked before) and their method is wanted. A label the label map cannot
+        answer for is kept: the caller resolves it through the catalog and checks it."""
+        assert self._keep is not None
+        entries, _, _ = self.index.resolve(labels.tolist())
+        fresh = list({image for image, _ in entries.values() if image not in self._matches})
+        if fresh:
+            kept = self._keep(fresh)
+            for image in fresh:
+                self._matches[image] = image in kept
+        methods = self._methods
+        out = np.ones(len(labels), np.bool_)
+        for i, label in enumerate(labels.tolist()):
+            entry = entries.get(label)
+            if entry is not None:
+                image, method = entry
+                out[i] = self._matches[image] and (methods is None or method in methods)
+        return out

@@ -128,6 +128,7 @@ def test_schema_tables_and_version(catalog: Catalog) -> None:
         (6,),
         (7,),
         (8,),
+        (9,),
     ]
 
 

@@ -45,9 +45,11 @@ Key = tuple[str, str]
 
 def _short(filename: str) -> str:
     """A file name both cores share: from ``imgdex/`` or ``site-packages/`` on."""
-    for marker in ("/core/imgdex/", "/site-packages/", "/lib/python3"):
+    for marker in ("/core/imgdex/", "/site-packages/"):
         if marker in filename:
             return filename.split(marker, 1)[1]
+    if (stdlib := re.search(r"/lib/python3\.\d+/(.*)", filename)) is not None:
+        return stdlib[1]
     return filename.rsplit("/", 1)[-1]
 
 
@@ -143,7 +145,8 @@ async def drive(spec: dict[str, Any], queries: int, rounds: int) -> dict[str, An
                 await one(modality, index, i)
         for modality, index in cases:
             # CPU seconds of the whole process, unhooked: steadier than latency under
-            # load (time spent waiting for a core is not counted), not as steady as calls.
+            # load (time spent waiting for a core is not counted), not as steady as calls
+            # (a busy neighbour still slows caches); the cores take turns, least kept.
             cpu0 = time.process_time()
             for i in range(queries):
                 await one(modality, index, i)
@@ -184,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dims", default="384,768,1152")
     parser.add_argument("--queries", type=int, default=30, help="requests counted per case")
     parser.add_argument("--rounds", type=int, default=2, help="counted runs per case")
+    parser.add_argument(
+        "--passes", type=int, default=2, help="runs of each core, taking turns (least CPU kept)"
+    )
     parser.add_argument("--top", type=int, default=25, help="functions listed")
     parser.add_argument("--cache", type=Path, help="keep the built data directory here")
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/callcount.json)")
@@ -206,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             env = {"PYTHONPATH": str(args.baseline.resolve())}
             cores["baseline"] = (baseline_copy(ds.data, args.baseline), env)
         try:
-            for name, (data, env) in cores.items():
+            for name, (data, env) in [*cores.items()] * args.passes:
                 spec = {
                     "config": server_config(data),
                     "dims": dims,
@@ -236,7 +242,11 @@ def main(argv: list[str] | None = None) -> int:
                     check=True,
                     cwd=HERE.parent,
                 )
-                results[name] = json.loads(out_file.read_text())
+                result = json.loads(out_file.read_text())
+                if name in results:  # a later pass: keep its counts, the least CPU
+                    for case, res in result.items():
+                        res["cpu_ms"] = min(res["cpu_ms"], results[name][case]["cpu_ms"])
+                results[name] = result
         finally:
             if args.baseline is not None:
                 shutil.rmtree(cores["baseline"][0], ignore_errors=True)
@@ -247,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-HOPS = ("asyncio/base_events.py BaseEventLoop.run_in_executor",)
+HOPS = ("BaseEventLoop.run_in_executor",)
 SQL = ("<C Connection> Connection.execute", "<C Cursor> Cursor.execute")
 
 
@@ -256,7 +266,7 @@ def moved(key: str) -> str:
     modules (``search.py`` to ``ops/search.py``, ``Library`` to ``Pools``) compares equal."""
     where, _, qualname = key.partition(" ")
     parts = qualname.split(".")
-    if len(parts) > 1 and parts[0][:1].isupper() and parts[1] != "<locals>":
+    if len(parts) > 1 and parts[0].lstrip("_")[:1].isupper() and parts[1] != "<locals>":
         parts = parts[1:]
     name = ".".join(parts)
     return f"{where} {name}" if where.startswith("<C") else name
@@ -274,8 +284,8 @@ def report(results: dict[str, Any], top: int, table: Any) -> None:
             row += [
                 per[0],
                 max(per) - min(per),
-                sum(functions.get(f, 0) for f in HOPS),
-                sum(functions.get(f, 0) for f in SQL),
+                sum(n for f, n in functions.items() if f.endswith(HOPS)),
+                sum(n for f, n in functions.items() if f.endswith(SQL)),
                 res["cpu_ms"],
             ]
         if len(names) == 2:

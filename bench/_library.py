@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +86,11 @@ def _build(
     from imgdex.config import decode_config
     from imgdex.index import flat, hnsw
     from imgdex.plugins import PluginHost
-    from imgdex.runtime import Runtime
+
+    try:
+        from imgdex.runtime import Runtime
+    except ImportError:  # a core from before the structural pass (issue 13), as a baseline
+        from imgdex.library import Library as Runtime  # type: ignore[no-redef]
 
     if data.exists() and any(data.iterdir()):
         raise SystemExit(f"{data} exists but holds no matching build: remove it first")
@@ -115,18 +123,22 @@ def _build(
                     )
         # A vector is only kept for an image whose files exist (a late vector never
         # revives a deleted image): give every placeholder row its placeholder files.
+        blobs = library.blobs if hasattr(library, "blobs") else library.storage
         for id_ in ids:
-            library.blobs.put_image(id_, "image.png", b"placeholder", b"placeholder")
+            blobs.put_image(id_, "image.png", b"placeholder", b"placeholder")
         build["image_rows_s"] = time.perf_counter() - t0
         for d in dims:
-            slot = library.registry.embedders[table_index_name(d)]
+            if hasattr(library, "registry"):
+                slot, store = library.registry.embedders[table_index_name(d)], library.vectors.store
+            else:
+                slot, store = library.embedders[table_index_name(d)], library.store_vectors
             vectors = corpora[d]
             labels: list[int] = []
             t0 = time.perf_counter()
             for start in range(0, n, LOAD_BATCH):
                 stop = min(n, start + LOAD_BATCH)
                 items = [(ids[i], "image", vectors[i], None) for i in range(start, stop)]
-                labels += library.vectors.store(slot, items)
+                labels += store(slot, items)
                 print(f"\r  d={d}: {stop:,}/{n:,} vectors stored", end="", flush=True)
             elapsed = time.perf_counter() - t0
             print(f" ({elapsed:.0f} s, {n / elapsed:,.0f}/s)", flush=True)
@@ -160,3 +172,39 @@ def graph_file(data: Path, dim: int) -> Path:
     path = data / "vector_index" / table_index_name(dim)
     state = json.loads((path / "state.json").read_text())
     return path / f"hnsw.{state['gen']}.bin"
+
+
+def baseline_copy(data: Path, core: Path) -> Path:
+    """A data directory for a second server running the core in `core` (``--baseline``),
+    holding the same library as `data`, made after the build and before either starts.
+
+    Each server holds its data directory's lock (`imgdex.datalock`), so two servers never
+    share one; and an older core refuses a catalog migrated past its schema. So the
+    baseline's catalog and vector files are built by the baseline core itself (a child
+    process, the same rows and vectors), and then its graph files are replaced by copies
+    of `data`'s, once the labels are checked equal: both servers then search
+    byte-identical hnswlib graphs (a rebuilt graph would differ, hnswlib inserts on
+    several threads). An earlier copy (``--cache``) is replaced."""
+    copy = data.parent / f"baseline-{data.name}"
+    shutil.rmtree(copy, ignore_errors=True)
+    meta = json.loads((data / "bench_meta.json").read_text())["meta"]
+    env = {**os.environ, "PYTHONPATH": str(core.resolve())}
+    script = (
+        "import sys, json; sys.path.insert(0, sys.argv[1]); from _library import _build, "
+        "clustered_vectors as cv; m = json.loads(sys.argv[3]); "
+        "_build(__import__('pathlib').Path(sys.argv[2]), m['n'], m['dims'], "
+        "{d: cv(m['n'], d, seed=m['seed']) for d in m['dims']}, m['seed'])"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, str(Path(__file__).parent), str(copy), json.dumps(meta)],
+        env=env,
+        check=True,
+    )
+    for d in meta["dims"]:
+        mine, theirs = (np.load(p / f"bench_labels_{d}.npy") for p in (data, copy))
+        if not np.array_equal(mine, theirs):
+            raise RuntimeError(f"the baseline core labelled the d={d} vectors differently")
+        name = table_index_name(d)
+        shutil.rmtree(copy / "vector_index" / name)
+        shutil.copytree(data / "vector_index" / name, copy / "vector_index" / name)
+    return copy

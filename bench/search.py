@@ -28,10 +28,13 @@ turns, each index and the fused search, and within a case each server):
   and at the end a bare ASGI app against the Litestar handler, to split the floor into
   transport and framework;
 - with ``--baseline DIR``, a second server running another version of the core (the
-  ``imgdex`` package in DIR, e.g. ``git archive HEAD core | tar -x -C /tmp/base`` then
-  ``--baseline /tmp/base/core``) on the same data directory, in the same interleaving:
-  before/after figures from one run. It runs without background tasks, so only one
-  process ever writes the directory.
+  ``imgdex`` package in DIR, e.g. ``git worktree add /tmp/base COMMIT`` then
+  ``--baseline /tmp/base/core``) in the same interleaving: before/after figures from one
+  run. Each server holds its data directory's lock, so the baseline gets its own data
+  directory (`_library.baseline_copy`: the same rows and vectors written by the baseline
+  core itself, so its catalog schema is its own, and copies of the very graph files the
+  server loads), made before either starts and removed afterwards. Both run with
+  their background tasks, as ``imgdex serve`` does.
 
 The first default run (10k and 100k vectors x 3 indexes) spends 10 to 20 minutes on this
 2-core machine building the library (hnswlib graphs with the server's M=16 and
@@ -48,6 +51,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -75,7 +79,7 @@ from _common import (
     write_json,
 )
 from _embedders import key_image, table_index_name
-from _library import GENERATOR, dataset, image_ids, load_raw
+from _library import GENERATOR, baseline_copy, dataset, image_ids, load_raw
 
 # --- measuring --------------------------------------------------------------------------
 
@@ -180,15 +184,23 @@ def run_size(
     }
     cases: list[dict[str, Any]] = []
     servers = {"server": BenchServer(spec, root)}
+    baseline_data = None
     if args.baseline is not None:
+        baseline_data = baseline_copy(data, args.baseline)
         env = {"PYTHONPATH": str(args.baseline.resolve())}
-        servers["baseline"] = BenchServer({**spec, "background": False}, root, env=env)
+        # The same spec, background tasks included: with a directory of its own the
+        # baseline is a server like the other, and the two differ only in their core.
+        baseline_spec = {
+            **spec,
+            "config": server_config(baseline_data, index={"ef_search": args.ef}),
+        }
+        servers["baseline"] = BenchServer(baseline_spec, root, env=env)
     clients: dict[str, Client] = {}
     info: dict[str, Any] = {}
     try:
         for name, server in servers.items():
             t0 = time.perf_counter()
-            server.start(lazy=name == "baseline")
+            server.start()
             ready = time.perf_counter() - t0
             settle = server.settle()
             info[name] = {"start_s": ready, "settle_s": settle}
@@ -215,6 +227,8 @@ def run_size(
             client.close()
         for server in servers.values():
             server.stop()
+        if baseline_data is not None:
+            shutil.rmtree(baseline_data, ignore_errors=True)
     exact = {d: exact_time(corpora[d], queries[d], args.top_k) for d in dims}
     for case in cases:
         if case["dim"] is not None:

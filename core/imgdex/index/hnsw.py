@@ -36,7 +36,7 @@ _SPACES = {"cosine": "cosine", "ip": "ip", "l2": "l2"}
 # of its vectors (`VectorCopy`): a graph walk that skips all but a few labels visits
 # most of the graph, calling the filter (Python) at every node (docs/benchmarks.md,
 # bench/filtered.py).
-_EXACT_AT_MOST = 512
+_EXACT_AT_MOST = 4096
 
 
 class HnswIndex(VectorIndex):

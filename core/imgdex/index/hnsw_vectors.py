@@ -106,7 +106,7 @@ class VectorCopy:
                 np.asarray(index.get_items(labels[i : i + 4096], return_type="numpy"), np.float32)
                 for i in range(0, len(labels), 4096)
             ]
-            vectors = np.concatenate(parts) if parts else np.empty((0, self.dimension))
+            vectors = np.concatenate(parts) if parts else np.empty((0, self.dimension), np.float32)
         self._vectors = np.empty((0, self.dimension), np.float32)
         self._count = 0
         self._row = np.full(0, -1, np.int64)

@@ -23,7 +23,7 @@ import numpy.typing as npt
 from imgdex.config import IndexConfig
 from imgdex.files import atomic_write
 from imgdex.hookspecs import hookimpl
-from imgdex.index.hnsw_vectors import VectorCopy
+from imgdex.index.hnsw_vectors import IndexVectors, checked, map_saved
 from imgdex.index.rwlock import RWLock
 from imgdex.providers import IndexBackend, IndexLocation, Metric, VectorIndex
 
@@ -32,8 +32,8 @@ __all__ = ["HnswBackend", "HnswIndex"]
 log = logging.getLogger(__name__)
 
 _SPACES = {"cosine": "cosine", "ip": "ip", "l2": "l2"}
-# A filtered search over at most this many labels is exact, over the index's NumPy copy
-# of its vectors (`VectorCopy`): a graph walk that skips all but a few labels visits
+# A filtered search over at most this many labels is exact, over the index's vectors
+# as NumPy arrays (`IndexVectors`): a graph walk that skips all but a few labels visits
 # most of the graph, calling the filter (Python) at every node (docs/benchmarks.md,
 # bench/filtered.py).
 _EXACT_AT_MOST = 4096
@@ -51,7 +51,7 @@ class HnswIndex(VectorIndex):
         self._save_lock = threading.Lock()
         self._hidden: set[int] = set()
         self._gen = 0
-        self._copy = VectorCopy(dimension, metric)
+        self._vectors = IndexVectors(dimension, metric)
         self._index = self._load() or self._new(1024)
 
     def _new(self, capacity: int) -> hnswlib.Index:
@@ -73,10 +73,10 @@ class HnswIndex(VectorIndex):
             )
             index.set_ef(self._ef)  # load_index resets ef to 10
             hidden = np.load(self.path / f"hidden.{gen}.npy", allow_pickle=False)
-            self._copy.load(index, self.path / f"hnsw.{gen}.bin")
+            self._vectors.load(index, self.path / f"hnsw.{gen}.bin")
         except Exception as exc:  # a damaged cache is rebuilt from the vectors
             log.warning("index %s: cannot load saved graph (%s); rebuilding", self.path.name, exc)
-            self._copy = VectorCopy(self.dimension, self.metric)
+            self._vectors = IndexVectors(self.dimension, self.metric)
             return None
         self._gen = gen
         self._hidden = {int(x) for x in hidden}
@@ -93,7 +93,7 @@ class HnswIndex(VectorIndex):
                 self._index.resize_index(max(needed, capacity * 2))
             # add_items un-deletes a hidden label itself (hnswlib addPoint): only forget it.
             self._index.add_items(vectors, np.asarray(ids, dtype=np.int64))
-            self._copy.add(np.asarray(ids, dtype=np.int64), vectors)
+            self._vectors.add(np.asarray(ids, dtype=np.int64), vectors)
             self._hidden.difference_update(int(label) for label in ids)
 
     def hide(self, ids: Sequence[int]) -> None:
@@ -161,8 +161,8 @@ class HnswIndex(VectorIndex):
     def _exact(
         self, query: npt.NDArray[np.float32], k: int, among: npt.NDArray[np.int64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """Under the read lock: one gather and one matmul over the vector copy."""
-        ids, scores = self._copy.scores(query, np.unique(among))
+        """Under the read lock: one gather and one matmul over the vectors."""
+        ids, scores = self._vectors.scores(query, np.unique(among))
         if self._hidden and len(ids):
             live = ~np.isin(ids, np.fromiter(self._hidden, np.int64, len(self._hidden)))
             ids, scores = ids[live], scores[live]
@@ -172,6 +172,11 @@ class HnswIndex(VectorIndex):
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.lexsort((ids[top], -scores[top]))]
         return ids[top], scores[top].astype(np.float32)
+
+    def vectors_in_memory(self) -> int:
+        """Vectors the exact search holds in memory (the saved ones are memory-mapped)."""
+        with self._lock.read():
+            return self._vectors.in_memory()
 
     def labels(self) -> set[int]:
         with self._lock.read():
@@ -194,6 +199,7 @@ class HnswIndex(VectorIndex):
                 self._index.save_index(str(self.path / f"hnsw.{gen}.bin"))
                 hidden = sorted(self._hidden)
                 capacity = self._index.get_max_elements()
+                mark = self._vectors.mark()
             atomic_write(self.path / f"hidden.{gen}.npy", _npy(hidden))
             state = {
                 "gen": gen,
@@ -202,6 +208,11 @@ class HnswIndex(VectorIndex):
                 "dimension": self.dimension,
             }
             atomic_write(self.path / "state.json", json.dumps(state).encode())
+            # The vectors saved are read from the file from now on (memory-mapped), not
+            # kept in memory a second time.
+            saved = map_saved(self.path / f"hnsw.{gen}.bin", self.dimension)
+            with self._lock.write():
+                self._vectors.rebase(checked(saved, self._index), mark)
             old, self._gen = self._gen, gen
             for stale in (f"hnsw.{old}.bin", f"hidden.{old}.npy"):
                 with contextlib.suppress(FileNotFoundError):

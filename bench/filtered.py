@@ -56,7 +56,8 @@ def main() -> None:
     draw = np.random.default_rng(2).random(args.n)
     ratings = sum((draw < share).astype(int) for share in SHARES)
     if args.cache:
-        root = args.cache / f"filtered-{args.n}-{args.dim}"
+        # The vectors drawn depend on the query count too: a cache per count.
+        root = args.cache / f"filtered-{args.n}-{args.dim}-{args.queries}"
         run(args, root, data, queries, images, ratings)
     else:
         with tempfile.TemporaryDirectory(prefix="imgdex-bench-filtered-") as tmp:

@@ -61,6 +61,9 @@ class CatalogAllowed:
     def check(self, filters: ImageFilters) -> None:
         self.catalog.images.check_filters(filters)
 
+    def count(self, filters: ImageFilters, limit: int) -> int:
+        return self.catalog.images.count_matching(filters, limit)
+
 
 def catalog_allowed(catalog: Catalog) -> Allowed:
     """`Allowed` answered by the catalog (`CatalogAllowed`)."""
@@ -124,6 +127,21 @@ class Scope:
         found: set[str] = among(self.filters, images)
         return found
 
+    def count(self, limit: int) -> int | None:
+        """How many images a result may be, counting at most `limit`; None when the
+        `Allowed` cannot count (or any may be). Asked again each time: one search's
+        indexes ask once each, and a count costs less than a lock."""
+        if not self.filtered:
+            return None
+        if self._done:
+            return None if self._images is None else min(len(self._images), limit)
+        count = getattr(self._allowed, "count", None)
+        if count is None:
+            return None
+        assert self.filters is not None
+        found: int = count(self.filters, limit)
+        return found
+
     def keep(self, hits: list[Hit]) -> list[Hit]:
         """The hits whose image a result may be."""
         if not self.filtered:
@@ -141,7 +159,7 @@ class Scope:
             return index.labels.labels_of(allowed, methods)
 
         keep = self.matching if self.filtered else None
-        return FilteredSearch(index, keep, among, methods)
+        return FilteredSearch(index, keep, among, methods, self.count)
 
 
 def sort_by_taken_at(results: Iterable[FusedResult], taken_at: TakenAt) -> list[FusedResult]:

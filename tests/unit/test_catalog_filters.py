@@ -76,6 +76,8 @@ def test_dates_camera_format_source_gps(catalog: Catalog) -> None:
     assert ids(f(has_gps=True)) == {c}
     assert ids(f(has_gps=False)) == {a, b}
     assert catalog.images.count_matching(f()) == 3
+    assert catalog.images.count_matching(f(), limit=2) == 2  # stops counting there
+    assert catalog.images.count_matching(f(), limit=10) == 3
     assert catalog.images.count_matching(f(has_gps=False, camera="canon")) == 1
 
 

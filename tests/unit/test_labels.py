@@ -259,3 +259,24 @@ def test_rank_declines_what_the_map_cannot_answer() -> None:
     assert LabelMap().rank(np.array([1]), scores[:1]) is None
     assert labels.rank(np.array([3, 1]), scores, {"caption"}) == Ranked([], {}, 0)
     assert labels.rank(np.array([3, 1]), scores, {"unknown"}) == Ranked([], {}, 0)
+
+
+@pytest.mark.parametrize("wanted_count", [3, 40, 2000])
+def test_labels_of_few_or_many_images(wanted_count: int) -> None:
+    # Few wanted ids take the low-bits table first: ids sharing those bits (and their
+    # first half) with a wanted one, dead labels and other methods must stay out.
+    labels = LabelMap()
+    ids = [image(n) for n in range(4000)]
+    twin = ids[0][:11] + ("f" if ids[0][11] != "f" else "e") + ids[0][12:]  # low bits kept
+    half = ids[1][:16] + ("f" if ids[1][16] != "f" else "e") + ids[1][17:]  # same first half
+    rows = [(n + 1, key(n, "image" if n % 3 else "text", ids[n]), n % 7 != 5) for n in range(4000)]
+    rows += [(5001, key(1, "image", twin), True), (5002, key(2, "image", half), True)]
+    labels.load(rows, len(rows))
+    wanted = {ids[n] for n in range(0, 4000, 4000 // wanted_count)} | {ids[0], ids[1]}
+    for methods in (None, {"image"}):
+        expected = [
+            label
+            for label, (i, m, *_), alive in rows
+            if i in wanted and alive and (methods is None or m in methods)
+        ]
+        assert labels.labels_of(wanted, methods).tolist() == sorted(expected)

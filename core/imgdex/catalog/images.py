@@ -242,10 +242,15 @@ class ImageStore(Store):
         """Raise the 400 that evaluating `filters` would (a smart album with a query)."""
         self._where(filters)
 
-    def count_matching(self, filters: ImageFilters) -> int:
-        """How many live images match `filters`."""
+    def count_matching(self, filters: ImageFilters, limit: int | None = None) -> int:
+        """How many live images match `filters`, counting at most `limit`: a filtered
+        search asks whether a filter is selective, which costs in proportion to the
+        limit (0.4 ms for 5,000 through an index), not to the matches (58 ms for 90k)."""
         sql, params = self._where(filters)
-        rows = self._read(f"SELECT COUNT(*) FROM images i WHERE i.is_deleted = 0 AND {sql}", params)
+        query = f"SELECT 1 FROM images i WHERE i.is_deleted = 0 AND {sql}"
+        if limit is not None:
+            query, params = f"{query} LIMIT ?", [*params, limit]
+        rows = self._read(f"SELECT COUNT(*) FROM ({query})", params)
         return int(rows[0][0])
 
     def _where(self, filters: ImageFilters, indexed: bool = True) -> tuple[str, list[Any]]:

@@ -23,6 +23,7 @@ import numpy.typing as npt
 from imgdex.config import IndexConfig
 from imgdex.files import atomic_write
 from imgdex.hookspecs import hookimpl
+from imgdex.index.hnsw_vectors import IndexVectors, checked, map_saved
 from imgdex.index.rwlock import RWLock
 from imgdex.providers import IndexBackend, IndexLocation, Metric, VectorIndex
 
@@ -31,11 +32,11 @@ __all__ = ["HnswBackend", "HnswIndex"]
 log = logging.getLogger(__name__)
 
 _SPACES = {"cosine": "cosine", "ip": "ip", "l2": "l2"}
-# A filtered search over at most this many labels is exact: a graph walk that skips
-# all but a few labels visits most of the graph, calling the filter (Python) at every
-# node. Not more: hnswlib's get_items copies vectors through Python lists, which costs
-# more than the walk beyond a few hundred (docs/benchmarks.md, bench/filtered.py).
-_EXACT_AT_MOST = 512
+# A filtered search over at most this many labels is exact, over the index's vectors
+# as NumPy arrays (`IndexVectors`): a graph walk that skips all but a few labels visits
+# most of the graph, calling the filter (Python) at every node (docs/benchmarks.md,
+# bench/filtered.py).
+_EXACT_AT_MOST = 4096
 
 
 class HnswIndex(VectorIndex):
@@ -50,6 +51,7 @@ class HnswIndex(VectorIndex):
         self._save_lock = threading.Lock()
         self._hidden: set[int] = set()
         self._gen = 0
+        self._vectors = IndexVectors(dimension, metric)
         self._index = self._load() or self._new(1024)
 
     def _new(self, capacity: int) -> hnswlib.Index:
@@ -71,8 +73,10 @@ class HnswIndex(VectorIndex):
             )
             index.set_ef(self._ef)  # load_index resets ef to 10
             hidden = np.load(self.path / f"hidden.{gen}.npy", allow_pickle=False)
+            self._vectors.load(index, self.path / f"hnsw.{gen}.bin")
         except Exception as exc:  # a damaged cache is rebuilt from the vectors
             log.warning("index %s: cannot load saved graph (%s); rebuilding", self.path.name, exc)
+            self._vectors = IndexVectors(self.dimension, self.metric)
             return None
         self._gen = gen
         self._hidden = {int(x) for x in hidden}
@@ -89,6 +93,7 @@ class HnswIndex(VectorIndex):
                 self._index.resize_index(max(needed, capacity * 2))
             # add_items un-deletes a hidden label itself (hnswlib addPoint): only forget it.
             self._index.add_items(vectors, np.asarray(ids, dtype=np.int64))
+            self._vectors.add(np.asarray(ids, dtype=np.int64), vectors)
             self._hidden.difference_update(int(label) for label in ids)
 
     def hide(self, ids: Sequence[int]) -> None:
@@ -156,28 +161,22 @@ class HnswIndex(VectorIndex):
     def _exact(
         self, query: npt.NDArray[np.float32], k: int, among: npt.NDArray[np.int64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """Under the read lock. hnswlib stores cosine vectors normalised."""
-        ids = np.asarray([x for x in among.tolist() if x not in self._hidden], np.int64)
+        """Under the read lock: one gather and one matmul over the vectors."""
+        ids, scores = self._vectors.scores(query, np.unique(among))
+        if self._hidden and len(ids):
+            live = ~np.isin(ids, np.fromiter(self._hidden, np.int64, len(self._hidden)))
+            ids, scores = ids[live], scores[live]
         if not len(ids) or k <= 0:
             return np.empty(0, np.int64), np.empty(0, np.float32)
-        try:
-            vectors = np.asarray(self._index.get_items(ids, return_type="numpy"), np.float32)
-        except RuntimeError:  # a label not in the graph: keep those that are
-            present = set(self._index.get_ids_list())
-            ids = ids[np.isin(ids, list(present))]
-            if not len(ids):
-                return np.empty(0, np.int64), np.empty(0, np.float32)
-            vectors = np.asarray(self._index.get_items(ids, return_type="numpy"), np.float32)
-        if self.metric == "l2":
-            scores = -np.sum((vectors - query) ** 2, axis=1)
-        else:
-            if self.metric == "cosine":
-                query = query / max(float(np.linalg.norm(query)), 1e-12)
-            scores = vectors @ query
         k = min(k, len(ids))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.lexsort((ids[top], -scores[top]))]
         return ids[top], scores[top].astype(np.float32)
+
+    def vectors_in_memory(self) -> int:
+        """Vectors the exact search holds in memory (the saved ones are memory-mapped)."""
+        with self._lock.read():
+            return self._vectors.in_memory()
 
     def labels(self) -> set[int]:
         with self._lock.read():
@@ -200,6 +199,7 @@ class HnswIndex(VectorIndex):
                 self._index.save_index(str(self.path / f"hnsw.{gen}.bin"))
                 hidden = sorted(self._hidden)
                 capacity = self._index.get_max_elements()
+                mark = self._vectors.mark()
             atomic_write(self.path / f"hidden.{gen}.npy", _npy(hidden))
             state = {
                 "gen": gen,
@@ -208,6 +208,11 @@ class HnswIndex(VectorIndex):
                 "dimension": self.dimension,
             }
             atomic_write(self.path / "state.json", json.dumps(state).encode())
+            # The vectors saved are read from the file from now on (memory-mapped), not
+            # kept in memory a second time.
+            saved = map_saved(self.path / f"hnsw.{gen}.bin", self.dimension)
+            with self._lock.write():
+                self._vectors.rebase(checked(saved, self._index), mark)
             old, self._gen = self._gen, gen
             for stale in (f"hnsw.{old}.bin", f"hidden.{old}.npy"):
                 with contextlib.suppress(FileNotFoundError):

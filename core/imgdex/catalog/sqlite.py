@@ -358,6 +358,9 @@ _CLAIM = (
 )
 
 
+_BUSY_SECONDS = 30.0  # how long a statement waits for another connection's lock
+
+
 class SqliteDialect(Dialect):
     """SQLite 3.35+ (``RETURNING``), in WAL mode."""
 
@@ -368,13 +371,18 @@ class SqliteDialect(Dialect):
 
     def connect(self, target: str) -> Connection:
         """A connection in autocommit mode (transactions are explicit), WAL, foreign keys."""
-        conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+        # The busy timeout is set before anything else: switching a new file to WAL
+        # takes a lock another opener may hold (a migration), and sqlite3's default
+        # 5 s then fails "database is locked" on a busy machine.
+        conn = sqlite3.connect(
+            target, isolation_level=None, check_same_thread=False, timeout=_BUSY_SECONDS
+        )
+        conn.execute(f"PRAGMA busy_timeout={int(_BUSY_SECONDS * 1000)}")
         conn.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL survives any process kill; a power cut may lose the last commits,
         # which start-up reconciliation re-derives from the files on disk.
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=30000")
         # Reads of a large catalog through the page cache cost read() calls; mapped
         # pages are shared by every connection (docs/benchmarks.md).
         conn.execute("PRAGMA mmap_size=268435456")

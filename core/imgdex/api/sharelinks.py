@@ -111,6 +111,19 @@ async def _ranked(
     return [r.sha256 for r in found.results]
 
 
+async def _newest(
+    catalog: Catalog, pools: Pools, searcher: SearcherDep, album_id: int, offset: int, limit: int
+) -> ImageListResponse:
+    """A page of the album's images, newest first (a smart album's: of its search)."""
+    ranked = await _ranked(catalog, pools, searcher, album_id)
+    return await pools.run_io(
+        lambda: albums.page(
+            catalog, album_id, offset=offset, limit=limit, sort="created_at",
+            order="desc", ranked=ranked,
+        )
+    )  # fmt: skip
+
+
 async def _check_member(
     catalog: Catalog, pools: Pools, searcher: SearcherDep, album_id: int, sha256: str
 ) -> None:
@@ -133,7 +146,6 @@ class ShareController(Controller):
         self,
         catalog: CatalogDep,
         pools: PoolsDep,
-        reader: ImagesDep,
         searcher: SearcherDep,
         request: Request[Any, Any, Any],
         token: FromPath[str],
@@ -144,13 +156,7 @@ class ShareController(Controller):
         if locked and not _unlocked(request, token_hash):
             return _locked_page(token, None, 200)
         album = await pools.run_io(albums.get_album, catalog, album_id)
-        ranked = await _ranked(catalog, pools, searcher, album_id)
-        found = await pools.run_io(
-            lambda: albums.page(
-                catalog, album_id, offset=offset, limit=PAGE_SIZE, sort="created_at",
-                order="desc", ranked=ranked,
-            )
-        )  # fmt: skip
+        found = await _newest(catalog, pools, searcher, album_id, offset, PAGE_SIZE)
         more = offset + PAGE_SIZE < found.total
         return Template(
             template_name="share.html",
@@ -169,7 +175,6 @@ class ShareController(Controller):
         self,
         catalog: CatalogDep,
         pools: PoolsDep,
-        reader: ImagesDep,
         state: State,
         request: Request[Any, Any, Any],
         token: FromPath[str],
@@ -207,7 +212,6 @@ class ShareController(Controller):
         self,
         catalog: CatalogDep,
         pools: PoolsDep,
-        reader: ImagesDep,
         searcher: SearcherDep,
         request: Request[Any, Any, Any],
         token: FromPath[str],
@@ -216,13 +220,7 @@ class ShareController(Controller):
     ) -> ImageListResponse:
         """Like ``GET /api/albums/{id}/images``, newest first."""
         album_id = await _album(catalog, pools, request, token)
-        ranked = await _ranked(catalog, pools, searcher, album_id)
-        return await pools.run_io(
-            lambda: albums.page(
-                catalog, album_id, offset=offset, limit=limit, sort="created_at",
-                order="desc", ranked=ranked,
-            )
-        )  # fmt: skip
+        return await _newest(catalog, pools, searcher, album_id, offset, limit)
 
     @route(
         "/api/images/{sha256:str}/{kind:str}",

@@ -9,8 +9,14 @@ filtered search runs per index, catalog included, two ways in turns:
 - **before**: every matching id from the catalog (``filter_ids``), mapped to labels
   (``LabelMap.labels_of``), then ``ManagedIndex.search(..., among)`` (hnswlib with a
   Python filter, or exact for few labels): the search path up to commit 6d81e1c;
-- **after**: `Scope.search` (`imgdex.index.filtered`): post-filter the graph's candidates
-  by asking the catalog about them, enumerate only when few candidates match.
+- **first search**: `Scope.search` (`imgdex.index.filtered`) with nothing kept: post-filter
+  the graph's candidates by asking the catalog about them, enumerate only when few
+  candidates match. What a filter's first search (or any, while the library is being
+  written to) costs;
+- **kept**: the same with the filter's set kept (`imgdex.filter_sets`, built before the
+  timed queries): the facts revision read, then the graph's candidates through the
+  set's mask (broad filters) or an exact search over its gathered vectors. What every
+  later search with the filter costs, until a write changes what filters match.
 
 Beside them: the same index unfiltered, and raw ``hnswlib.knn_query`` on the same graph.
 All ask for the server's window for top_k 10 (k = 50) and score recall@10 of the first
@@ -72,6 +78,7 @@ def run(
     images: list[str],
     ratings: npt.NDArray[np.int64],
 ) -> None:
+    from imgdex.filter_sets import FilterSets
     from imgdex.filters import ImageFilters
     from imgdex.search_filters import CatalogAllowed, Scope
 
@@ -91,6 +98,13 @@ def run(
         scope.check()
         return scope.search(index, None)(q, k)[0]
 
+    kept_source = CatalogAllowed(catalog, FilterSets(catalog, 256 << 20))
+
+    def kept(filters: ImageFilters, q: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+        scope = Scope(filters, kept_source)
+        scope.check()
+        return scope.search(index, None)(q, k)[0]
+
     def plain(_: ImageFilters, q: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
         return index.search(q, k)[0]
 
@@ -103,8 +117,14 @@ def run(
     ]
     for r, share in enumerate(SHARES, 1):
         cases.append(
-            (f"{share:.1%} match", ImageFilters(min_rating=r), {"before": before, "after": after})
+            (
+                f"{share:.1%} match",
+                ImageFilters(min_rating=r),
+                {"before": before, "first search": after, "kept": kept},
+            )
         )
+        for _ in range(2):  # the second search builds the kept set
+            kept(ImageFilters(min_rating=r), queries[0])
     for label, filters, ways in cases:
         r = filters.min_rating or 0
         chosen = np.flatnonzero(ratings >= r)

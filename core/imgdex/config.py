@@ -119,6 +119,9 @@ class SearchConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     weights: dict[str, float] = msgspec.field(default_factory=dict)
     # Each index is asked for at least this many candidates (and at least 3 x top_k).
     min_candidates: int = 50
+    # Memory for what filters allow, kept between searches that use them again (the
+    # labels, and for narrower filters their vectors; imgdex.filter_sets). 0 keeps none.
+    filter_cache_mb: Annotated[int, msgspec.Meta(ge=0)] = 256
 
 
 class ServiceConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

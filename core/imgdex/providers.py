@@ -177,6 +177,20 @@ class VectorIndex(abc.ABC):
                 return labels[keep][:k], scores[keep][:k]
             fetch = min(total, fetch * 4)
 
+    def gather(self, among: npt.NDArray[np.int64]) -> Vectors | None:
+        """The stored vectors of the labels `among` (ascending) as one matrix, a row per
+        label, for `search_gathered`: the labels a filter allows, kept while the filter
+        is used again. None when the backend has no use for them (the default) or does
+        not hold every one of them."""
+        return None
+
+    def search_gathered(
+        self, vector: Vectors, k: int, among: npt.NDArray[np.int64], vectors: Vectors
+    ) -> tuple[npt.NDArray[np.int64], Vectors]:
+        """`search_among` over labels whose vectors `gather` returned earlier, without
+        gathering them again. The default ignores `vectors`."""
+        return self.search_among(vector, k, among)
+
     @abc.abstractmethod
     def labels(self) -> set[int]:
         """Every label stored, hidden or not."""

@@ -61,6 +61,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         "operations",
         [
             "imgdex.ops",
+            "imgdex.filter_sets",
             "imgdex.search_filters",
             "imgdex.keyword_index",
             "imgdex.organise",

@@ -214,6 +214,11 @@ class ImageStore(Store):
                 out[str(sha)] = when
         return out
 
+    def facts_revision(self) -> int:
+        """A number that changes with every committed write a filter's matches can
+        depend on (triggers of migration 10): equal numbers, equal matches."""
+        return int(self._read("SELECT rev FROM facts_revision WHERE id = 1")[0][0])
+
     def filter_ids(self, filters: ImageFilters) -> set[str]:
         """The ids of the live (not deleted) images matching `filters`."""
         sql, params = self._where(filters)

@@ -310,6 +310,38 @@ _DUPLICATE_SCORES = (
 )
 
 
+# What a filter can depend on, as one number: SQLite bumps it in the transaction that
+# changes any of it (triggers, so that every writer, in any process, counts). A cache of
+# what a filter matches (`imgdex.filter_sets`) is valid while the number stays the same.
+_FILTERED_COLUMNS = (
+    "taken_local, camera_id, source, favorite, rating, gps_lat, gps_lon, gps_x, gps_y, "
+    "gps_z, format, is_deleted"
+)
+_BUMP = "BEGIN UPDATE facts_revision SET rev = rev + 1 WHERE id = 1; END"
+_FACTS_REVISION = (
+    """CREATE TABLE IF NOT EXISTS facts_revision (
+    id  INTEGER PRIMARY KEY CHECK (id = 1),
+    rev INTEGER NOT NULL
+)""",
+    "INSERT OR IGNORE INTO facts_revision (id, rev) VALUES (1, 0)",
+    f"CREATE TRIGGER IF NOT EXISTS facts_image_new AFTER INSERT ON images {_BUMP}",
+    f"CREATE TRIGGER IF NOT EXISTS facts_image_gone AFTER DELETE ON images {_BUMP}",
+    "CREATE TRIGGER IF NOT EXISTS facts_image_changed "
+    f"AFTER UPDATE OF {_FILTERED_COLUMNS} ON images {_BUMP}",
+    *(
+        f"CREATE TRIGGER IF NOT EXISTS facts_{table}_{event.lower()} "
+        f"AFTER {event} ON {table} {_BUMP}"
+        for table in ("image_tags", "album_images")
+        for event in ("INSERT", "DELETE", "UPDATE")
+    ),
+    # A smart album's rule is what the `album` filter matches (ids are never reused, but
+    # a filter may name an album before it exists).
+    f"CREATE TRIGGER IF NOT EXISTS facts_album_new AFTER INSERT ON albums {_BUMP}",
+    f"CREATE TRIGGER IF NOT EXISTS facts_album_rule AFTER UPDATE OF smart ON albums {_BUMP}",
+    f"CREATE TRIGGER IF NOT EXISTS facts_album_gone AFTER DELETE ON albums {_BUMP}",
+)
+
+
 def migrations(dialect: Dialect) -> tuple[Migration, ...]:
     return (
         Migration(2, "baseline", _BASELINE),
@@ -326,4 +358,5 @@ def migrations(dialect: Dialect) -> tuple[Migration, ...]:
         ),
         Migration(8, "indexed camera and place filters", _FAST_FILTERS, facts.backfill(dialect)),
         Migration(9, "duplicate pairs indexed by score", _DUPLICATE_SCORES),
+        Migration(10, "a revision of what filters match", _FACTS_REVISION),
     )

@@ -158,11 +158,37 @@ class HnswIndex(VectorIndex):
         scores = -distances[0] if self.metric == "l2" else 1.0 - distances[0]
         return labels[0].astype(np.int64), scores.astype(np.float32)
 
+    def gather(self, among: npt.NDArray[np.int64]) -> npt.NDArray[np.float32] | None:
+        with self._lock.read():
+            ids, vectors = self._vectors.gather(among)
+        order = np.argsort(ids, kind="stable")  # the recent ones come first
+        ids, vectors = ids[order], vectors[order]
+        if len(ids) != len(among) or not np.array_equal(ids, among):
+            return None  # some not held (added to the label map, not yet to the graph)
+        return vectors
+
+    def search_gathered(
+        self,
+        vector: npt.NDArray[np.float32],
+        k: int,
+        among: npt.NDArray[np.int64],
+        vectors: npt.NDArray[np.float32],
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+        with self._lock.read():
+            return self._top(among, self._vectors.score(query, vectors), k)
+
     def _exact(
         self, query: npt.NDArray[np.float32], k: int, among: npt.NDArray[np.int64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """Under the read lock: one gather and one matmul over the vectors."""
         ids, scores = self._vectors.scores(query, np.unique(among))
+        return self._top(ids, scores, k)
+
+    def _top(
+        self, ids: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Under the read lock: the `k` best of `ids` that are not hidden."""
         if self._hidden and len(ids):
             live = ~np.isin(ids, np.fromiter(self._hidden, np.int64, len(self._hidden)))
             ids, scores = ids[live], scores[live]

@@ -107,9 +107,8 @@ class IndexVectors:
             self._batches.append(batch)
             self._recent.add(*batch)
 
-    def scores(self, query: Matrix, ids: Labels) -> tuple[Labels, Matrix]:
-        """``(the ids held, their scores)`` as the graph search scores them: higher is
-        nearer (1 - cosine/ip distance, minus the squared l2 distance). `ids` unique."""
+    def gather(self, ids: Labels) -> tuple[Labels, Matrix]:
+        """``(the ids held, their vectors)``, one row each, as the graph stores them."""
         ids = ids[ids >= 0]
         recent = self._recent.rows(ids)
         fresh = recent >= 0
@@ -122,13 +121,24 @@ class IndexVectors:
             parts.append(np.asarray(self._saved.vectors[rows[held]], np.float32))
         ids = np.concatenate(parts_ids)
         vectors = np.concatenate(parts) if parts else np.empty((0, self.dimension), np.float32)
+        return ids, vectors
+
+    def scores(self, query: Matrix, ids: Labels) -> tuple[Labels, Matrix]:
+        """``(the ids held, their scores)`` as the graph search scores them: higher is
+        nearer (1 - cosine/ip distance, minus the squared l2 distance). `ids` unique."""
+        ids, vectors = self.gather(ids)
+        return ids, self.score(query, vectors)
+
+    def score(self, query: Matrix, vectors: Matrix) -> Matrix:
+        """The scores of `vectors` (rows as `gather` returns them) against `query`."""
         if self.metric == "l2":
             diff = vectors - query
-            return ids, -np.einsum("ij,ij->i", diff, diff, dtype=np.float32)
+            scores: Matrix = -np.einsum("ij,ij->i", diff, diff, dtype=np.float32)
+            return scores
         if self.metric == "cosine":
             norm = np.sqrt(np.dot(query, query))
             query = query * (np.float32(1.0) / (np.float32(norm) + np.float32(1e-30)))
-        return ids, (vectors @ query).astype(np.float32)
+        return (vectors @ query).astype(np.float32)
 
 
 class _Recent:

@@ -96,6 +96,9 @@ class LabelMap:
         self._method_names: list[str] = []
         self._method_codes: dict[str, int] = {}
         self._lock = threading.Lock()  # writers only
+        # Changes with every write: what was derived from the map at one version (the
+        # labels a filter allows, `imgdex.filter_sets`) holds while it stays the same.
+        self.version = 0
 
     def __len__(self) -> int:
         state = self._state
@@ -137,6 +140,7 @@ class LabelMap:
                 state = _filled([c[:size][order] for c in state.columns], len(state.labels))
                 size = state.size
             self._state = state._replace(size=size)
+            self.version += 1
 
     def add(self, labels: Sequence[int], keys: Sequence[Key]) -> None:
         """Map new labels (alive). Labels come in increasing order as a rule (catalog ids);
@@ -157,6 +161,7 @@ class LabelMap:
                 for column, values in zip(old.columns, new, strict=True):
                     column[n : n + k] = values
                 self._state = old._replace(size=n + k)
+                self.version += 1
                 return
             columns = [np.concatenate([c[:n], v]) for c, v in zip(old.columns, new, strict=True)]
             if not in_order:
@@ -166,6 +171,7 @@ class LabelMap:
                 order = order[np.append(ordered[1:] != ordered[:-1], True)]
                 columns = [c[order] for c in columns]
             self._state = _filled(columns, max(len(columns[0]), 2 * len(old.labels), 1024))
+            self.version += 1
 
     def set_alive(self, labels: Sequence[int], alive: bool) -> None:
         """Mark labels searchable or not (hidden in the index); unknown labels are skipped."""
@@ -175,6 +181,7 @@ class LabelMap:
             state = self._state
             pos, found = _find(state, np.asarray(labels, dtype=np.int64))
             state.alive[pos[found]] = alive
+            self.version += 1
 
     def _encode(self, rows: Iterable[tuple[int, Key, bool]]) -> list[npt.NDArray[Any]]:
         """The columns of `rows` (in `_State` order), leaving out unmappable image ids."""

@@ -84,8 +84,12 @@ class ManagedIndex:
         vector: npt.NDArray[np.float32],
         k: int,
         among: npt.NDArray[np.int64] | None = None,
+        vectors: npt.NDArray[np.float32] | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """The `k` nearest live labels; only labels in `among`, when given."""
+        """The `k` nearest live labels; only labels in `among`, when given, whose
+        vectors are `vectors` when the index gathered them (`VectorIndex.gather`)."""
+        if among is not None and vectors is not None:
+            return self.index.search_gathered(vector, k, among, vectors)
         if among is not None:
             return self.index.search_among(vector, k, among)
         return self.index.search(vector, k)

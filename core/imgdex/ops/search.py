@@ -24,6 +24,7 @@ from imgdex import keyword_index
 from imgdex.catalog import Catalog
 from imgdex.config import Config
 from imgdex.errors import BadRequest, ServiceUnavailable
+from imgdex.filter_sets import FilterSets
 from imgdex.models import EmbedderSlot
 from imgdex.ops.candidates import (
     Candidates,
@@ -38,15 +39,7 @@ from imgdex.ops.search_indexes import check_weights, text_indexes, vector_indexe
 from imgdex.pools import Pools
 from imgdex.registry import Registry
 from imgdex.schemas import IndexSearched, Match, SearchOptions, SearchResponse, SearchResult
-from imgdex.search_filters import (
-    Allowed,
-    Scope,
-    TakenAt,
-    catalog_allowed,
-    catalog_taken_at,
-    no_taken_at,
-    sort_by_taken_at,
-)
+from imgdex.search_filters import CatalogAllowed, FilterSource, Scope, TakenAt, sort_by_taken_at
 from imgdex.staging import Spooling
 from imgdex.status import model_name
 
@@ -66,19 +59,19 @@ class Searcher:
         catalog: Catalog,
         pools: Pools,
         spooling: Spooling,
-        allowed: Allowed | None = None,
-        taken_at: TakenAt | None = None,
     ) -> None:
-        """`allowed` turns filters into matching images and `taken_at` looks capture
-        dates up (see `imgdex.search_filters`); by default the catalog answers both."""
+        """Filters are answered by the catalog (`imgdex.search_filters`), which keeps
+        what a filter allows between searches (`imgdex.filter_sets`, building its sets
+        in the io pool)."""
         self.config = config.search
         self.spooling = spooling  # how query images in multipart bodies are read
         self.images_config = config.images
         self.registry = registry
         self.catalog = catalog
         self.pools = pools
-        self.allowed = allowed or catalog_allowed(catalog)
-        self.taken_at = taken_at or catalog_taken_at(catalog)
+        sets = FilterSets(catalog, self.config.filter_cache_mb << 20, pools.run_in_background)
+        self.allowed: FilterSource = CatalogAllowed(catalog, sets)
+        self.taken_at: TakenAt = catalog.images.taken_at
 
     async def search_text(self, query: str, options: SearchOptions) -> SearchResponse:
         query = query.strip()
@@ -142,8 +135,6 @@ class Searcher:
         """`prepare` (decoding an image query) runs in the worker calls before `embed`;
         its errors fail the request, where `embed`'s fail only that index. With
         `keyword`, the keyword index is searched too (after the vector indexes)."""
-        if options.sort == "taken_at" and self.taken_at is None:
-            raise no_taken_at()
         scope = Scope(options.filters, self.allowed)
         found: list[Candidates | None] = [loading(slot) for slot in slots]
         if keyword:
@@ -210,7 +201,7 @@ class Searcher:
         )
         if options.min_score is not None:
             fused = [r for r in fused if r.score >= options.min_score]
-        if options.sort == "taken_at" and self.taken_at is not None:
+        if options.sort == "taken_at":
             fused = sort_by_taken_at(fused, self.taken_at)  # the relevant ones, by date
         page = fused[options.offset : need]
         sizes: dict[str, tuple[int, int]] = {}

@@ -3,6 +3,7 @@ page, albums, the gallery's filters and multi-select, the trash, duplicates."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -115,10 +116,34 @@ def test_trash_page_restores_and_the_image_page_says_trashed(
     assert card.count() == 0
 
 
-def test_duplicates_page_lists_groups(page: Any, server: ServerProcess) -> None:
-    page.goto(server.url + "/duplicates")
-    assert page.get_by_role("heading", level=1).inner_text() == "Duplicates"
-    assert page.locator("section.group").count() + page.locator("p.empty").count() >= 1
+def test_duplicates_page_pages_through_groups_in_both_themes(
+    page: Any, server: ServerProcess, api: httpx.Client, artifacts: Path
+) -> None:
+    # One page holds 20 groups: 21 pairs make a second page. Each pair is one flat colour
+    # in two sizes (identical to the toy colour embedder); the colours fall in distinct
+    # histogram bins, so pairs never join each other.
+    levels = (32, 96, 160, 224)
+    colors = [(r, g, b) for r in levels for g in levels for b in levels][::3][:21]
+    for color in colors:
+        for size in [(64, 48), (96, 72)]:
+            upload(api, image_bytes(color, size=size))
+    deadline = time.monotonic() + 60
+    while api.get("/api/duplicates", params={"limit": 1}).json()["total"] < 21:
+        assert time.monotonic() < deadline, "the duplicates job never grouped the pairs"
+        time.sleep(0.2)
+    for scheme in ["light", "dark"]:
+        page.emulate_media(color_scheme=scheme)
+        page.goto(server.url + "/duplicates")
+        assert page.get_by_role("heading", level=1).inner_text() == "Duplicates"
+        assert page.locator("section.group").count() == 20
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=artifacts / f"duplicates-desktop-{scheme}.png", full_page=True)
+        page.get_by_role("link", name="More groups").click()
+        page.wait_for_url("**/duplicates?offset=20")
+        assert page.locator("section.group h2").first.inner_text().startswith("Group 21")
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=artifacts / f"duplicates-page2-desktop-{scheme}.png", full_page=True)
+        assert page.get_by_role("link", name="Previous groups").is_visible()
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])

@@ -77,6 +77,10 @@ def test_editor_shares_an_album_and_a_logged_out_browser_opens_it(
     )
     assert page.evaluate("navigator.clipboard.readText()") == url
     page.screenshot(path=artifacts / "album-share-desktop-light.png", full_page=True)
+    # The same page, with the once-only link and the table shown, in the dark theme.
+    page.emulate_media(color_scheme="dark")
+    page.screenshot(path=artifacts / "album-share-desktop-dark.png", full_page=True)
+    page.emulate_media(color_scheme="light")
     # The token is shown once: the list (and the JSON behind it) never carries it.
     token = url.rsplit("/", 1)[1]
     page.reload()

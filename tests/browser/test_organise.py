@@ -13,7 +13,7 @@ import pytest
 from imgdex.testing import image_bytes
 
 from ..serverproc import ServerProcess
-from .conftest import PHONE, Recorder, open_context
+from .conftest import PHONE, Recorder, boxes, open_context
 from .test_web import upload
 
 
@@ -21,6 +21,12 @@ def status_says(page: Any, selector: str, text: str) -> None:
     page.wait_for_function(
         "([s, t]) => document.querySelector(s).textContent.includes(t)", arg=[selector, text]
     )
+
+
+def load_every_image(page: Any) -> None:
+    """Load the lazy thumbnails below the fold too, so a full-page screenshot shows them."""
+    page.locator("img[loading=lazy]").evaluate_all("imgs => imgs.forEach(i => i.loading = 'eager')")
+    page.wait_for_function("() => [...document.images].every(i => i.complete)")
 
 
 def test_image_page_tags_favourite_rating_and_album(
@@ -136,12 +142,25 @@ def test_duplicates_page_pages_through_groups_in_both_themes(
         page.goto(server.url + "/duplicates")
         assert page.get_by_role("heading", level=1).inner_text() == "Duplicates"
         assert page.locator("section.group").count() == 20
-        page.wait_for_load_state("networkidle")
+        assert "groups 1-20 shown" in page.inner_text("#count")
+        # A card's caption and button each keep to one line: the similarity never breaks
+        # away from its label, and "Keep this one" is not folded in two.
+        similarities = page.locator(".group .caption .alike")
+        assert similarities.count() == page.locator(".group .card").count()
+        assert similarities.evaluate_all(
+            "spans => spans.every(s => s.getClientRects().length === 1)"
+        )
+        assert page.locator("button[data-keep]").evaluate_all(
+            "bs => bs.every(b => b.getBoundingClientRect().height"
+            " < 2 * parseFloat(getComputedStyle(b).lineHeight))"
+        )
+        load_every_image(page)
         page.screenshot(path=artifacts / f"duplicates-desktop-{scheme}.png", full_page=True)
         page.get_by_role("link", name="More groups").click()
         page.wait_for_url("**/duplicates?offset=20")
         assert page.locator("section.group h2").first.inner_text().startswith("Group 21")
-        page.wait_for_load_state("networkidle")
+        assert "; group 21 shown" in page.inner_text("#count")
+        load_every_image(page)
         page.screenshot(path=artifacts / f"duplicates-page2-desktop-{scheme}.png", full_page=True)
         assert page.get_by_role("link", name="Previous groups").is_visible()
 
@@ -174,6 +193,11 @@ def test_new_pages_fit_a_phone(
             page.wait_for_load_state("networkidle")
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= PHONE["width"], f"{name} scrolls sideways: {width}px"
+            if name == "album":  # the share form's fields stack, each the form's width
+                form = boxes(page, "#share-create")[0]["width"]
+                fields = boxes(page, "#share-create input")
+                assert [f["width"] for f in fields] == [form] * 2, (form, fields)
+            load_every_image(page)
             page.screenshot(path=artifacts / f"organise-{name}-phone-{scheme}.png", full_page=True)
     finally:
         context.close()

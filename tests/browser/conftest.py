@@ -123,6 +123,15 @@ def open_context(browser: Any, recorder: Recorder, **options: Any) -> Any:
     return context
 
 
+def boxes(page: Any, selector: str) -> list[dict[str, float]]:
+    """Where each element matching `selector` is drawn, in CSS pixels."""
+    return list(
+        page.locator(selector).evaluate_all(
+            "els => els.map(e => e.getBoundingClientRect().toJSON())"
+        )
+    )
+
+
 @pytest.fixture
 def page(browser: Any, recorder: Recorder) -> Iterator[Any]:
     """A desktop page; after the test: nothing left the origin, no script errors."""

@@ -3,6 +3,7 @@ page, albums, the gallery's filters and multi-select, the trash, duplicates."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from imgdex.testing import image_bytes
 
 from ..serverproc import ServerProcess
-from .conftest import PHONE, Recorder, open_context
+from .conftest import PHONE, Recorder, boxes, open_context
 from .test_web import upload
 
 
@@ -20,6 +21,12 @@ def status_says(page: Any, selector: str, text: str) -> None:
     page.wait_for_function(
         "([s, t]) => document.querySelector(s).textContent.includes(t)", arg=[selector, text]
     )
+
+
+def load_every_image(page: Any) -> None:
+    """Load the lazy thumbnails below the fold too, so a full-page screenshot shows them."""
+    page.locator("img[loading=lazy]").evaluate_all("imgs => imgs.forEach(i => i.loading = 'eager')")
+    page.wait_for_function("() => [...document.images].every(i => i.complete)")
 
 
 def test_image_page_tags_favourite_rating_and_album(
@@ -115,10 +122,47 @@ def test_trash_page_restores_and_the_image_page_says_trashed(
     assert card.count() == 0
 
 
-def test_duplicates_page_lists_groups(page: Any, server: ServerProcess) -> None:
-    page.goto(server.url + "/duplicates")
-    assert page.get_by_role("heading", level=1).inner_text() == "Duplicates"
-    assert page.locator("section.group").count() + page.locator("p.empty").count() >= 1
+def test_duplicates_page_pages_through_groups_in_both_themes(
+    page: Any, server: ServerProcess, api: httpx.Client, artifacts: Path
+) -> None:
+    # One page holds 20 groups: 21 pairs make a second page. Each pair is one flat colour
+    # in two sizes (identical to the toy colour embedder); the colours fall in distinct
+    # histogram bins, so pairs never join each other.
+    levels = (32, 96, 160, 224)
+    colors = [(r, g, b) for r in levels for g in levels for b in levels][::3][:21]
+    for color in colors:
+        for size in [(64, 48), (96, 72)]:
+            upload(api, image_bytes(color, size=size))
+    deadline = time.monotonic() + 60
+    while api.get("/api/duplicates", params={"limit": 1}).json()["total"] < 21:
+        assert time.monotonic() < deadline, "the duplicates job never grouped the pairs"
+        time.sleep(0.2)
+    for scheme in ["light", "dark"]:
+        page.emulate_media(color_scheme=scheme)
+        page.goto(server.url + "/duplicates")
+        assert page.get_by_role("heading", level=1).inner_text() == "Duplicates"
+        assert page.locator("section.group").count() == 20
+        assert "groups 1-20 shown" in page.inner_text("#count")
+        # A card's caption and button each keep to one line: the similarity never breaks
+        # away from its label, and "Keep this one" is not folded in two.
+        similarities = page.locator(".group .caption .alike")
+        assert similarities.count() == page.locator(".group .card").count()
+        assert similarities.evaluate_all(
+            "spans => spans.every(s => s.getClientRects().length === 1)"
+        )
+        assert page.locator("button[data-keep]").evaluate_all(
+            "bs => bs.every(b => b.getBoundingClientRect().height"
+            " < 2 * parseFloat(getComputedStyle(b).lineHeight))"
+        )
+        load_every_image(page)
+        page.screenshot(path=artifacts / f"duplicates-desktop-{scheme}.png", full_page=True)
+        page.get_by_role("link", name="More groups").click()
+        page.wait_for_url("**/duplicates?offset=20")
+        assert page.locator("section.group h2").first.inner_text().startswith("Group 21")
+        assert "; group 21 shown" in page.inner_text("#count")
+        load_every_image(page)
+        page.screenshot(path=artifacts / f"duplicates-page2-desktop-{scheme}.png", full_page=True)
+        assert page.get_by_role("link", name="Previous groups").is_visible()
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -149,6 +193,11 @@ def test_new_pages_fit_a_phone(
             page.wait_for_load_state("networkidle")
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= PHONE["width"], f"{name} scrolls sideways: {width}px"
+            if name == "album":  # the share form's fields stack, each the form's width
+                form = boxes(page, "#share-create")[0]["width"]
+                fields = boxes(page, "#share-create input")
+                assert [f["width"] for f in fields] == [form] * 2, (form, fields)
+            load_every_image(page)
             page.screenshot(path=artifacts / f"organise-{name}-phone-{scheme}.png", full_page=True)
     finally:
         context.close()

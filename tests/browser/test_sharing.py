@@ -15,7 +15,7 @@ from imgdex.testing import image_bytes
 
 from ..serverproc import ServerProcess
 from ..test_auth import PASSWORDS
-from .conftest import PHONE, Recorder, open_context
+from .conftest import PHONE, Recorder, boxes, open_context
 from .test_access import log_in
 from .test_access import server as server  # the users-mode server fixture
 
@@ -76,7 +76,19 @@ def test_editor_shares_an_album_and_a_logged_out_browser_opens_it(
         "() => document.querySelector('#share-status').textContent.includes('copied')"
     )
     assert page.evaluate("navigator.clipboard.readText()") == url
+    # The form's controls share one top and one height, so their labels line up (a
+    # datetime-local box is taller than a text box by default); the whole link shows.
+    controls = boxes(page, "#share-create input, #share-create button")
+    labels = boxes(page, "#share-create label")
+    for key, found in [("top", controls), ("height", controls), ("top", labels)]:
+        values = [box[key] for box in found]
+        assert max(values) - min(values) < 1, f"share form {key}s differ: {found}"
+    assert page.locator("#share-url").evaluate("e => e.scrollWidth <= e.clientWidth")
     page.screenshot(path=artifacts / "album-share-desktop-light.png", full_page=True)
+    # The same page, with the once-only link and the table shown, in the dark theme.
+    page.emulate_media(color_scheme="dark")
+    page.screenshot(path=artifacts / "album-share-desktop-dark.png", full_page=True)
+    page.emulate_media(color_scheme="light")
     # The token is shown once: the list (and the JSON behind it) never carries it.
     token = url.rsplit("/", 1)[1]
     page.reload()

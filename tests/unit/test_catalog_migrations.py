@@ -142,6 +142,7 @@ def test_a_fresh_catalog_records_every_migration(tmp_path: Path) -> None:
         (7, "keyword index and near-duplicates"),
         (8, "indexed camera and place filters"),
         (9, "duplicate pairs indexed by score"),
+        (11, "a revision of the duplicate pairs"),
     ]
     assert all(applied for _, _, applied in rows)
     assert rows[-1][0] == LATEST
@@ -152,7 +153,7 @@ def test_an_old_catalog_is_migrated_with_its_data(tmp_path: Path) -> None:
     old_catalog(path)
     cat = Catalog(path)
     try:
-        assert [v for v, _, _ in versions(path)] == [2, 3, 4, 5, 6, 7, 8, 9]
+        assert [v for v, _, _ in versions(path)] == [2, 3, 4, 5, 6, 7, 8, 9, 11]
         tables = {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert "meta" not in tables
         row = cat.get_image(IMAGE)
@@ -211,8 +212,8 @@ def test_concurrent_openers_migrate_once(tmp_path: Path) -> None:
     for thread in threads:
         thread.join(60)
     assert errors == []
-    assert sorted(v for versions_ in applied for v in versions_) == [2, 3, 4, 5, 6, 7, 8, 9]
-    assert [v for v, _, _ in versions(path)] == [2, 3, 4, 5, 6, 7, 8, 9]
+    assert sorted(v for versions_ in applied for v in versions_) == [2, 3, 4, 5, 6, 7, 8, 9, 11]
+    assert [v for v, _, _ in versions(path)] == [2, 3, 4, 5, 6, 7, 8, 9, 11]
 
 
 def test_a_catalog_from_a_newer_imgdex_is_refused_untouched(tmp_path: Path) -> None:
@@ -243,14 +244,14 @@ def test_a_migration_filling_a_gap_is_applied_later(tmp_path: Path) -> None:
         migrate(engine)
     finally:
         engine.close()
-    assert [v for v, _, _ in versions(path)] == [2, 3, 4, 6, 7, 8, 9]
+    assert [v for v, _, _ in versions(path)] == [2, 3, 4, 6, 7, 8, 9, 11]
     engine = Engine(SqliteDialect(), str(path))
     try:
         assert migrate(engine) == [5]
         assert current_version(engine) == LATEST
     finally:
         engine.close()
-    assert [v for v, _, _ in versions(path)] == [2, 3, 4, 5, 6, 7, 8, 9]
+    assert [v for v, _, _ in versions(path)] == [2, 3, 4, 5, 6, 7, 8, 9, 11]
     tables = {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"users", "albums"} <= tables
 

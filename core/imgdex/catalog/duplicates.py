@@ -2,7 +2,8 @@
 
 The `find_duplicates` job of an image (per image index) records the pairs it finds and
 marks the image checked in one transaction; pairs are stored once, ``image_a <
-image_b``, and go with either image's hard delete.
+image_b``, and go with either image's hard delete. `duplicates_revision` tells readers
+that cache what the pairs make whether they changed.
 """
 
 from __future__ import annotations
@@ -82,6 +83,12 @@ class DuplicateStore(Store):
             key = (str(a), str(b))
             best[key] = max(best.get(key, 0.0), float(score))
         return [(a, b, score) for (a, b), score in best.items()]
+
+    def duplicates_revision(self) -> int:
+        """A number that changes whenever what `duplicate_pairs` returns may have: a pair
+        recorded, changed or removed, an image with pairs trashed or restored, by any
+        process (the schema's triggers keep it). Read it before the pairs."""
+        return int(self._read("SELECT revision FROM duplicates_revision WHERE id = 1")[0][0])
 
     def forget_duplicate_checks(self, db: Connection, index: str) -> None:
         """Forget what `index` checked and found (its vectors changed: a rebuild)."""

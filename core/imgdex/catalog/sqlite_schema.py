@@ -342,6 +342,35 @@ _FACTS_REVISION = (
 )
 
 
+# A revision of what near-duplicate groups are made of, for the groups cached per
+# threshold (imgdex.ops.duplicate_groups): the triggers bump it on every change to the
+# pairs, and when an image with pairs goes to the trash or comes back, whichever process
+# writes. A hard delete reaches the groups only through its pairs, whose cascade fires the
+# pair trigger. The finder re-records a pair seen from its other image with the same score:
+# that update changes nothing and bumps nothing.
+_DUPLICATES_REVISION = (
+    """CREATE TABLE IF NOT EXISTS duplicates_revision (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    revision INTEGER NOT NULL
+)""",
+    "INSERT INTO duplicates_revision (id, revision) VALUES (1, 0)",
+    "CREATE TRIGGER IF NOT EXISTS duplicates_revision_pair_added AFTER INSERT ON duplicate_pairs "
+    "BEGIN UPDATE duplicates_revision SET revision = revision + 1; END",
+    "CREATE TRIGGER IF NOT EXISTS duplicates_revision_pair_changed "
+    "AFTER UPDATE ON duplicate_pairs WHEN old.score IS NOT new.score "
+    "OR old.image_a IS NOT new.image_a OR old.image_b IS NOT new.image_b "
+    "OR old.index_name IS NOT new.index_name "
+    "BEGIN UPDATE duplicates_revision SET revision = revision + 1; END",
+    "CREATE TRIGGER IF NOT EXISTS duplicates_revision_pair_removed "
+    "AFTER DELETE ON duplicate_pairs "
+    "BEGIN UPDATE duplicates_revision SET revision = revision + 1; END",
+    "CREATE TRIGGER IF NOT EXISTS duplicates_revision_trash AFTER UPDATE OF is_deleted ON images "
+    "WHEN old.is_deleted IS NOT new.is_deleted AND EXISTS (SELECT 1 FROM duplicate_pairs "
+    "WHERE image_a = new.sha256 OR image_b = new.sha256) "
+    "BEGIN UPDATE duplicates_revision SET revision = revision + 1; END",
+)
+
+
 def migrations(dialect: Dialect) -> tuple[Migration, ...]:
     return (
         Migration(2, "baseline", _BASELINE),
@@ -359,4 +388,5 @@ def migrations(dialect: Dialect) -> tuple[Migration, ...]:
         Migration(8, "indexed camera and place filters", _FAST_FILTERS, facts.backfill(dialect)),
         Migration(9, "duplicate pairs indexed by score", _DUPLICATE_SCORES),
         Migration(10, "a revision of what filters match", _FACTS_REVISION),
+        Migration(11, "a revision of the duplicate pairs", _DUPLICATES_REVISION),
     )

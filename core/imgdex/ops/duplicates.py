@@ -6,8 +6,9 @@ records the pairs at least ``duplicates.min_score`` alike. `DuplicateFinder.run_
 which the app runs every ``worker.interval``, plans jobs for the images the index holds
 and has not checked (at start every one, a backfill; then those embedded since) and
 runs them.
-`groups` turns the pairs into groups; `resolve` keeps one image of a group and moves the
-others to the trash (a soft delete, restorable).
+`groups` lists a page of the groups the pairs make (`imgdex.ops.duplicate_groups`,
+which keeps them while the pairs stay the same); `resolve` keeps one image of a group
+and moves the others to the trash (a soft delete, restorable).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from imgdex.errors import BadRequest, NotFound
 from imgdex.ids import check_id
 from imgdex.index import IndexManager
 from imgdex.ops.deletion import Deletion
+from imgdex.ops.duplicate_groups import DuplicateImage, GroupCache
 from imgdex.pools import Pools
 from imgdex.registry import Registry
 
@@ -48,11 +50,6 @@ DEFAULT_LIMIT = 100
 DEFAULT_PER_GROUP = 100
 MAX_PAGE = 1000
 Sha = Annotated[str, Meta(pattern="^[0-9a-f]{32}$")]
-
-
-class DuplicateImage(Struct, kw_only=True, frozen=True):
-    sha256: str
-    score: float  # its best similarity with another image of the group
 
 
 class DuplicateGroup(Struct, kw_only=True, frozen=True):
@@ -157,9 +154,11 @@ class Duplicates:
         self._catalog = catalog
         self._deletion = deletion
         self._pools = pools
+        # The groups per threshold, kept while the pairs and the trash stay the same.
+        self.cache = GroupCache(catalog.duplicates)
 
     async def groups(self, query: GroupsQuery) -> DuplicatesResponse:
-        return await self._pools.run_io(_groups, self._catalog, self.config, query)
+        return await self._pools.run_io(_groups, self.cache, self.config, query)
 
     async def resolve(self, request: ResolveRequest) -> ResolveResponse:
         """Keep `request.keep`, move the `trash` images to the trash (soft delete)."""
@@ -178,7 +177,7 @@ class Duplicates:
         return ResolveResponse(kept=keep, trashed=trash)
 
 
-def _groups(catalog: Catalog, config: DuplicatesConfig, query: GroupsQuery) -> DuplicatesResponse:
+def _groups(cache: GroupCache, config: DuplicatesConfig, query: GroupsQuery) -> DuplicatesResponse:
     """A page of the groups of live images linked by pairs at least `threshold` alike
     (blocking)."""
     threshold = config.threshold if query.threshold is None else query.threshold
@@ -195,39 +194,12 @@ def _groups(catalog: Catalog, config: DuplicatesConfig, query: GroupsQuery) -> D
     ):
         if not low <= value <= high:
             raise BadRequest(f"{name} must be between {low} and {high}", code="bad_request")
-    parent: dict[str, str] = {}
-
-    def root(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    best: dict[str, float] = {}
-    for a, b, score in catalog.duplicate_pairs(threshold):
-        parent[root(a)] = root(b)
-        best[a] = max(best.get(a, 0.0), score)
-        best[b] = max(best.get(b, 0.0), score)
-    members: dict[str, list[str]] = {}
-    for image in best:
-        members.setdefault(root(image), []).append(image)
-    # Every group is ranked (most alike first, then by id: a stable order for paging),
-    # only the page's groups are sorted and cut to `per_group`.
-    ranked = sorted(
-        ((max(best[i] for i in images), min(images), images) for images in members.values()),
-        key=lambda g: (-g[0], g[1]),
-    )
-    page = ranked[query.offset : query.offset + query.limit]
+    ranked = cache.groups(threshold)
     out = [
         DuplicateGroup(
-            id=group_id,
-            size=len(images),
-            images=[
-                DuplicateImage(sha256=i, score=round(best[i], 6))
-                for i in sorted(images, key=lambda i: (-best[i], i))[: query.per_group]
-            ],
+            id=group.id, size=len(group.images), images=list(group.images[: query.per_group])
         )
-        for _, group_id, images in page
+        for group in ranked[query.offset : query.offset + query.limit]
     ]
     return DuplicatesResponse(
         threshold=threshold,

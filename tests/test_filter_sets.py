@@ -59,6 +59,16 @@ def big_index(
     return index
 
 
+def small_index(
+    path: Path, big: tuple[npt.NDArray[np.float32], list[str]], n: int, backend: str = "hnswlib"
+) -> ManagedIndex:
+    """An index of the first `n` of the big corpus."""
+    vectors, images = big
+    index = managed(path / "index", backend)
+    index.add(list(range(1, n + 1)), vectors[:n], [(i, "image", 1, 1) for i in images[:n]])
+    return index
+
+
 def catalog_of(path: Path, images: list[str], chosen: set[int]) -> Catalog:
     """A real catalog of `images`, those at rows `chosen` with source ``in``."""
     catalog = Catalog(path / "catalog.db")
@@ -215,15 +225,20 @@ def test_new_vectors_retire_a_kept_set(
     # fact, but the label map: the kept set of that index is not used again.
     vectors, images = big
     n = 5000
-    index = managed(tmp_path / "index")
-    index.add(list(range(1, n + 1)), vectors[:n], [(i, "image", 1, 1) for i in images[:n]])
-    rows = list(range(0, n, 4))
+    index = small_index(tmp_path, big, n)
+    rows = list(range(0, n, 2))  # broad: its searches post-filter, never enumerate
     catalog = catalog_of(tmp_path, images[:n], set(rows))
-    _, source = warmed(index, catalog, IN)
+    sets, source = warmed(index, catalog, IN)
     query = vectors[n]  # not in the index
     index.add([n + 1], query[None, :], [(images[0], "caption", 1, 1)])  # row 0 matches
     labels = Scope(IN, source).search(index, None)(query, 5)[0].tolist()
     assert labels[0] == n + 1
+    assert len(sets) == 0, "retired, and not rebuilt at once: more vectors may be coming"
+    Scope(IN, source).search(index, None)
+    assert len(sets) == 1, "the second search at the new version builds it again"
+    search = Scope(IN, source).search(index, None)
+    assert search.total == len(rows) + 1
+    assert search(query, 5)[0].tolist()[0] == n + 1
     catalog.close()
 
 
@@ -258,8 +273,7 @@ def test_backends_without_gathered_vectors_search_kept_sets(
 ) -> None:
     vectors, images = big
     n = 2000
-    index = managed(tmp_path / "index", backend="flat")
-    index.add(list(range(1, n + 1)), vectors[:n], [(i, "image", 1, 1) for i in images[:n]])
+    index = small_index(tmp_path, big, n, backend="flat")
     rows = list(range(0, n, 5))
     catalog = catalog_of(tmp_path, images[:n], set(rows))
     sets, source = warmed(index, catalog, IN)

@@ -15,7 +15,8 @@ writers in other processes count too), and for one version of the index's label 
 A search reads the revision first; an entry of another revision is not used. A set is
 built the second time a search uses its filter at the same revision (so a library
 being written to does not rebuild sets that would not outlive the next write), in the
-background, from the catalog's matching ids; an enumerating search hands over the
+background, from the catalog's matching ids (and likewise for the label map's
+version); an enumerating search hands over the
 labels it found. The entries share a memory budget (``search.filter_cache_mb``),
 least recently used first out.
 """
@@ -76,7 +77,8 @@ class FilterSets:
         self._lock = threading.Lock()
         self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
         self._bytes = 0
-        self._seen: OrderedDict[_Key, int] = OrderedDict()  # key -> revision last seen
+        # key -> (revision, label-map version) of its last search without a kept set
+        self._seen: OrderedDict[_Key, tuple[int, int]] = OrderedDict()
         self._building: set[_Key] = set()
 
     def revision(self) -> int:
@@ -91,7 +93,8 @@ class FilterSets:
         revision: int,
     ) -> LabelSubset | None:
         """The kept set for these filters at `revision`, or None (and a build started
-        when this is the filter's second search at this revision)."""
+        when this is the filter's second search at this revision and label map: an
+        index filling up with new vectors would retire each set as soon as it is built)."""
         key = _key(filters, methods, index)
         with self._lock:
             entry = self._entries.get(key)
@@ -100,8 +103,9 @@ class FilterSets:
                     self._entries.move_to_end(key)
                     return entry.subset
                 self._drop(key)
-            again = self._seen.pop(key, None) == revision
-            self._seen[key] = revision
+            now = (revision, index.labels.version)
+            again = self._seen.pop(key, None) == now
+            self._seen[key] = now
             while len(self._seen) > _SEEN_AT_MOST:
                 self._seen.popitem(last=False)
             if not again or key in self._building or self._budget <= 0:

@@ -5,6 +5,8 @@ exact filtered search at every selectivity."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +241,22 @@ def test_new_vectors_retire_a_kept_set(
     search = Scope(IN, source).search(index, None)
     assert search.total == len(rows) + 1
     assert search(query, 5)[0].tolist()[0] == n + 1
+    catalog.close()
+
+
+def test_a_kept_set_does_not_outlive_its_index(
+    big: tuple[npt.NDArray[np.float32], list[str]], tmp_path: Path
+) -> None:
+    n = 3000
+    index = small_index(tmp_path, big, n)
+    catalog = catalog_of(tmp_path, big[1][:n], set(range(0, n, 2)))
+    sets, source = warmed(index, catalog, IN)
+    assert len(sets) == 1
+    old = weakref.ref(index.index)
+    index.index = managed(tmp_path / "rebuilt").index  # as a rebuild swaps it
+    gc.collect()
+    assert old() is None, "the kept set did not keep the old graph in memory"
+    assert Scope(IN, source).search(index, None).total == 0, "nor is it used on the new one"
     catalog.close()
 
 

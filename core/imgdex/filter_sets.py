@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -60,7 +61,9 @@ _GATHER_INLINE = 4096
 class _Entry:
     revision: int
     version: int  # the label map's
-    index: VectorIndex  # the index object the vectors were gathered from
+    # The index object the vectors were gathered from (weakly: a set must not keep a
+    # rebuilt or dropped index's graph in memory).
+    index: weakref.ref[VectorIndex]
     subset: LabelSubset
 
 
@@ -166,7 +169,7 @@ class FilterSets:
             return
         with self._lock:
             self._drop(key)
-            self._entries[key] = _Entry(revision, version, vindex, subset)
+            self._entries[key] = _Entry(revision, version, weakref.ref(vindex), subset)
             self._bytes += subset.nbytes
             while self._bytes > self._budget:
                 self._drop(next(iter(self._entries)))
@@ -199,5 +202,5 @@ def _valid(entry: _Entry, revision: int, index: ManagedIndex) -> bool:
     return (
         entry.revision == revision
         and entry.version == index.labels.version
-        and entry.index is index.index
+        and entry.index() is index.index
     )

@@ -146,6 +146,33 @@ def test_the_revision_moves_with_every_write_a_filter_depends_on(tmp_path: Path)
     catalog.close()
 
 
+def test_the_log_names_the_images_changed_since_a_revision(tmp_path: Path) -> None:
+    images = [f"{i:032x}" for i in range(5000)]
+    catalog = catalog_of(tmp_path, images[:3], {0})
+    start = catalog.images.facts_revision()
+    assert catalog.images.facts_changed(start, 10) == set()
+    with catalog.transaction() as db:
+        catalog.images.update_image(db, images[1], rating=2)
+        catalog.tags.add_tags(db, images[2], ["kite"], "user")
+        catalog.images.update_image(db, images[1], favorite=True)
+    assert catalog.images.facts_changed(start, 10) == {images[1], images[2]}
+    assert catalog.images.facts_changed(start, 2) is None, "more entries than asked for"
+    middle = catalog.images.facts_revision()
+    with catalog.transaction() as db:
+        catalog.albums.create_album(db, name="a", description=None, smart=None, cover=None)
+    assert catalog.images.facts_changed(middle, 10) is None, "any image's matches may change"
+    later = catalog.images.facts_revision()
+    with catalog.transaction() as db:  # more than the log keeps
+        for image in images[3:]:
+            catalog.insert_image(
+                db, id_=image, full=image * 2, width=1, height=1, file_size=1, fmt="PNG",
+                filename="a.png", source="out", status="ready",
+            )  # fmt: skip
+    assert catalog.images.facts_revision() == later + 4997
+    assert catalog.images.facts_changed(later, 10_000) is None, "trimmed from the log"
+    catalog.close()
+
+
 # --- searches through kept sets --------------------------------------------------
 
 
@@ -217,6 +244,46 @@ def test_a_write_in_another_connection_retires_a_kept_set(
     assert first[0] not in again and nearest_out in again, "the old set is not used"
     rows = sorted({*rows, nearest_out - 1} - {first[0] - 1})
     assert again == exact(vectors, vectors[0], rows, 10)
+    catalog.close()
+
+
+@pytest.mark.parametrize("share", [0.5, 0.15])
+def test_a_kept_set_follows_a_few_edits(
+    big_index: ManagedIndex,
+    big: tuple[npt.NDArray[np.float32], list[str]],
+    tmp_path: Path,
+    share: float,
+) -> None:
+    # A person rating or tagging between searches: the set is brought forward through
+    # the images they changed, in whichever connection, and used at once.
+    vectors, images = big
+    rows = list(range(0, N, round(1 / share)))
+    catalog = catalog_of(tmp_path, images, set(rows))
+    sets, source = warmed(big_index, catalog, IN)
+    query = vectors[3]
+    first = Scope(IN, source).search(big_index, None)(query, 10)[0].tolist()
+    outside = sorted(set(range(N)) - set(rows))
+    coming = exact(vectors, query, outside, 2)
+    other = Catalog(tmp_path / "catalog.db")
+    with other.transaction() as db:
+        for label in first[:3]:
+            other.images.update_image(db, images[label - 1], source="out")
+        for label in coming:
+            other.images.update_image(db, images[label - 1], source="in")
+        other.images.update_image(db, images[outside[-1]], rating=4)  # no match either way
+    other.close()
+    rows = sorted({*rows, *(c - 1 for c in coming)} - {f - 1 for f in first[:3]})
+    search = Scope(IN, source).search(big_index, None)
+    assert search.total == len(rows), "the kept set, brought forward, not a first search"
+    labels = search(query, 10)[0].tolist()
+    assert labels == exact(vectors, query, rows, 10)
+    assert set(coming) <= set(labels) and not set(first[:3]) & set(labels)
+    # An album's rule may change any image's matches: no bringing forward then.
+    with catalog.transaction() as db:
+        catalog.albums.create_album(db, name="a", description=None, smart=None, cover=None)
+    search = Scope(IN, source).search(big_index, None)
+    assert len(sets) == 0, "dropped, to be built again"
+    assert search(query, 10)[0].tolist() == exact(vectors, query, rows, 10)
     catalog.close()
 
 

@@ -9,16 +9,18 @@ millisecond. So the labels a filter allows in an index are kept (`LabelSubset`: 
 mask, and for a narrower filter its vectors gathered into one matrix), and a search
 with the same filter uses them at once.
 
-Kept sets never go stale: each is valid for one *facts revision*, a number the catalog
-bumps in the transaction of every write a filter can depend on (SQLite triggers, so
-writers in other processes count too), and for one version of the index's label map.
-A search reads the revision first; an entry of another revision is not used. A set is
-built the second time a search uses its filter at the same revision (so a library
+Kept sets never go stale: each is valid for one *facts revision*, the last entry of a
+log the catalog appends to in the transaction of every write a filter can depend on
+(SQLite triggers, so writers in other processes count too; migration 10), and for one
+version of the index's label map. A search reads the revision first. A set of an older
+revision is brought forward through the images the log names since (a person's edits
+between two searches: the catalog is asked about those few), or dropped when there were
+many or any image's matches may have changed (an album's rule). A set is built the
+second time a search uses its filter at the same revision and label map (a library
 being written to does not rebuild sets that would not outlive the next write), in the
-background, from the catalog's matching ids (and likewise for the label map's
-version); an enumerating search hands over the
-labels it found. The entries share a memory budget (``search.filter_cache_mb``),
-least recently used first out.
+background, from the catalog's matching ids; an enumerating search hands over the
+labels it found. The entries share a memory budget (``search.filter_cache_mb``), least
+recently used first out.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ Background = Callable[[Callable[[], None]], None]
 
 # Filters searched without a kept set, remembered to build one on their second search.
 _SEEN_AT_MOST = 512
+# A kept set is brought forward through at most this many changed facts (else rebuilt).
+_ADVANCE_AT_MOST = 1024
 # An enumerating search keeps at most this many labels itself (gathering their vectors
 # takes about 0.2 ms per 1,000 at 384-d); more are kept in the background.
 _GATHER_INLINE = 4096
@@ -101,10 +105,15 @@ class FilterSets:
         key = _key(filters, methods, index)
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None:
-                if _valid(entry, revision, index):
-                    self._entries.move_to_end(key)
-                    return entry.subset
+            if entry is not None and _valid(entry, revision, index):
+                self._entries.move_to_end(key)
+                return entry.subset
+        if entry is not None and entry.revision < revision and _same_labels(entry, index):
+            subset = self._advance(key, entry, filters, methods, index, revision)
+            if subset is not None:
+                return subset
+        with self._lock:
+            if entry is not None and self._entries.get(key) is entry:
                 self._drop(key)
             now = (revision, index.labels.version)
             again = self._seen.pop(key, None) == now
@@ -131,6 +140,38 @@ class FilterSets:
         else:
             self._background(build)
         return None
+
+    def _advance(
+        self,
+        key: _Key,
+        entry: _Entry,
+        filters: ImageFilters,
+        methods: Collection[str] | None,
+        index: ManagedIndex,
+        revision: int,
+    ) -> LabelSubset | None:
+        """`entry`'s set brought forward to `revision` through the images whose facts
+        changed since (the few a person edits between two searches: ask the catalog
+        about those, not about the whole filter); None when there were many."""
+        images = self._catalog.images.facts_changed(entry.revision, _ADVANCE_AT_MOST)
+        vindex = entry.index()
+        if images is None or vindex is None:
+            return None
+        subset = entry.subset
+        if images:
+            matching = self._catalog.images.matching_among(filters, images)
+            labels = index.labels.labels_of(images, methods)  # those a search can return
+            owners, _, _ = index.labels.resolve(labels.tolist())
+            mine = np.fromiter(
+                (owners[label][0] in matching for label in labels.tolist()), np.bool_, len(labels)
+            )
+            subset = subset.changed(labels[mine], labels[~mine], vindex.gather)
+        with self._lock:
+            if self._entries.get(key) is entry:
+                self._drop(key)
+                self._entries[key] = _Entry(revision, entry.version, entry.index, subset)
+                self._bytes += subset.nbytes
+        return subset
 
     def remember(
         self,
@@ -199,8 +240,8 @@ def _key(filters: ImageFilters, methods: Collection[str] | None, index: ManagedI
 
 
 def _valid(entry: _Entry, revision: int, index: ManagedIndex) -> bool:
-    return (
-        entry.revision == revision
-        and entry.version == index.labels.version
-        and entry.index() is index.index
-    )
+    return entry.revision == revision and _same_labels(entry, index)
+
+
+def _same_labels(entry: _Entry, index: ManagedIndex) -> bool:
+    return entry.version == index.labels.version and entry.index() is index.index

@@ -120,7 +120,7 @@ def test_schema_tables_and_version(catalog: Catalog) -> None:
     assert {"keyword_docs", "keyword_fts", "duplicate_pairs", "duplicate_checks"} <= tables
     assert "cameras" in tables
     assert "meta" not in tables  # it held only the version, which schema_version records
-    assert {"facts_revision", "duplicates_revision"} <= tables
+    assert {"facts_changes", "duplicates_revision"} <= tables
     assert catalog.engine.read("SELECT version FROM schema_version ORDER BY version") == [
         (v,) for v in range(2, 12)
     ]

@@ -142,7 +142,7 @@ def test_a_fresh_catalog_records_every_migration(tmp_path: Path) -> None:
         (7, "keyword index and near-duplicates"),
         (8, "indexed camera and place filters"),
         (9, "duplicate pairs indexed by score"),
-        (10, "a revision of what filters match"),
+        (10, "a log of what filters match"),
         (11, "a revision of the duplicate pairs"),
     ]
     assert all(applied for _, _, applied in rows)

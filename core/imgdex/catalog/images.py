@@ -215,9 +215,23 @@ class ImageStore(Store):
         return out
 
     def facts_revision(self) -> int:
-        """A number that changes with every committed write a filter's matches can
-        depend on (triggers of migration 10): equal numbers, equal matches."""
-        return int(self._read("SELECT rev FROM facts_revision WHERE id = 1")[0][0])
+        """A number that grows with every committed write a filter's matches can depend
+        on (the last entry of migration 10's log): equal numbers, equal matches."""
+        return int(self._read("SELECT COALESCE(MAX(rev), 0) FROM facts_changes")[0][0])
+
+    def facts_changed(self, since: int, limit: int) -> set[str] | None:
+        """The images whose filtered facts changed after revision `since` (the log's
+        entries after it), or None when that cannot be told in at most `limit` entries:
+        more changes, entries trimmed from the log, or a change to any image's matches
+        (an album's rule)."""
+        rows = self._read(
+            "SELECT rev, image FROM facts_changes WHERE rev > ? ORDER BY rev LIMIT ?",
+            (since, limit + 1),
+        )
+        if len(rows) > limit or (rows and rows[0][0] != since + 1):
+            return None
+        images = {row[1] for row in rows}
+        return None if None in images else images
 
     def filter_ids(self, filters: ImageFilters) -> set[str]:
         """The ids of the live (not deleted) images matching `filters`."""

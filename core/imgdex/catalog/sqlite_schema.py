@@ -310,35 +310,45 @@ _DUPLICATE_SCORES = (
 )
 
 
-# What a filter can depend on, as one number: SQLite bumps it in the transaction that
-# changes any of it (triggers, so that every writer, in any process, counts). A cache of
-# what a filter matches (`imgdex.filter_sets`) is valid while the number stays the same.
+# What a filter can depend on, as a log of changes: SQLite appends the image a write
+# touched in the transaction of the write (triggers, so that every writer, in any process,
+# counts; NULL when any image's matches may change: an album's rule). The last row's
+# number is the *facts revision*: the sets of labels a filter allows kept between
+# searches (`imgdex.filter_sets`) are valid at one revision, and brought forward through
+# the images changed since. The log keeps the last `_FACTS_LOG` changes.
 _FILTERED_COLUMNS = (
     "taken_local, camera_id, source, favorite, rating, gps_lat, gps_lon, gps_x, gps_y, "
     "gps_z, format, is_deleted"
 )
-_BUMP = "BEGIN UPDATE facts_revision SET rev = rev + 1 WHERE id = 1; END"
-_FACTS_REVISION = (
-    """CREATE TABLE IF NOT EXISTS facts_revision (
-    id  INTEGER PRIMARY KEY CHECK (id = 1),
-    rev INTEGER NOT NULL
+_FACTS_LOG = 4096
+
+
+def _log(image: str) -> str:
+    return f"BEGIN INSERT INTO facts_changes (image) VALUES ({image}); END"
+
+
+_FACTS_CHANGES = (
+    """CREATE TABLE IF NOT EXISTS facts_changes (
+    rev   INTEGER PRIMARY KEY AUTOINCREMENT,
+    image TEXT                                      -- NULL: any image's matches
 )""",
-    "INSERT OR IGNORE INTO facts_revision (id, rev) VALUES (1, 0)",
-    f"CREATE TRIGGER IF NOT EXISTS facts_image_new AFTER INSERT ON images {_BUMP}",
-    f"CREATE TRIGGER IF NOT EXISTS facts_image_gone AFTER DELETE ON images {_BUMP}",
+    "CREATE TRIGGER IF NOT EXISTS facts_changes_trim AFTER INSERT ON facts_changes "
+    f"BEGIN DELETE FROM facts_changes WHERE rev <= NEW.rev - {_FACTS_LOG}; END",
+    f"CREATE TRIGGER IF NOT EXISTS facts_image_new AFTER INSERT ON images {_log('NEW.sha256')}",
+    f"CREATE TRIGGER IF NOT EXISTS facts_image_gone AFTER DELETE ON images {_log('OLD.sha256')}",
     "CREATE TRIGGER IF NOT EXISTS facts_image_changed "
-    f"AFTER UPDATE OF {_FILTERED_COLUMNS} ON images {_BUMP}",
+    f"AFTER UPDATE OF {_FILTERED_COLUMNS} ON images {_log('NEW.sha256')}",
     *(
-        f"CREATE TRIGGER IF NOT EXISTS facts_{table}_{event.lower()} "
-        f"AFTER {event} ON {table} {_BUMP}"
+        f"CREATE TRIGGER IF NOT EXISTS facts_{table}_{event.lower()} AFTER {event} ON {table} "
+        + _log(("OLD" if event == "DELETE" else "NEW") + ".image_sha256")
         for table in ("image_tags", "album_images")
         for event in ("INSERT", "DELETE", "UPDATE")
     ),
     # A smart album's rule is what the `album` filter matches (ids are never reused, but
     # a filter may name an album before it exists).
-    f"CREATE TRIGGER IF NOT EXISTS facts_album_new AFTER INSERT ON albums {_BUMP}",
-    f"CREATE TRIGGER IF NOT EXISTS facts_album_rule AFTER UPDATE OF smart ON albums {_BUMP}",
-    f"CREATE TRIGGER IF NOT EXISTS facts_album_gone AFTER DELETE ON albums {_BUMP}",
+    f"CREATE TRIGGER IF NOT EXISTS facts_album_new AFTER INSERT ON albums {_log('NULL')}",
+    "CREATE TRIGGER IF NOT EXISTS facts_album_rule AFTER UPDATE OF smart ON albums " + _log("NULL"),
+    f"CREATE TRIGGER IF NOT EXISTS facts_album_gone AFTER DELETE ON albums {_log('NULL')}",
 )
 
 
@@ -387,6 +397,6 @@ def migrations(dialect: Dialect) -> tuple[Migration, ...]:
         ),
         Migration(8, "indexed camera and place filters", _FAST_FILTERS, facts.backfill(dialect)),
         Migration(9, "duplicate pairs indexed by score", _DUPLICATE_SCORES),
-        Migration(10, "a revision of what filters match", _FACTS_REVISION),
+        Migration(10, "a log of what filters match", _FACTS_CHANGES),
         Migration(11, "a revision of the duplicate pairs", _DUPLICATES_REVISION),
     )

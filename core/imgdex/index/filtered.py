@@ -70,16 +70,39 @@ _KEPT_MARGIN = 1.2
 
 
 class LabelSubset:
-    """The labels of one index a filter allows (ascending), and their vectors as one
-    matrix when the index gathered them (`VectorIndex.gather`)."""
+    """The labels of one index a filter allows (unique), and their vectors as one matrix,
+    a row per label, when the index gathered them (`VectorIndex.gather`)."""
 
     def __init__(
         self, labels: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32] | None = None
     ) -> None:
         self.labels = labels
         self.vectors = vectors
-        self._mask = np.zeros(int(labels[-1]) + 1 if len(labels) else 0, np.bool_)
+        self._mask = np.zeros(int(labels.max()) + 1 if len(labels) else 0, np.bool_)
         self._mask[labels] = True
+
+    def changed(
+        self,
+        allowed: npt.NDArray[np.int64],
+        refused: npt.NDArray[np.int64],
+        gather: Callable[[npt.NDArray[np.int64]], npt.NDArray[np.float32] | None],
+    ) -> LabelSubset:
+        """This set with the labels `allowed` in and `refused` out; the vectors of new
+        labels come from `gather` (the set drops its matrix when it cannot give them)."""
+        leaving = refused[self.allows(refused)]
+        new = np.setdiff1d(allowed, self.labels)
+        if not len(leaving) and not len(new):
+            return self
+        labels, vectors = self.labels, self.vectors
+        if len(leaving):
+            stay = ~np.isin(labels, leaving)
+            labels = labels[stay]
+            vectors = None if vectors is None else vectors[stay]
+        if len(new):
+            labels = np.concatenate([labels, new])
+            more = None if vectors is None else gather(new)
+            vectors = None if vectors is None or more is None else np.concatenate([vectors, more])
+        return LabelSubset(labels, vectors)
 
     def allows(self, labels: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
         inside = labels < len(self._mask)

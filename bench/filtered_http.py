@@ -89,7 +89,8 @@ def apply_ratings(data: Path, ids: list[str], ratings: npt.NDArray[np.int64]) ->
 def facts_revision(data: Path) -> int:
     """Read from the catalog beside the server (reads only; WAL lets it)."""
     with sqlite3.connect(data / "imgdex.db") as db:
-        return int(db.execute("SELECT rev FROM facts_revision WHERE id = 1").fetchone()[0])
+        row = db.execute("SELECT COALESCE(MAX(rev), 0) FROM facts_changes").fetchone()
+        return int(row[0])
 
 
 class Cases:

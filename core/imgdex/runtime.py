@@ -73,7 +73,8 @@ class Runtime:
         self.uploads = UploadBudget(server.uploads_in_flight_bytes, server.upload_wait)
         # How upload bodies are read: large ones staged next to the stored files.
         self.spooling = Spooling(self.blobs.staging, server.upload_spool_bytes, self.uploads)
-        locks = ImageLocks()
+        # Held by whatever reads or writes one image's files and rows as a whole.
+        self.locks = locks = ImageLocks()
         catalog, blobs, registry, pools = self.catalog, self.blobs, self.registry, self.pools
         self.vectors = VectorWriter(catalog, blobs, self.indexes)
         self.images = ImageReader(catalog, blobs, pools)

@@ -210,6 +210,7 @@ async def _startup(runtime: Runtime, preload: bool) -> None:
             runtime.blobs,
             runtime.registry,
             runtime.wakeup,
+            runtime.locks,
         )
     except Exception:
         log.exception("start-up storage recovery failed")

@@ -1,8 +1,11 @@
 """Schema versions: the dialect's numbered migrations, applied at start-up.
 
-``schema_version`` holds one row per applied migration. Each migration runs in its own
-write transaction together with its row, so two processes opening the catalog at once
-apply it once, and a kill mid-way leaves the previous version intact.
+``schema_version`` holds one row per applied migration. The migrations a catalog lacks
+run in one write transaction together with their rows, so two processes opening the
+catalog at once apply each once, and a kill mid-way leaves the previous version intact.
+One transaction, not one per migration: openers racing for a dozen write locks each
+starved one another on a loaded machine (a waiter polls the lock, and others took it in
+between) until one of them gave up after the 30 s busy timeout, "database is locked".
 """
 
 from __future__ import annotations
@@ -36,16 +39,15 @@ def migrate(engine: Engine) -> list[int]:
     dialect = engine.dialect
     migrations = sorted(dialect.migrations(), key=lambda m: m.version)
     latest = migrations[-1].version if migrations else 0
+    applied: list[int] = []
     with engine.transaction() as db:
         db.execute(_VERSION_TABLE)
-    if (found := current_version(engine)) > latest:
-        raise CatalogTooNew(
-            f"the catalog is at schema version {found}, this imgdex knows up to {latest}: "
-            "upgrade imgdex"
-        )
-    applied: list[int] = []
-    for migration in migrations:
-        with engine.transaction() as db:
+        if (found := current_version(engine)) > latest:
+            raise CatalogTooNew(
+                f"the catalog is at schema version {found}, this imgdex knows up to {latest}: "
+                "upgrade imgdex"
+            )
+        for migration in migrations:
             done = db.execute(
                 "SELECT 1 FROM schema_version WHERE version = ?", (migration.version,)
             ).fetchone()
@@ -60,5 +62,5 @@ def migrate(engine: Engine) -> list[int]:
                 f"VALUES (?, ?, {dialect.now})",
                 (migration.version, migration.name),
             )
-        applied.append(migration.version)
+            applied.append(migration.version)
     return applied

@@ -1,6 +1,6 @@
 """The dialect seam holds: SQLite-only SQL lives in the SQLite dialect alone
-(imgdex.catalog.sqlite and its schema, sqlite_schema), and no module outside the catalog
-package runs SQL."""
+(imgdex.catalog.sqlite, its schema sqlite_schema and change logs sqlite_changes), and
+no module outside the catalog package runs SQL."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import imgdex.catalog
 
 CORE = Path(imgdex.__file__).parent
 PACKAGE = Path(imgdex.catalog.__file__).parent
-DIALECT_MODULES = {"sqlite.py", "sqlite_schema.py"}
+DIALECT_MODULES = {"sqlite.py", "sqlite_schema.py", "sqlite_changes.py"}
 
 # Constructs PostgreSQL lacks or spells differently; the SQLite dialect supplies them.
 SQLITE_ONLY = {

@@ -168,9 +168,7 @@ class FilterSets:
             subset = subset.changed(labels[mine], labels[~mine], vindex.gather)
         with self._lock:
             if self._entries.get(key) is entry:
-                self._drop(key)
-                self._entries[key] = _Entry(revision, entry.version, entry.index, subset)
-                self._bytes += subset.nbytes
+                self._store(key, _Entry(revision, entry.version, entry.index, subset))
         return subset
 
     def remember(
@@ -209,11 +207,16 @@ class FilterSets:
         if subset.nbytes > self._budget:
             return
         with self._lock:
-            self._drop(key)
-            self._entries[key] = _Entry(revision, version, weakref.ref(vindex), subset)
-            self._bytes += subset.nbytes
-            while self._bytes > self._budget:
-                self._drop(next(iter(self._entries)))
+            self._store(key, _Entry(revision, version, weakref.ref(vindex), subset))
+
+    def _store(self, key: _Key, entry: _Entry) -> None:
+        """Under the lock: `entry` in place of the key's, within the budget (a set brought
+        forward may have grown), the least recently used out."""
+        self._drop(key)
+        self._entries[key] = entry
+        self._bytes += entry.subset.nbytes
+        while self._bytes > self._budget:
+            self._drop(next(iter(self._entries)))
 
     def _drop(self, key: _Key) -> None:
         """Under the lock."""

@@ -17,6 +17,9 @@ from imgdex.testing import image_bytes
 
 def test_recovery_waits_for_an_upload_in_flight(imgdex_client: TestClient[Any]) -> None:
     runtime = imgdex_client.app.state.runtime
+    # Start-up recovery runs in the background; were it still listing files, it would
+    # register this test's files before the test's own recovery does.
+    assert runtime.recovered.wait(60)
     data = image_bytes("green", pattern=3)
     full = sha256_hex(data)
     id_ = image_id(full)
@@ -54,6 +57,9 @@ def test_recovery_waits_for_an_upload_in_flight(imgdex_client: TestClient[Any]) 
 
 def test_recovery_still_registers_a_killed_uploads_files(imgdex_client: TestClient[Any]) -> None:
     runtime = imgdex_client.app.state.runtime
+    # Start-up recovery runs in the background; were it still listing files, it would
+    # register this test's files before the test's own recovery does.
+    assert runtime.recovered.wait(60)
     data = image_bytes("blue", pattern=5)
     id_ = image_id(sha256_hex(data))
     runtime.blobs.put_image(id_, "image.png", data, b"thumbnail")  # no row: a kill came

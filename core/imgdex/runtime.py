@@ -5,6 +5,8 @@ directly by whoever needs it (the API through `imgdex.api.deps`, the CLI, tests)
 
 from __future__ import annotations
 
+import threading
+
 from imgdex import datalock
 from imgdex.blobs import BlobStore, LocalBlobStore
 from imgdex.budget import UploadBudget
@@ -75,6 +77,9 @@ class Runtime:
         self.spooling = Spooling(self.blobs.staging, server.upload_spool_bytes, self.uploads)
         # Held by whatever reads or writes one image's files and rows as a whole.
         self.locks = locks = ImageLocks()
+        # Set once start-up storage recovery has finished (or failed); uploads do not
+        # wait for it, since it takes each image's lock before touching it.
+        self.recovered = threading.Event()
         catalog, blobs, registry, pools = self.catalog, self.blobs, self.registry, self.pools
         self.vectors = VectorWriter(catalog, blobs, self.indexes)
         self.images = ImageReader(catalog, blobs, pools)

@@ -181,12 +181,16 @@ def test_image_page_descriptions_zoom_and_arrow_keys(
     assert [(d["method"], d["content"]) for d in described] == [
         ("human", "a green meadow under a wide sky")
     ]
-    # Edit it in place.
+    # Edit it in place. The saved panel replaces the old one and takes the focus, so wait
+    # for the new panel (the box holds the new text before it is saved).
+    page.locator("#descriptions").evaluate("panel => { panel.dataset.old = 'yes'; }")
     box = page.locator(".desc-edit textarea")
     box.fill("a green meadow at dawn")
     page.locator(".desc-edit").get_by_role("button", name="Save").click()
     page.wait_for_function(
-        "() => document.querySelector('.desc-edit textarea')?.value === 'a green meadow at dawn'"
+        "() => { const panel = document.querySelector('#descriptions');"
+        " return panel && !panel.dataset.old"
+        " && panel.querySelector('.desc-edit textarea')?.value === 'a green meadow at dawn'; }"
     )
     assert api.get(f"/api/images/{shas[1]}/descriptions").json()[0]["content"] == (
         "a green meadow at dawn"

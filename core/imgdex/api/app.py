@@ -214,6 +214,8 @@ async def _startup(runtime: Runtime, preload: bool) -> None:
         )
     except Exception:
         log.exception("start-up storage recovery failed")
+    finally:
+        runtime.recovered.set()
     wake = runtime.wakeup.ring
     if not preload:
         wake()

@@ -128,6 +128,7 @@ class FilterSets:
         def build() -> None:
             try:
                 images = self._catalog.images.filter_ids(filters)
+                index.labels.order_by_image()  # so that bringing the set forward is quick
                 self._keep(key, revision, version, vindex, index.labels.labels_of(images, methods))
             except Exception:  # a build only saves time: the search went on without it
                 log.exception("building the labels filter %s allows failed", filters)
@@ -184,10 +185,19 @@ class FilterSets:
         label-map `version` were); many are kept in the background, as gathering their
         vectors takes a while (8 ms for 10,000 at 384-d)."""
         key, vindex = _key(filters, methods, index), index.index
-        if len(labels) <= _GATHER_INLINE or self._background is None:
+        if self._background is None:
+            index.labels.order_by_image()
             self._keep(key, revision, version, vindex, labels)
+        elif len(labels) <= _GATHER_INLINE:
+            self._keep(key, revision, version, vindex, labels)
+            self._background(index.labels.order_by_image)
         else:
-            self._background(lambda: self._keep(key, revision, version, vindex, labels))
+
+            def keep() -> None:
+                index.labels.order_by_image()  # so that bringing the set forward is quick
+                self._keep(key, revision, version, vindex, labels)
+
+            self._background(keep)
 
     def _keep(
         self,

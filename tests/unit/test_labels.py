@@ -280,3 +280,44 @@ def test_labels_of_few_or_many_images(wanted_count: int) -> None:
             if i in wanted and alive and (methods is None or m in methods)
         ]
         assert labels.labels_of(wanted, methods).tolist() == sorted(expected)
+
+
+def test_labels_of_a_few_images_by_the_image_order() -> None:
+    # Once the rows are ordered by image id, every answer must still be the scan's: dead
+    # labels, other methods, repeated and unknown ids, two ids sharing their first half,
+    # and a map that changed since the order was made (then the scan answers again).
+    labels = LabelMap()
+    ids = [image(n) for n in range(3000)]
+    half = ids[7][:16] + ("f" if ids[7][16] != "f" else "e") + ids[7][17:]
+    rows = [(n + 1, key(n, "image" if n % 3 else "text", ids[n]), n % 5 != 2) for n in range(3000)]
+    rows.append((4001, key(9, "image", half), True))
+    labels.load(rows, len(rows))
+
+    def expected(methods: set[str] | None = None) -> list[int]:
+        wanted = set(asked)
+        return sorted(
+            label
+            for label, (i, m, *_), alive in rows
+            if i in wanted and alive and (methods is None or m in methods)
+        )
+
+    asked = [ids[3], ids[7], ids[7], ids[12], half, image(99_999)]
+    scanned = labels.labels_of(asked).tolist()
+    assert scanned == expected()
+    before = labels.nbytes
+    labels.order_by_image()
+    assert labels.nbytes > before, "the order's memory counts"
+    order = labels._order
+    for methods in (None, {"image"}, {"text"}):
+        assert labels.labels_of(asked, methods).tolist() == expected(methods)
+    labels.order_by_image()
+    assert labels._order is order, "made once per state"
+    labels.set_alive([4, 13], False)  # the order still holds; aliveness is read anew
+    rows = [(n, k, alive and n not in (4, 13)) for n, k, alive in rows]
+    assert labels.labels_of(asked).tolist() == expected()
+    assert labels._order is order
+    labels.add([5000], [key(12, "text", ids[12])])  # a new row: the order no longer holds
+    rows.append((5000, key(12, "text", ids[12]), True))
+    assert labels.labels_of(asked).tolist() == expected()
+    labels.order_by_image()
+    assert labels._order is not order and labels.labels_of(asked).tolist() == expected()

@@ -27,6 +27,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from imgdex.index.image_order import ImageOrder
+
 __all__ = ["Key", "LabelMap", "Ranked"]
 
 _ID_BYTES = 16  # image ids are the first 32 hex digits of the SHA-256
@@ -99,6 +101,7 @@ class LabelMap:
         # Changes with every write: what was derived from the map at one version (the
         # labels a filter allows, `imgdex.filter_sets`) holds while it stays the same.
         self.version = 0
+        self._order: ImageOrder | None = None  # rows by image id (`order_by_image`)
 
     def __len__(self) -> int:
         state = self._state
@@ -106,8 +109,9 @@ class LabelMap:
 
     @property
     def nbytes(self) -> int:
-        state = self._state
-        return sum(a.nbytes for a in state.columns)
+        state, order = self._state, self._order
+        kept = sum(a.nbytes for a in order[2:]) if order is not None else 0
+        return sum(a.nbytes for a in state.columns) + kept
 
     # --- writing (callers hold the index's write lock as well) ------------------------
 
@@ -252,6 +256,9 @@ class LabelMap:
         if not state.size or not len(wanted):
             return np.empty(0, np.int64)
         size = state.size
+        if len(wanted) * 64 < size and (order := self._image_order(state)) is not None:
+            at = order.rows_of(wanted)
+            return self._live_labels(state, at, methods)
         mine = state.images[:size].view(np.uint64)  # (size, 2): each id's two halves
         wanted = wanted[np.lexsort((wanted[:, 1], wanted[:, 0]))]
         hi, lo = np.ascontiguousarray(wanted[:, 0]), np.ascontiguousarray(wanted[:, 1])
@@ -275,12 +282,36 @@ class LabelMap:
             found = zip(mine[at, 0].tolist(), mine[at, 1].tolist(), strict=True)
             match[at] = [pair in pairs for pair in found]
         at = np.flatnonzero(match) if rows is None else rows[match]  # rows of the map
+        return self._live_labels(state, at, methods)
+
+    def _live_labels(
+        self, state: _State, at: npt.NDArray[np.intp], methods: Collection[str] | None
+    ) -> npt.NDArray[np.int64]:
+        """The labels at rows `at` (ascending) that are alive and of `methods`."""
         at = at[state.alive[at]]
         if methods is not None:
             codes = [self._method_codes[m] for m in methods if m in self._method_codes]
             at = at[np.isin(state.methods[at], codes)]
         labels: npt.NDArray[np.int64] = state.labels[at]
         return labels
+
+    def _image_order(self, state: _State) -> ImageOrder | None:
+        """The rows' order by image id if `order_by_image` made it for `state`."""
+        order = self._order
+        if order is not None and order.labels is state.labels and order.size == state.size:
+            return order
+        return None
+
+    def order_by_image(self) -> None:
+        """Order the rows by image id (unless they are): the labels of a few images then
+        cost microseconds, not a pass over every label (0.8 ms at 100k), as bringing a
+        kept filter set forward asks. It costs 10 ms at 100k and holds until the map
+        next changes beyond aliveness: `imgdex.filter_sets` calls it off the request path."""
+        state = self._state
+        if state.size and self._image_order(state) is None:
+            self._order = ImageOrder.of(
+                state.labels, state.images, state.size
+            )  # one attribute write: readers see either
 
     def rank(
         self,

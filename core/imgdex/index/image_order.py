@@ -1,0 +1,51 @@
+"""A label map's rows ordered by image id (`imgdex.index.labels.LabelMap.order_by_image`):
+the labels of a few images are then a binary search each, instead of a pass over every
+label."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["ImageOrder"]
+
+
+class ImageOrder(NamedTuple):
+    """A map's rows `[:size]` sorted by the first 64 bits of their image id."""
+
+    labels: npt.NDArray[np.int64]  # the state's labels array: which state this is for
+    size: int
+    rows: npt.NDArray[np.intp]
+    hi: npt.NDArray[np.uint64]  # the ids' first halves, in `rows` order
+    lo: npt.NDArray[np.uint64]
+
+    @classmethod
+    def of(
+        cls, labels: npt.NDArray[np.int64], images: npt.NDArray[np.uint8], size: int
+    ) -> ImageOrder:
+        """The order of rows `[:size]` of a label map whose image ids are `images`
+        (16 bytes a row) and whose labels array is `labels`."""
+        halves = images[:size].view(np.uint64)
+        rows = np.argsort(halves[:, 0], kind="stable")
+        sorted_halves = halves[rows]
+        hi = np.ascontiguousarray(sorted_halves[:, 0])
+        lo = np.ascontiguousarray(sorted_halves[:, 1])
+        return cls(labels, size, rows, hi, lo)
+
+    def rows_of(self, wanted: npt.NDArray[np.uint64]) -> npt.NDArray[np.intp]:
+        """The rows (ascending) whose image id is one of `wanted` (``(n, 2)`` halves)."""
+        first = self.hi.searchsorted(wanted[:, 0], "left")
+        last = self.hi.searchsorted(wanted[:, 0], "right")
+        if np.all(last - first <= 1):  # the rule: no two ids share their first 64 bits
+            hit = (last > first) & (self.lo[np.minimum(first, len(self.lo) - 1)] == wanted[:, 1])
+            return np.unique(self.rows[first[hit]])
+        found = [
+            row
+            for (lo, start, stop) in zip(
+                wanted[:, 1].tolist(), first.tolist(), last.tolist(), strict=True
+            )
+            for row in self.rows[start:stop][self.lo[start:stop] == lo].tolist()
+        ]
+        return np.unique(np.asarray(found, dtype=np.intp))

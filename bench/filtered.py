@@ -19,6 +19,9 @@ filtered search runs per index, catalog included, two ways in turns:
   later search with the filter costs;
 - **kept, after an edit**: the same, each query after an (untimed) edit of one image's
   favourite flag: the kept set brought forward through the changed image first.
+- **kept, after a new vector**: the same, each query after an (untimed) vector added to
+  the index (a caption of an existing image): the set brought forward through the new
+  label first.
 
 Beside them: the same index unfiltered, and raw ``hnswlib.knn_query`` on the same graph.
 All ask for the server's window for top_k 10 (k = 50) and score recall@10 of the first
@@ -115,6 +118,18 @@ def run(
         with catalog.transaction() as db:
             catalog.images.update_image(db, images[i % len(images)], favorite=i % 2 == 0)
 
+    fresh = iter(range(len(images) + 1, 10**9))
+    noise = np.random.default_rng(7)
+
+    def new_vector() -> None:
+        """A description's vector added between two searches (untimed), as while a
+        library is being described: a label-map change. Random, so far from every
+        query (the recall's truth holds)."""
+        label = next(fresh)
+        vector = noise.standard_normal(args.dim).astype(np.float32)
+        vector /= np.linalg.norm(vector)
+        index.add([label], vector[None, :], [(images[label % len(images)], "caption", 1, 1)])
+
     def plain(_: ImageFilters, q: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
         return index.search(q, k)[0]
 
@@ -135,6 +150,7 @@ def run(
                     "first search": after,
                     "kept": kept,
                     "kept, after an edit": (edit, kept),
+                    "kept, after a new vector": (new_vector, kept),
                 },
             )
         )

@@ -287,27 +287,72 @@ def test_a_kept_set_follows_a_few_edits(
     catalog.close()
 
 
-def test_new_vectors_retire_a_kept_set(
-    big: tuple[npt.NDArray[np.float32], list[str]], tmp_path: Path
+@pytest.mark.parametrize("step", [2, 50])  # broad (post-filtered), narrow (its matrix)
+def test_a_kept_set_follows_new_and_hidden_vectors(
+    big: tuple[npt.NDArray[np.float32], list[str]], tmp_path: Path, step: int
 ) -> None:
-    # A vector added to a matching image (a new description, say) changes no filtered
-    # fact, but the label map: the kept set of that index is not used again.
+    # Vectors added to an index (a new description of an image, say) or hidden (one
+    # deleted) change no filtered fact, only the label map: the set is brought forward
+    # through those labels and used at once, for the methods it was kept for.
     vectors, images = big
     n = 5000
     index = small_index(tmp_path, big, n)
-    rows = list(range(0, n, 2))  # broad: its searches post-filter, never enumerate
+    rows = list(range(0, n, step))
     catalog = catalog_of(tmp_path, images[:n], set(rows))
     sets, source = warmed(index, catalog, IN)
+    warmed_images = Scope(IN, source)
+    for _ in range(2):
+        warmed_images.search(index, {"image"})
+    assert len(sets) == 2
     query = vectors[n]  # not in the index
     index.add([n + 1], query[None, :], [(images[0], "caption", 1, 1)])  # row 0 matches
-    labels = Scope(IN, source).search(index, None)(query, 5)[0].tolist()
-    assert labels[0] == n + 1
-    assert len(sets) == 0, "retired, and not rebuilt at once: more vectors may be coming"
+    index.add([n + 2], vectors[n + 1][None, :], [(images[1], "caption", 1, 1)])  # 1 does not
+    search = Scope(IN, source).search(index, None)
+    assert search.total == len(rows) + 1, "brought forward, not a first search"
+    labels = search(query, 5)[0].tolist()
+    assert labels[0] == n + 1 and n + 2 not in labels
+    assert len(sets) == 2
+    only_images = Scope(IN, source).search(index, {"image"})
+    assert only_images.total == len(rows), "a caption's label is not an image's"
+    assert n + 1 not in only_images(query, 5)[0].tolist()
+    # Hidden (its image deleted): out of the set; shown again: back in.
+    index.hide([n + 1, rows[-1] + 1])
+    search = Scope(IN, source).search(index, None)
+    assert search.total == len(rows) - 1
+    labels = search(query, 10)[0].tolist()
+    assert n + 1 not in labels and rows[-1] + 1 not in labels
+    assert labels == exact(vectors, query, rows[:-1], 10)
+    index.unhide([n + 1])
+    search = Scope(IN, source).search(index, None)
+    assert search.total == len(rows) and search(query, 5)[0].tolist()[0] == n + 1
+    assert len(sets) == 2
+
+
+def test_many_new_vectors_or_a_reload_retire_a_kept_set(
+    big: tuple[npt.NDArray[np.float32], list[str]], tmp_path: Path
+) -> None:
+    vectors, images = big
+    n = 5000
+    index = small_index(tmp_path, big, n)
+    rows = list(range(0, n, 2))
+    catalog = catalog_of(tmp_path, images[:n], set(rows))
+    sets, source = warmed(index, catalog, IN)
+    more = 1100  # more labels than a set is brought forward through
+    index.add(
+        list(range(n + 1, n + more + 1)),
+        vectors[n : n + more],
+        [(images[i % n], "caption", 1, 1) for i in range(more)],
+    )
+    search = Scope(IN, source).search(index, None)
+    assert search.total == len(index), "a first search: the set was dropped"
+    assert len(sets) == 0, "and not rebuilt at once: more vectors may be coming"
     Scope(IN, source).search(index, None)
     assert len(sets) == 1, "the second search at the new version builds it again"
-    search = Scope(IN, source).search(index, None)
-    assert search.total == len(rows) + 1
-    assert search(query, 5)[0].tolist()[0] == n + 1
+    assert Scope(IN, source).search(index, None).total == len(rows) + more // 2
+    index.labels.load(
+        ((label, (images[label - 1], "image", 1, 1), True) for label in range(1, n + 1)), n
+    )
+    assert Scope(IN, source).search(index, None).total == len(index), "reloaded: not known"
     catalog.close()
 
 

@@ -13,13 +13,14 @@ Kept sets never go stale: each is valid for one *facts revision*, the last entry
 log the catalog appends to in the transaction of every write a filter can depend on
 (SQLite triggers, so writers in other processes count too; migration 10), and for one
 version of the index's label map. A search reads the revision first. A set of an older
-revision is brought forward through the images the log names since (a person's edits
-between two searches: the catalog is asked about those few), or dropped when there were
-many or any image's matches may have changed (an album's rule). A set is built the
-second time a search uses its filter at the same revision and label map (a library
-being written to does not rebuild sets that would not outlive the next write), in the
-background, from the catalog's matching ids; an enumerating search hands over the
-labels it found. The entries share a memory budget (``search.filter_cache_mb``), least
+revision or label map is brought forward through the images the log names since (a
+person's edits between two searches) and the labels the map changed since (vectors
+added as a library is described, or hidden): the catalog is asked about those few. It
+is dropped when there were many, the map was loaded anew, or any image's matches may
+have changed (an album's rule). A set is built the second time a search uses its filter
+at the same revision and label map (a library being written to fast does not rebuild
+sets the next writes would retire), in the background, from the catalog's matching
+ids; an enumerating search hands over the labels it found. The entries share a memory budget (``search.filter_cache_mb``), least
 recently used first out.
 """
 
@@ -108,7 +109,7 @@ class FilterSets:
             if entry is not None and _valid(entry, revision, index):
                 self._entries.move_to_end(key)
                 return entry.subset
-        if entry is not None and entry.revision < revision and _same_labels(entry, index):
+        if entry is not None and _behind(entry, revision, index):
             subset = self._advance(key, entry, filters, methods, index, revision)
             if subset is not None:
                 return subset
@@ -151,25 +152,44 @@ class FilterSets:
         index: ManagedIndex,
         revision: int,
     ) -> LabelSubset | None:
-        """`entry`'s set brought forward to `revision` through the images whose facts
-        changed since (the few a person edits between two searches: ask the catalog
-        about those, not about the whole filter); None when there were many."""
-        images = self._catalog.images.facts_changed(entry.revision, _ADVANCE_AT_MOST)
+        """`entry`'s set brought forward to `revision` and the label map's version now,
+        through the images whose facts changed since (the few a person edits between
+        two searches) and the labels mapped, hidden or shown again since (vectors being
+        added as a library is described): the catalog is asked about those few, not
+        about the whole filter. None when there were many."""
         vindex = entry.index()
-        if images is None or vindex is None:
+        changes = index.labels.changes_since(entry.version)
+        if vindex is None or changes is None or len(changes[0]) > _ADVANCE_AT_MOST:
             return None
+        changed, version = changes
+        images: set[str] = set()
+        if entry.revision < revision:
+            found = self._catalog.images.facts_changed(entry.revision, _ADVANCE_AT_MOST)
+            if found is None:
+                return None
+            images = found
         subset = entry.subset
-        if images:
-            matching = self._catalog.images.matching_among(filters, images)
-            labels = index.labels.labels_of(images, methods)  # those a search can return
+        if images or len(changed):
+            # Those a search can return now (alive, mapped, of `methods`) stay or come in
+            # if their image matches; the others (hidden, of other methods) leave.
+            labels = np.union1d(index.labels.labels_of(images, methods), changed)
             owners, _, _ = index.labels.resolve(labels.tolist())
+            kinds = None if methods is None else set(methods)
+            owner = {
+                label: image
+                for label, (image, method) in owners.items()
+                if kinds is None or method in kinds
+            }
+            matching = self._catalog.images.matching_among(filters, set(owner.values()))
             mine = np.fromiter(
-                (owners[label][0] in matching for label in labels.tolist()), np.bool_, len(labels)
+                (owner.get(label) in matching for label in labels.tolist()), np.bool_, len(labels)
             )
             subset = subset.changed(labels[mine], labels[~mine], vindex.gather)
+            if subset.vectors is None and entry.subset.vectors is not None:
+                return None  # a new label not in the graph yet (mapped first): build anew
         with self._lock:
             if self._entries.get(key) is entry:
-                self._store(key, _Entry(revision, entry.version, entry.index, subset))
+                self._store(key, _Entry(revision, version, entry.index, subset))
         return subset
 
     def remember(
@@ -258,3 +278,9 @@ def _valid(entry: _Entry, revision: int, index: ManagedIndex) -> bool:
 
 def _same_labels(entry: _Entry, index: ManagedIndex) -> bool:
     return entry.version == index.labels.version and entry.index() is index.index
+
+
+def _behind(entry: _Entry, revision: int, index: ManagedIndex) -> bool:
+    """Whether `entry` is of an older revision or label map of the same index."""
+    older = entry.revision <= revision and entry.version <= index.labels.version
+    return older and not _valid(entry, revision, index) and entry.index() is index.index

@@ -321,3 +321,24 @@ def test_labels_of_a_few_images_by_the_image_order() -> None:
     assert labels.labels_of(asked).tolist() == expected()
     labels.order_by_image()
     assert labels._order is not order and labels.labels_of(asked).tolist() == expected()
+
+
+def test_the_map_tells_which_labels_changed_since_a_version() -> None:
+    labels = LabelMap()
+    labels.load([(n, key(n), True) for n in range(1, 11)], 10)
+    loaded = labels.version
+    assert labels.changes_since(loaded - 1) is None, "before a load: not known"
+    labels.add([11, 12], [key(11), key(12)])
+    labels.set_alive([3], False)
+    changed, version = labels.changes_since(loaded) or (None, None)
+    assert changed is not None and changed.tolist() == [3, 11, 12] and version == labels.version
+    labels.add([2], [key(2, "caption")])  # mapped again
+    assert (labels.changes_since(version) or (None,))[0].tolist() == [2]
+    assert (labels.changes_since(labels.version) or (None,))[0].tolist() == []
+    # The log keeps the last few thousand labels: a version older than that is not known.
+    labels.add(list(range(100, 4196)), [key(n) for n in range(100, 4196)])
+    assert labels.changes_since(version) is None
+    latest = labels.changes_since(labels.version - 1)
+    assert latest is not None and latest[0].tolist() == list(range(100, 4196))
+    labels.add(list(range(5000, 9100)), [key(n) for n in range(5000, 9100)])  # more than kept
+    assert labels.changes_since(labels.version - 1) is None

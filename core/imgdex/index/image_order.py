@@ -1,15 +1,44 @@
-"""A label map's rows ordered by image id (`imgdex.index.labels.LabelMap.order_by_image`):
-the labels of a few images are then a binary search each, instead of a pass over every
-label."""
+"""Image ids as a label map holds them (16 bytes, or two 64-bit halves), and its rows
+ordered by image id (`imgdex.index.labels.LabelMap.order_by_image`): the labels of a few
+images are then a binary search each, instead of a pass over every label."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ImageOrder"]
+__all__ = ["ID_BYTES", "ImageOrder", "id_halves", "image_bytes"]
+
+ID_BYTES = 16  # image ids are the first 32 hex digits of the SHA-256
+
+
+def image_bytes(image: str) -> bytes | None:
+    """The 16 bytes of an image id, or None for anything but 32 lowercase hex digits."""
+    if len(image) != 2 * ID_BYTES:
+        return None
+    try:
+        raw = bytes.fromhex(image)
+    except ValueError:
+        return None
+    return raw if raw.hex() == image else None  # only the canonical (lowercase) spelling
+
+
+def id_halves(images: Collection[str]) -> npt.NDArray[np.uint64]:
+    """Image ids as ``(n, 2)`` 64-bit halves; ids that are not 32 lowercase hex digits
+    (never in a label map) are left out."""
+    ids = list(images)
+    joined = "".join(ids)
+    if len(joined) != 2 * ID_BYTES * len(ids) or joined != joined.lower():
+        ids = [i for i in ids if image_bytes(i) is not None]
+        joined = "".join(ids)
+    try:
+        raw = bytes.fromhex(joined)  # one call for all: 90k ids in a few ms
+    except ValueError:
+        raw = b"".join(b for i in ids if (b := image_bytes(i)) is not None)
+    return np.frombuffer(raw, np.uint8).reshape(-1, ID_BYTES).view(np.uint64)
 
 
 class ImageOrder(NamedTuple):

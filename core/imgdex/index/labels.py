@@ -27,11 +27,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from imgdex.index.image_order import ImageOrder
+from imgdex.index.image_order import ID_BYTES as _ID_BYTES
+from imgdex.index.image_order import ImageOrder, id_halves, image_bytes
+from imgdex.index.label_log import LabelLog
 
 __all__ = ["Key", "LabelMap", "Ranked"]
 
-_ID_BYTES = 16  # image ids are the first 32 hex digits of the SHA-256
 _LOAD_CHUNK = 1024
 
 
@@ -61,31 +62,6 @@ def _empty(capacity: int) -> _State:
     )
 
 
-def _image_bytes(image: str) -> bytes | None:
-    if len(image) != 2 * _ID_BYTES:
-        return None
-    try:
-        raw = bytes.fromhex(image)
-    except ValueError:
-        return None
-    return raw if raw.hex() == image else None  # only the canonical (lowercase) spelling
-
-
-def _id_halves(images: Collection[str]) -> npt.NDArray[np.uint64]:
-    """Image ids as ``(n, 2)`` 64-bit halves; ids that are not 32 lowercase hex digits
-    (never in a label map) are left out."""
-    ids = list(images)
-    joined = "".join(ids)
-    if len(joined) != 2 * _ID_BYTES * len(ids) or joined != joined.lower():
-        ids = [i for i in ids if _image_bytes(i) is not None]
-        joined = "".join(ids)
-    try:
-        raw = bytes.fromhex(joined)  # one call for all: 90k ids in a few ms
-    except ValueError:
-        raw = b"".join(b for i in ids if (b := _image_bytes(i)) is not None)
-    return np.frombuffer(raw, np.uint8).reshape(-1, _ID_BYTES).view(np.uint64)
-
-
 Key = tuple[str, str, int, int]
 """What a label embeds: ``(image, method, width, height)``."""
 
@@ -101,6 +77,7 @@ class LabelMap:
         # Changes with every write: what was derived from the map at one version (the
         # labels a filter allows, `imgdex.filter_sets`) holds while it stays the same.
         self.version = 0
+        self._log = LabelLog()  # the labels each recent version changed
         self._order: ImageOrder | None = None  # rows by image id (`order_by_image`)
 
     def __len__(self) -> int:
@@ -145,6 +122,7 @@ class LabelMap:
                 size = state.size
             self._state = state._replace(size=size)
             self.version += 1
+            self._log.reset(self.version)
 
     def add(self, labels: Sequence[int], keys: Sequence[Key]) -> None:
         """Map new labels (alive). Labels come in increasing order as a rule (catalog ids);
@@ -165,7 +143,7 @@ class LabelMap:
                 for column, values in zip(old.columns, new, strict=True):
                     column[n : n + k] = values
                 self._state = old._replace(size=n + k)
-                self.version += 1
+                self._changed(labels)
                 return
             columns = [np.concatenate([c[:n], v]) for c, v in zip(old.columns, new, strict=True)]
             if not in_order:
@@ -175,7 +153,7 @@ class LabelMap:
                 order = order[np.append(ordered[1:] != ordered[:-1], True)]
                 columns = [c[order] for c in columns]
             self._state = _filled(columns, max(len(columns[0]), 2 * len(old.labels), 1024))
-            self.version += 1
+            self._changed(labels)
 
     def set_alive(self, labels: Sequence[int], alive: bool) -> None:
         """Mark labels searchable or not (hidden in the index); unknown labels are skipped."""
@@ -185,13 +163,26 @@ class LabelMap:
             state = self._state
             pos, found = _find(state, np.asarray(labels, dtype=np.int64))
             state.alive[pos[found]] = alive
-            self.version += 1
+            self._changed(labels)
+
+    def _changed(self, labels: Sequence[int]) -> None:
+        """Under the lock: a new version, which changed `labels`."""
+        self.version += 1
+        self._log.record(self.version, np.asarray(labels, dtype=np.int64))
+
+    def changes_since(self, version: int) -> tuple[npt.NDArray[np.int64], int] | None:
+        """The labels changed after `version` (ascending), and the version that brings
+        what was derived at `version` to; None when the map no longer knows (it was
+        loaded anew, or too much changed since)."""
+        with self._lock:
+            changed = self._log.since(version)
+            return None if changed is None else (changed, self.version)
 
     def _encode(self, rows: Iterable[tuple[int, Key, bool]]) -> list[npt.NDArray[Any]]:
         """The columns of `rows` (in `_State` order), leaving out unmappable image ids."""
         labels, images, sizes, methods, alive = [], [], [], [], []
         for label, (image, method, width, height), live in rows:
-            raw = _image_bytes(image)
+            raw = image_bytes(image)
             if raw is None or not (0 <= width < 2**32 and 0 <= height < 2**32):
                 continue  # not mappable: the catalog answers for this label
             code = self._method_codes.get(method)
@@ -252,7 +243,7 @@ class LabelMap:
         what a filtered search may return from this index. Vectorised: a filter can
         match most of a large library."""
         state = self._state
-        wanted = _id_halves(images)
+        wanted = id_halves(images)
         if not state.size or not len(wanted):
             return np.empty(0, np.int64)
         size = state.size

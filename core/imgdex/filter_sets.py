@@ -20,8 +20,8 @@ is dropped when there were many, the map was loaded anew, or any image's matches
 have changed (an album's rule). A set is built the second time a search uses its filter
 at the same revision and label map (a library being written to fast does not rebuild
 sets the next writes would retire), in the background, from the catalog's matching
-ids; an enumerating search hands over the labels it found. The entries share a memory budget (``search.filter_cache_mb``), least
-recently used first out.
+ids; an enumerating search hands over the labels it found. The entries share a memory
+budget (``search.filter_cache_mb``), least recently used first out.
 """
 
 from __future__ import annotations

@@ -316,11 +316,37 @@ def test_labels_of_a_few_images_by_the_image_order() -> None:
     rows = [(n, k, alive and n not in (4, 13)) for n, k, alive in rows]
     assert labels.labels_of(asked).tolist() == expected()
     assert labels._order is order
-    labels.add([5000], [key(12, "text", ids[12])])  # a new row: the order no longer holds
-    rows.append((5000, key(12, "text", ids[12]), True))
+    # Rows appended (vectors added): the order is extended, not made again.
+    added = [ids[12], ids[12], ids[3], image(77_777)]
+    labels.add(list(range(5000, 5004)), [key(12 + n, "text", i) for n, i in enumerate(added)])
+    rows += [(5000 + n, key(12 + n, "text", i), True) for n, i in enumerate(added)]
+    asked.append(image(77_777))
+    assert labels._order is not order and labels._order is not None
+    assert labels._order.size == len(rows)
+    assert labels.labels_of(asked).tolist() == expected()
+    assert np.all(labels._order.hi[1:] >= labels._order.hi[:-1])
+    # Grown past its arrays' capacity, still in label order: extended too.
+    more = [(9000 + n, key(n, "image", image(50_000 + n)), True) for n in range(3000)]
+    labels.add([r[0] for r in more], [r[1] for r in more])
+    rows += more
+    asked += [image(50_000), image(52_999)]
+    assert labels._order is not None and labels._order.size == len(rows)
+    assert labels.labels_of(asked).tolist() == expected()
+    arrays = labels._state.labels
+    labels.add([20_000], [key(1, "image", ids[3])])  # appended in place (room to spare)
+    rows.append((20_000, key(1, "image", ids[3]), True))
+    assert labels._state.labels is arrays and labels._order.labels is arrays
+    assert labels._order.size == len(rows)
+    assert labels.labels_of(asked).tolist() == expected()
+    # A label mapped again (out of order): the order no longer holds; the scan answers.
+    labels.add([5], [key(5, "image", ids[3])])
+    rows = [(n, k, a) for n, k, a in rows if n != 5] + [(5, key(5, "image", ids[3]), True)]
+    assert labels._order.size != len(labels._state.labels[: labels._state.size]) or (
+        labels._order.labels is not labels._state.labels
+    )
     assert labels.labels_of(asked).tolist() == expected()
     labels.order_by_image()
-    assert labels._order is not order and labels.labels_of(asked).tolist() == expected()
+    assert labels.labels_of(asked).tolist() == expected()
 
 
 def test_the_map_tells_which_labels_changed_since_a_version() -> None:

@@ -143,6 +143,7 @@ class LabelMap:
                 for column, values in zip(old.columns, new, strict=True):
                     column[n : n + k] = values
                 self._state = old._replace(size=n + k)
+                self._extend_order(old, self._state)
                 self._changed(labels)
                 return
             columns = [np.concatenate([c[:n], v]) for c, v in zip(old.columns, new, strict=True)]
@@ -153,6 +154,8 @@ class LabelMap:
                 order = order[np.append(ordered[1:] != ordered[:-1], True)]
                 columns = [c[order] for c in columns]
             self._state = _filled(columns, max(len(columns[0]), 2 * len(old.labels), 1024))
+            if in_order:  # the rows before stay where they were
+                self._extend_order(old, self._state)
             self._changed(labels)
 
     def set_alive(self, labels: Sequence[int], alive: bool) -> None:
@@ -164,6 +167,12 @@ class LabelMap:
             pos, found = _find(state, np.asarray(labels, dtype=np.int64))
             state.alive[pos[found]] = alive
             self._changed(labels)
+
+    def _extend_order(self, old: _State, new: _State) -> None:
+        """Under the lock: the order by image id of `old`, if made, for `new`, which has
+        the same rows and more after them."""
+        if (order := self._image_order(old)) is not None:
+            self._order = order.extended(new.labels, new.images, new.size)
 
     def _changed(self, labels: Sequence[int]) -> None:
         """Under the lock: a new version, which changed `labels`."""
@@ -296,13 +305,12 @@ class LabelMap:
     def order_by_image(self) -> None:
         """Order the rows by image id (unless they are): the labels of a few images then
         cost microseconds, not a pass over every label (0.8 ms at 100k), as bringing a
-        kept filter set forward asks. It costs 10 ms at 100k and holds until the map
-        next changes beyond aliveness: `imgdex.filter_sets` calls it off the request path."""
+        kept filter set forward asks. It costs 10 ms at 100k (`imgdex.filter_sets` calls
+        it off the request path); added rows extend it, a reload or a label mapped again
+        ends it."""
         state = self._state
-        if state.size and self._image_order(state) is None:
-            self._order = ImageOrder.of(
-                state.labels, state.images, state.size
-            )  # one attribute write: readers see either
+        if state.size and self._image_order(state) is None:  # readers see old or new
+            self._order = ImageOrder.of(state.labels, state.images, state.size)
 
     def rank(
         self,

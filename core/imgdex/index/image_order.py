@@ -79,17 +79,16 @@ class ImageOrder(NamedTuple):
         )
 
     def rows_of(self, wanted: npt.NDArray[np.uint64]) -> npt.NDArray[np.intp]:
-        """The rows (ascending) whose image id is one of `wanted` (``(n, 2)`` halves)."""
+        """The rows (ascending) whose image id is one of `wanted` (``(n, 2)`` halves).
+
+        Each wanted id's rows by its first half are a range (an image has a row per
+        label: its image vector, each description's), checked against the second half
+        all at once: the ranges laid end to end."""
         first = self.hi.searchsorted(wanted[:, 0], "left")
-        last = self.hi.searchsorted(wanted[:, 0], "right")
-        if np.all(last - first <= 1):  # the rule: no two ids share their first 64 bits
-            hit = (last > first) & (self.lo[np.minimum(first, len(self.lo) - 1)] == wanted[:, 1])
-            return np.unique(self.rows[first[hit]])
-        found = [
-            row
-            for (lo, start, stop) in zip(
-                wanted[:, 1].tolist(), first.tolist(), last.tolist(), strict=True
-            )
-            for row in self.rows[start:stop][self.lo[start:stop] == lo].tolist()
-        ]
-        return np.unique(np.asarray(found, dtype=np.intp))
+        lengths = self.hi.searchsorted(wanted[:, 0], "right") - first
+        ends = np.cumsum(lengths)
+        at = np.repeat(first - ends + lengths, lengths) + np.arange(
+            int(ends[-1]) if len(ends) else 0
+        )
+        hit = self.lo[at] == np.repeat(wanted[:, 1], lengths)
+        return np.unique(self.rows[at[hit]])

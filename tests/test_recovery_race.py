@@ -12,35 +12,44 @@ from litestar.testing import TestClient
 
 from imgdex.ids import image_id, sha256_hex
 from imgdex.ops.recovery import recover_storage
+from imgdex.runtime import Runtime
 from imgdex.testing import image_bytes
 
 
-def test_recovery_waits_for_an_upload_in_flight(imgdex_client: TestClient[Any]) -> None:
-    runtime = imgdex_client.app.state.runtime
-    # Start-up recovery runs in the background; were it still listing files, it would
-    # register this test's files before the test's own recovery does.
+def settled(client: TestClient[Any]) -> Runtime:
+    """The app's runtime once its start-up recovery has ended: were it still listing
+    files, it would register a test's files before the test's own recovery does."""
+    runtime: Runtime = client.app.state.runtime
     assert runtime.recovered.wait(60)
+    return runtime
+
+
+def recover(runtime: Runtime) -> dict[str, int]:
+    """Storage recovery, as the app runs it at start."""
+    return recover_storage(
+        runtime.config.images,
+        runtime.catalog,
+        runtime.blobs,
+        runtime.registry,
+        runtime.wakeup,
+        runtime.locks,
+    )
+
+
+def test_recovery_waits_for_an_upload_in_flight(imgdex_client: TestClient[Any]) -> None:
+    runtime = settled(imgdex_client)
     data = image_bytes("green", pattern=3)
     full = sha256_hex(data)
     id_ = image_id(full)
     report: dict[str, int] = {}
 
-    def recover() -> None:
-        report.update(
-            recover_storage(
-                runtime.config.images,
-                runtime.catalog,
-                runtime.blobs,
-                runtime.registry,
-                runtime.wakeup,
-                runtime.locks,
-            )
-        )
+    def recover_in_background() -> None:
+        report.update(recover(runtime))
 
     # An upload between storing its files and committing its row, as `Ingest` does it.
     with runtime.locks.of(id_):
         runtime.blobs.put_image(id_, "image.png", data, b"thumbnail")
-        recovery = threading.Thread(target=recover)
+        recovery = threading.Thread(target=recover_in_background)
         recovery.start()
         recovery.join(1.0)
         assert recovery.is_alive(), "recovery waits for the image's lock"
@@ -56,21 +65,11 @@ def test_recovery_waits_for_an_upload_in_flight(imgdex_client: TestClient[Any]) 
 
 
 def test_recovery_still_registers_a_killed_uploads_files(imgdex_client: TestClient[Any]) -> None:
-    runtime = imgdex_client.app.state.runtime
-    # Start-up recovery runs in the background; were it still listing files, it would
-    # register this test's files before the test's own recovery does.
-    assert runtime.recovered.wait(60)
+    runtime = settled(imgdex_client)
     data = image_bytes("blue", pattern=5)
     id_ = image_id(sha256_hex(data))
     runtime.blobs.put_image(id_, "image.png", data, b"thumbnail")  # no row: a kill came
-    report = recover_storage(
-        runtime.config.images,
-        runtime.catalog,
-        runtime.blobs,
-        runtime.registry,
-        runtime.wakeup,
-        runtime.locks,
-    )
+    report = recover(runtime)
     assert report["recovered"] == 1
     r = imgdex_client.get(f"/api/images/{id_}")
     assert r.status_code == 200, r.text

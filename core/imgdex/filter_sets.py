@@ -205,18 +205,17 @@ class FilterSets:
         label-map `version` were); many are kept in the background, as gathering their
         vectors takes a while (8 ms for 10,000 at 384-d)."""
         key, vindex = _key(filters, methods, index), index.index
-        if self._background is None:
-            index.labels.order_by_image()
+
+        def keep() -> None:
+            index.labels.order_by_image()  # so that bringing the set forward is quick
             self._keep(key, revision, version, vindex, labels)
+
+        if self._background is None:
+            keep()
         elif len(labels) <= _GATHER_INLINE:
             self._keep(key, revision, version, vindex, labels)
             self._background(index.labels.order_by_image)
         else:
-
-            def keep() -> None:
-                index.labels.order_by_image()  # so that bringing the set forward is quick
-                self._keep(key, revision, version, vindex, labels)
-
             self._background(keep)
 
     def _keep(
@@ -273,14 +272,14 @@ def _key(filters: ImageFilters, methods: Collection[str] | None, index: ManagedI
 
 
 def _valid(entry: _Entry, revision: int, index: ManagedIndex) -> bool:
-    return entry.revision == revision and _same_labels(entry, index)
-
-
-def _same_labels(entry: _Entry, index: ManagedIndex) -> bool:
-    return entry.version == index.labels.version and entry.index() is index.index
+    return (entry.revision, entry.version) == (revision, index.labels.version) and (
+        entry.index() is index.index
+    )
 
 
 def _behind(entry: _Entry, revision: int, index: ManagedIndex) -> bool:
-    """Whether `entry` is of an older revision or label map of the same index."""
-    older = entry.revision <= revision and entry.version <= index.labels.version
-    return older and not _valid(entry, revision, index) and entry.index() is index.index
+    """Whether `entry` is of an older revision or label map (not both the same) of
+    the same index."""
+    mine, now = (entry.revision, entry.version), (revision, index.labels.version)
+    older = mine[0] <= now[0] and mine[1] <= now[1] and mine != now
+    return older and entry.index() is index.index
